@@ -1,0 +1,105 @@
+"""The `liftnn` command line (typer + rich).
+
+Commands: train, demo, inspect, bench, report.  Each validates its arguments before any work and
+exits with status 2 and a one-line message on bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="liftnn: train neural networks as nonlinear optimal control problems.")
+console = Console(stderr=True)
+
+
+def fail(msg: str) -> None:
+    """Print a one-line error and exit with status 2."""
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(2)
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """--opt key=value pairs -> dict (values parsed as JSON where possible)."""
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            fail(f"--opt expects key=value; got {p!r}")
+        k, v = p.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+@app.command()
+def train(
+    problem: str = typer.Option("sin2", help="data set name (liftnn.datasets.names())"),
+    n: Optional[int] = typer.Option(None, help="number of training points (where the data set takes n)"),
+    arch: str = typer.Option("1-16-16-1", help="layer sizes, e.g. 1-16-16-1"),
+    activation: str = typer.Option("relu", help="hidden activation"),
+    output_activation: str = typer.Option("identity"),
+    init: str = typer.Option("glorot_uniform", help="initialiser"),
+    method: str = typer.Option("adam", help="training method"),
+    seed: int = typer.Option(0, help="initial-weight seed"),
+    data_seed: int = typer.Option(0, help="data seed (noise draws)"),
+    max_iter: Optional[int] = typer.Option(None, help="iteration / epoch limit"),
+    opt: list[str] = typer.Option([], "--opt", help="extra method option key=value (repeatable)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    save_model: Optional[Path] = typer.Option(None, help="write PATH.json + PATH.npz"),
+):
+    """Train one network and report train/test MSE, time and status."""
+    import liftnn as ln
+    from liftnn.errors import LiftnnError
+
+    try:
+        kw = {"n": n} if n is not None else {}
+        data = ln.datasets.load(problem, seed=data_seed, **kw)
+        model = ln.MLP(arch, activation=activation, output_activation=output_activation, init=init)
+        options = parse_options(opt)
+        if max_iter is not None:
+            options["max_iter"] = max_iter
+        if save_model is not None:
+            from liftnn.models.io import check_writable
+
+            check_writable(save_model)
+        res = ln.train(model, data, method=method, seed=seed, **options)
+    except LiftnnError as exc:
+        fail(str(exc))
+    if save_model is not None:
+        from liftnn.models.io import save_model as _save
+
+        _save(save_model, model, res.params)
+    out = {
+        "problem": problem, "n": data.n, "arch": model.arch, "activation": activation,
+        "method": method, "init": model.init_name, "seed": seed, "data_seed": data_seed,
+        "train_mse": res.train_mse, "test_mse": res.test_mse, "time_s": res.time_s,
+        "iterations": int(res.nit), "status": res.status, "message": res.get("message", ""),
+    }
+    if as_json:
+        print(json.dumps(out))
+    else:
+        console.print(
+            f"[bold]{method}[/] on {problem} (n={data.n}, {model.arch} {activation}, {model.init_name}, "
+            f"seed {seed}): train MSE {res.train_mse:.4g}, test MSE {res.test_mse:.4g}, "
+            f"{int(res.nit)} iterations, {res.time_s:.2f} s, status {res.status}"
+        )
+
+
+def main():  # console-script entry point
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""The Dataset container and the registry behind `liftnn.datasets.load`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from liftnn._validate import as_2d_finite, check_choice
+from liftnn.errors import LiftnnError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Training and test data, samples as rows.
+
+    x_train: (m, d_in), y_train: (m, d_out), x_test: (m_test, d_in), y_test: (m_test, d_out);
+    meta: a dict describing how the data were made (name, seed, noise, ...).
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        xt = as_2d_finite("x_train", self.x_train)
+        yt = as_2d_finite("y_train", self.y_train)
+        if xt.shape[0] != yt.shape[0]:
+            raise LiftnnError(f"x_train has {xt.shape[0]} samples but y_train has {yt.shape[0]}")
+        xs = as_2d_finite("x_test", np.reshape(self.x_test, (-1, xt.shape[1])), allow_empty=True)
+        ys = as_2d_finite("y_test", np.reshape(self.y_test, (-1, yt.shape[1])), allow_empty=True)
+        if xs.shape[0] != ys.shape[0]:
+            raise LiftnnError(f"x_test has {xs.shape[0]} samples but y_test has {ys.shape[0]}")
+        for name, arr in (("x_train", xt), ("y_train", yt), ("x_test", xs), ("y_test", ys)):
+            object.__setattr__(self, name, arr)
+
+    @property
+    def n(self) -> int:
+        """Number of training samples."""
+        return int(self.x_train.shape[0])
+
+    @property
+    def d_in(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def d_out(self) -> int:
+        return int(self.y_train.shape[1])
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", "custom"))
+
+
+_REGISTRY: dict[str, Callable[..., Dataset]] = {}
+
+
+def register(name: str):
+    """Decorator: register a data-set builder under `name` (builder(seed=..., **kw) -> Dataset)."""
+
+    def deco(fn):
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def names() -> list[str]:
+    """The registered data-set names."""
+    return sorted(_REGISTRY)
+
+
+def load(name: str, seed: int = 0, **kw) -> Dataset:
+    """Build data set `name`, deterministically for `seed`.  Unknown names raise LiftnnError."""
+    check_choice("data set", name, _REGISTRY)
+    try:
+        return _REGISTRY[name](seed=seed, **kw)
+    except TypeError as exc:
+        if "unexpected keyword" in str(exc):
+            raise LiftnnError(f"data set {name!r}: {exc}") from None
+        raise

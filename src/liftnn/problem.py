@@ -1,0 +1,104 @@
+"""A training problem: a model, data and a loss; the objective every network solver minimises.
+
+    C(theta) = loss(f_theta(X), Y) + weight_decay / 2 * ||theta||^2
+
+For the least-squares losses ("mse", "sse") the objective is also 1/2 ||r(theta)||^2 with the
+single-shooting residual r = c (f_theta(X) - Y) stacked with sqrt(weight_decay) theta, which is
+what Gauss-Newton and Levenberg-Marquardt use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from liftnn._validate import check_positive
+from liftnn.errors import LiftnnError
+from liftnn.models.losses import get_loss, is_least_squares, residual_scale
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingProblem:
+    """model + data + loss.  X: (m, d_in), Y: (m, d_out); optional validation data."""
+
+    model: object
+    X: np.ndarray
+    Y: np.ndarray
+    loss: str = "mse"
+    weight_decay: float = 0.0
+    X_val: np.ndarray | None = None
+    Y_val: np.ndarray | None = None
+
+    def __post_init__(self):
+        X, Y = self.model.check_data(self.X, self.Y)
+        object.__setattr__(self, "X", jnp.asarray(X))
+        object.__setattr__(self, "Y", jnp.asarray(Y))
+        get_loss(self.loss)
+        check_positive("weight_decay", self.weight_decay, strict=False)
+        if (self.X_val is None) != (self.Y_val is None):
+            raise LiftnnError("give both X_val and Y_val, or neither")
+        if self.X_val is not None:
+            Xv, Yv = self.model.check_data(self.X_val, self.Y_val)
+            object.__setattr__(self, "X_val", jnp.asarray(Xv))
+            object.__setattr__(self, "Y_val", jnp.asarray(Yv))
+
+    @property
+    def m(self) -> int:
+        return int(self.X.shape[0])
+
+    @cached_property
+    def _unravel(self):
+        from jax.flatten_util import ravel_pytree
+
+        return ravel_pytree(self.model.init(0))[1]
+
+    def flatten(self, params) -> jax.Array:
+        from jax.flatten_util import ravel_pytree
+
+        return ravel_pytree(params)[0]
+
+    def unflatten(self, theta):
+        return self._unravel(theta)
+
+    # --- objective, in params and in the flat vector theta ------------------------------------
+    def data_loss(self, params, X=None, Y=None):
+        X = self.X if X is None else X
+        Y = self.Y if Y is None else Y
+        return get_loss(self.loss)(self.model.apply(params, X), Y)
+
+    def objective(self, params, X=None, Y=None):
+        """C(params) = loss + weight_decay/2 ||theta||^2."""
+        c = self.data_loss(params, X, Y)
+        if self.weight_decay:
+            c = c + 0.5 * self.weight_decay * jnp.sum(self.flatten(params) ** 2)
+        return c
+
+    def fun(self, theta):
+        """C as a function of the flat parameter vector."""
+        return self.objective(self.unflatten(theta))
+
+    def residual(self, theta):
+        """Single-shooting residual r(theta) with C = 1/2 ||r||^2 (least-squares losses only)."""
+        if not is_least_squares(self.loss):
+            raise LiftnnError(f"loss {self.loss!r} is not a least-squares loss; gn/lm need mse or sse")
+        params = self.unflatten(theta)
+        c = residual_scale(self.loss, int(np.prod(self.Y.shape)))
+        r = c * (self.model.apply(params, self.X) - self.Y).reshape(-1)
+        if self.weight_decay:
+            r = jnp.concatenate([r, jnp.sqrt(self.weight_decay) * theta])
+        return r
+
+    def mse(self, params, X=None, Y=None) -> float:
+        """Plain mean squared error of the network on (X, Y) (what reports call train/test MSE)."""
+        X = self.X if X is None else X
+        Y = self.Y if Y is None else Y
+        return float(jnp.mean((self.model.apply(params, X) - Y) ** 2))
+
+    def val_loss(self, params):
+        if self.X_val is None:
+            return None
+        return self.data_loss(params, self.X_val, self.Y_val)
