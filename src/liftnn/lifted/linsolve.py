@@ -1,0 +1,177 @@
+"""Structured linear solves for the reduced (states-eliminated) Gauss-Newton system.
+
+After eliminating every sample's states (liftnn.lifted.gauss_newton), the weight step solves
+
+    M d = -g,   M = sum_i Jh_i^T G_i^{-1} Jh_i + cc I,   g = sum_i Jh_i^T G_i^{-1} rh_i + mu_w theta,
+
+with Jh_i of size O x P (O outputs, P weights) and cc = mu_w + damping.  Three exact modes:
+
+- "primal": form the P x P matrix M (cost m O P^2, linear in m) and factor it by Cholesky.
+- "dual":   when m O < P, the push-through identity gives the same step from the m O x m O system
+            K = Jh Jh^T + cc blockdiag(G):  d = -Jh^T K^{-1} (rh - (mu_w/cc) Jh theta) - (mu_w/cc) theta
+            (cost (m O)^2 P; used only while m O < P, so it is bounded by the primal cost).
+- "cg":     matrix-free preconditioned conjugate gradients with products Jh v and Jh^T w (each
+            one forward / backward sweep over the samples) and the per-neuron blocks of M
+            ((d_{j-1} + 1)^2 each) as a block-Jacobi preconditioner; for large networks.
+
+"auto" picks dual if m O < P, else primal if P <= DIRECT_MAX_P, else cg.  `dense_reference_step`
+solves the full lifted system densely (tests only).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from liftnn.lifted import gauss_newton as gnm
+
+SOLVERS = ("auto", "primal", "dual", "cg")
+DIRECT_MAX_P = 4000
+REL_FLOOR = 1e-12
+
+
+def choose(solver: str, m: int, O: int, P: int) -> str:
+    """Resolve "auto" by size (static: shapes only)."""
+    if solver != "auto":
+        return solver
+    if m * O < P:
+        return "dual"
+    return "primal" if P <= DIRECT_MAX_P else "cg"
+
+
+def _chol_solve(K, rhs):
+    Lc = jnp.linalg.cholesky(K)
+    return jax.scipy.linalg.cho_solve((Lc, True), rhs)
+
+
+def solve_primal(Jh, cd, theta, mu_w, cc):
+    """d = -M^{-1} g with M formed explicitly (P x P)."""
+    WJ = jnp.einsum("mkl,mlp->mkp", cd.Ginv, Jh)
+    M = jnp.einsum("mkp,mkq->pq", Jh, WJ)
+    g = jnp.einsum("mkp,mk->p", WJ, cd.rh) + mu_w * theta
+    floor = REL_FLOOR * jnp.maximum(jnp.mean(jnp.diag(M)), 1e-300)
+    M = M + jnp.maximum(cc, floor) * jnp.eye(M.shape[0])
+    return -_chol_solve(M, g), jnp.int32(1)
+
+
+def solve_dual(Jh, cd, theta, mu_w, cc):
+    """Same step from the (m O) x (m O) system (push-through identity), for m O < P."""
+    m, O, P = Jh.shape
+    Jm = Jh.reshape(m * O, P)
+    K = Jm @ Jm.T
+    floor = REL_FLOOR * jnp.maximum(jnp.mean(jnp.diag(K)), 1e-300)
+    ce = jnp.maximum(cc, floor)
+    Gblk = jax.scipy.linalg.block_diag(*[cd.G[i] for i in range(m)]) if O > 1 else jnp.diag(cd.G[:, 0, 0])
+    K = K + ce * Gblk
+    ratio = mu_w / ce
+    rhs = cd.rh.reshape(-1) - ratio * (Jm @ theta)
+    return -(Jm.T @ _chol_solve(K, rhs)) - ratio * theta, jnp.int32(1)
+
+
+def _neuron_blocks(params, Z, X, t, cd, c, cc):
+    """Per-neuron diagonal blocks of M: for layer j, neuron p, sum_i w_ip zh_i zh_i^T (+ cc I)."""
+    blocks = []
+    zprev = X
+    for j, (W, b) in enumerate(params):
+        if j < len(params) - 1:
+            dl = cd.delta[j]  # (m, d_j, O)
+            w = jnp.einsum("mpk,mkl,mpl->mp", dl, cd.Ginv, dl)
+        else:
+            g = c * t.Do
+            w = g * g * jnp.einsum("mkk->mk", cd.Ginv)
+        zh = zprev if b is None else jnp.concatenate([zprev, jnp.ones((zprev.shape[0], 1))], axis=1)
+        B = jnp.einsum("mp,mq,mr->pqr", w, zh, zh) + cc * jnp.eye(zh.shape[1])[None]
+        blocks.append(jnp.linalg.cholesky(B))
+        if j < len(params) - 1:
+            zprev = Z[j]
+    return blocks
+
+
+def _apply_blocks(blocks, tree):
+    out = []
+    for Lc, (W, b) in zip(blocks, tree):
+        R = W if b is None else jnp.concatenate([W, b[:, None]], axis=1)  # (d_j, d_{j-1}+1)
+        S = jax.vmap(lambda L_, r: jax.scipy.linalg.cho_solve((L_, True), r))(Lc, R)
+        out.append((S, None) if b is None else (S[:, :-1], S[:, -1]))
+    return out
+
+
+def solve_cg(params, Z, X, t, cd, c, theta, mu_w, cc, tol=1e-10, max_iter=None):
+    """Matrix-free PCG on M d = -g with block-Jacobi (per-neuron) preconditioning."""
+    _, unravel = ravel_pytree(params)
+    P = theta.shape[0]
+    max_iter = max_iter or min(P, 500)
+    floor = 1e-12
+    cc = jnp.maximum(cc, floor)
+
+    def flat(tree):
+        return ravel_pytree(tree)[0]
+
+    def Mv(v):
+        Jd = gnm.jh_matvec(params, Z, X, t, cd, c, unravel(v))
+        w = jnp.einsum("mkl,ml->mk", cd.Ginv, Jd)
+        return flat(gnm.jh_rmatvec(params, Z, X, t, cd, c, w)) + cc * v
+
+    g = flat(gnm.jh_rmatvec(params, Z, X, t, cd, c, jnp.einsum("mkl,ml->mk", cd.Ginv, cd.rh))) + mu_w * theta
+    blocks = _neuron_blocks(params, Z, X, t, cd, c, cc)
+
+    def precond(r):
+        return flat(_apply_blocks(blocks, unravel(r)))
+
+    b = -g
+    x0 = jnp.zeros_like(b)
+    r0 = b
+    z0 = precond(r0)
+    bnorm = jnp.linalg.norm(b)
+
+    def cond(s):
+        x, r, z, p, rz, k = s
+        return (k < max_iter) & (jnp.linalg.norm(r) > tol * bnorm)
+
+    def body(s):
+        x, r, z, p, rz, k = s
+        Ap = Mv(p)
+        alpha = rz / jnp.vdot(p, Ap)
+        x = x + alpha * p
+        r = r - alpha * Ap
+        z = precond(r)
+        rz_new = jnp.vdot(r, z)
+        p = z + (rz_new / rz) * p
+        return x, r, z, p, rz_new, k + 1
+
+    x, *_, k = jax.lax.while_loop(cond, body, (x0, r0, z0, z0, jnp.vdot(r0, z0), jnp.int32(0)))
+    return x, k
+
+
+def reduced_step(mode, params, Z, X, t, cd, c, theta, mu_w, damping):
+    """Weight step d_theta (flat) and the number of linear-solver iterations."""
+    cc = mu_w + damping
+    if mode == "cg":
+        return solve_cg(params, Z, X, t, cd, c, theta, mu_w, cc)
+    Jh = gnm.reduced_jacobian(params, Z, X, t, cd, c)
+    if mode == "dual":
+        return solve_dual(Jh, cd, theta, mu_w, cc)
+    return solve_primal(Jh, cd, theta, mu_w, cc)
+
+
+def dense_reference_step(params, Z, X, Y, omega, s2, mu_w, damping, acts, out_act, c):
+    """The full lifted GN step by a dense solve of (J^T J + D) d = -(J^T R + mu_w [theta; 0]).
+
+    D = (mu_w + damping) on the weights, 0 on the states.  Only for small problems (tests).
+    """
+    u0, unravel = ravel_pytree((params, Z))
+    P = ravel_pytree(params)[0].shape[0]
+
+    def R(u):
+        p, z = unravel(u)
+        tt = gnm.terms(p, z, X, Y, acts, out_act, c)
+        parts = [tt.F.reshape(-1)] + [jnp.sqrt(s2) * (h + o).reshape(-1) for h, o in zip(tt.H, omega)]
+        return jnp.concatenate(parts)
+
+    J = jax.jacfwd(R)(u0)
+    r = R(u0)
+    dvec = jnp.zeros(u0.shape[0]).at[:P].set(mu_w + damping)
+    g = J.T @ r + jnp.zeros_like(u0).at[:P].set(mu_w * u0[:P])
+    d = -jnp.linalg.solve(J.T @ J + jnp.diag(dvec), g)
+    return unravel(d)
