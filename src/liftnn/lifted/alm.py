@@ -11,7 +11,10 @@ Outer schemes (DESIGN.md §1):
   inner tolerance eps_k = max(eps_min, 0.5 eps_{k-1}), eps_0 = 1e-1, on the (scaled) gradient of
   L_beta; lambda <- lambda + beta h; beta is kept if ||h||_inf shrank by gamma = 0.5, else
   beta <- max(xi beta, beta_0 (k+1)^alpha), xi = 2, alpha = 2; if L_beta at the new point exceeds
-  f(z_0) the next inner solve restarts from z_0.
+  f(z_0) the next inner solve restarts from z_0.  GN line search: Armijo with sufficient decrease
+  ls_sigma = 0.1 against the linearised model's slope; line_search="backtrack" shrinks the step by
+  ls_factor = 0.8 (Evens), "interp" (default) by the minimiser of the quadratic through Phi(0),
+  Phi'(0), Phi(t), safeguarded to [0.1, ls_factor] times the last step (fewer evaluations).
 - "ialm" (thesis / Sahin et al. 2019): beta_k = beta0^k, inner tolerance 1/beta_k, dual step
   sigma_k = min(||h(u_1)|| log^2 2 / (||h(u_k)|| k log^2(k+1)), 1).
 
@@ -67,6 +70,7 @@ DEFAULTS = dict(
     ls_factor=0.8,
     ls_sigma=0.1,
     max_ls=40,
+    line_search="interp",
     stop="auto",
     thesis_eps=1e-2,
     patience=3,
@@ -94,6 +98,7 @@ def _check_options(opts: dict, problem) -> dict:
     check_choice("ReLU mode", o["relu_mode"], gnm.RELU_MODES)
     check_choice("linear solver", o["linear_solver"], linsolve.SOLVERS)
     check_choice("stopping rule", o["stop"], STOPS)
+    check_choice("line search", o["line_search"], ("interp", "backtrack"))
     if o["beta0"] is not None:
         check_positive("beta0", o["beta0"])
         if o["scheme"] == "ialm" and o["beta0"] <= 1:
@@ -124,7 +129,8 @@ def _check_options(opts: dict, problem) -> dict:
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(model, relu_mode, mode, c, m, mu_w, damping, max_inner, ls_factor, ls_sigma, max_ls):
+def _compiled(model, relu_mode, mode, c, m, mu_w, damping, max_inner, ls_factor, ls_sigma, max_ls,
+              interp=True):
     out_act = get_activation(model.activations[-1])
     sqm = math.sqrt(m)
 
@@ -137,18 +143,21 @@ def _compiled(model, relu_mode, mode, c, m, mu_w, damping, max_inner, ls_factor,
         def phi(p, z):
             return gnm.merit(p, z, X, Y, omega, s2, mu_w, acts, out_act, c)
 
-        def gnorm(p, z):
-            gp, gz = jax.grad(phi, argnums=(0, 1))(p, z)
+        def value_and_gnorm(p, z):
+            f, (gp, gz) = jax.value_and_grad(phi, argnums=(0, 1))(p, z)
             a = jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in jax.tree_util.tree_leaves(gp)]))
             b = jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in gz]))
-            return jnp.maximum(a, m * b)
+            return f, jnp.maximum(a, m * b)
 
+        # Evaluate-first loop: each pass measures (Phi, scaled ||grad Phi||_inf) at the current
+        # point, stops there if it is below eps, else takes one damped GN step with an Armijo
+        # backtracking line search.  gn is the value at the point where the last test was made.
         def cond(s):
-            p, z, f, gn, k, nlin, nls, status = s
-            return (k < max_inner) & (gn > eps) & (status == 0)
+            return (s[4] < max_inner) & (s[7] == 0)
 
         def body(s):
             p, z, f, gn, k, nlin, nls, status = s
+            f, gn = value_and_gnorm(p, z)
             tt = gnm.terms(p, z, X, Y, acts, out_act, c)
             E = [h + o for h, o in zip(tt.H, omega)]
             cd = gnm.condense(p, z, tt, E, s2, c)
@@ -169,23 +178,30 @@ def _compiled(model, relu_mode, mode, c, m, mu_w, damping, max_inner, ls_factor,
                 return ~(fn <= f + ls_sigma * tstep * slope) & (j < max_ls)
 
             def ls_body(ls):
-                tstep, _, j = ls
-                tstep = tstep * ls_factor
-                return tstep, phi(*at(tstep)), j + 1
+                tstep, fn, j = ls
+                if interp:  # minimiser of the quadratic through Phi(0), Phi'(0), Phi(t)
+                    curv = fn - f - slope * tstep
+                    tq = -slope * tstep * tstep / (2.0 * jnp.where(curv > 0, curv, 1.0))
+                    tq = jnp.where((curv > 0) & jnp.isfinite(fn), tq, 0.1 * tstep)
+                    tnew = jnp.where(j == 0, 1.0, jnp.clip(tq, 0.1 * tstep, ls_factor * tstep))
+                else:
+                    tnew = jnp.where(j == 0, 1.0, ls_factor * tstep)
+                return tnew, phi(*at(tnew)), j + 1
 
-            tstep, fn, j = jax.lax.while_loop(ls_cond, ls_body, (1.0, phi(*at(1.0)), 0))
-            ok = (fn <= f + ls_sigma * tstep * slope) & jnp.isfinite(fn) & (slope < 0)
+            tstep, fn, j = jax.lax.while_loop(ls_cond, ls_body, (1.0, jnp.inf, 0))
+            conv = gn <= eps
+            ok = (fn <= f + ls_sigma * tstep * slope) & jnp.isfinite(fn) & (slope < 0) & ~conv
             pn, zn = at(tstep)
             pn = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), pn, p)
             zn = [jnp.where(ok, a, b) for a, b in zip(zn, z)]
-            gn_new = jnp.where(ok, gnorm(pn, zn), gn)
-            return (pn, zn, jnp.where(ok, fn, f), gn_new, k + 1, nlin + it, nls + j + 1,
-                    jnp.where(ok, jnp.int32(0), jnp.int32(2)))
+            status = jnp.where(conv, jnp.int32(3), jnp.where(ok, jnp.int32(0), jnp.int32(2)))
+            return (pn, zn, jnp.where(ok, fn, f), gn, k + jnp.where(conv, 0, 1),
+                    nlin + jnp.where(conv, 0, it), nls + jnp.where(conv, 0, j), status)
 
-        f0 = phi(params, Z)
-        s = (params, Z, f0, gnorm(params, Z), jnp.int32(0), jnp.int32(0), jnp.int32(0), jnp.int32(0))
+        s = (params, Z, jnp.inf, jnp.inf, jnp.int32(0), jnp.int32(0), jnp.int32(0), jnp.int32(0))
         p, z, f, gn, k, nlin, nls, status = jax.lax.while_loop(cond, body, s)
-        status = jnp.where((status == 0) & (gn > eps), 1, status)
+        # status: 0 -> max_inner reached (1), 3 -> converged (0), 2 -> line search failed
+        status = jnp.where(status == 3, 0, jnp.where(status == 0, 1, status))
         # L_beta at the new point (for the restart test) and ||H||_inf
         tt = gnm.terms(p, z, X, Y, acts, out_act, c)
         lag = f - sum(jnp.sum(lj ** 2) for lj in lam) / (2.0 * beta)
@@ -226,6 +242,19 @@ def _where(mask, a, b):
         lambda x, y: jnp.where(mask.reshape((-1,) + (1,) * (x.ndim - 1)), x, y), a, b)
 
 
+@jax.jit
+def _advance(params, Z, lam, p_new, z_new, hs, lam_coef, keep, restart, p0, z0, better, best):
+    """One outer update for all seeds: accept the inner result where `keep`, lambda += coef * h,
+    restart from z0 where `restart` (Evens), and record the best simulated iterate."""
+    lam_new = [lj + lam_coef.reshape(-1, 1, 1) * hj for lj, hj in zip(lam, hs)]
+    params = _where(keep, p_new, params)
+    Z = _where(keep, z_new, Z)
+    lam = [jnp.where(keep.reshape(-1, 1, 1), a, b) for a, b in zip(lam_new, lam)]
+    params = _where(restart, p0, params)
+    Z = _where(restart, z0, Z)
+    return params, Z, lam, _where(better, p_new, best)
+
+
 def fit(problem, params0, *, method="alm", **options):
     """Train one initialisation with the lifted ALM (see fit_many)."""
     return fit_many(problem, [params0], method=method, **options)[0]
@@ -243,7 +272,7 @@ def fit_many(problem, params0_list, *, method="alm", **options):
     mode = linsolve.choose(o["linear_solver"], m, O, P)
     vin, vev, vst = _compiled(model, o["relu_mode"], mode, float(c), m, mu_w, float(o["damping"]),
                               int(o["max_inner"]), float(o["ls_factor"]), float(o["ls_sigma"]),
-                              int(o["max_ls"]))
+                              int(o["max_ls"]), o["line_search"] == "interp")
     K = len(params0_list)
     t_start = time.perf_counter()
     smooth = o["relu_mode"] != "gd" and "relu" in model.activations[:-1]
@@ -304,7 +333,7 @@ def fit_many(problem, params0_list, *, method="alm", **options):
             finite = np.isfinite(loss_k) & np.isfinite(lag) & np.isfinite(hinf)
             # multipliers and penalty (per seed, frozen once done)
             if o["scheme"] == "evens":
-                lam_new = [lj + jnp.asarray(beta).reshape(-1, 1, 1) * hj for lj, hj in zip(lam, hs)]
+                lam_coef = beta
                 grow = ~(hinf <= o["gamma"] * h_prev)
                 beta_new = np.where(grow, np.maximum(o["xi"] * beta, beta0 * (k + 1) ** o["alpha"]), beta)
                 eps_new = np.maximum(o["eps_min"], 0.5 * eps)
@@ -312,19 +341,15 @@ def fit_many(problem, params0_list, *, method="alm", **options):
                 h_first = np.where(np.isnan(h_first), np.maximum(hinf, 1e-300), h_first)
                 sig = np.minimum(h_first * math.log(2) ** 2 /
                                  (np.maximum(hinf, 1e-300) * k * math.log(k + 1) ** 2), 1.0)
-                lam_new = [lj + jnp.asarray(sig * beta).reshape(-1, 1, 1) * hj
-                           for lj, hj in zip(lam, hs)]
+                lam_coef = sig * beta
                 beta_new = beta0 ** (k + 1)
                 eps_new = 1.0 / beta_new
-            keep = jnp.asarray(active & finite)
-            params = _where(keep, p_new, params)
-            Z = _where(keep, z_new, Z)
-            lam = [jnp.where(keep.reshape(-1, 1, 1), a, b) for a, b in zip(lam_new, lam)]
-            # restart from z0 when L_beta exceeds f(z0) (Evens)
-            if o["restart"] and o["scheme"] == "evens":
-                rs = jnp.asarray(active & finite & (lag > f0))
-                params = _where(rs, u0[0], params)
-                Z = _where(rs, u0[1], Z)
+            keep = active & finite
+            rs = keep & (lag > f0) if (o["restart"] and o["scheme"] == "evens") else np.zeros(K, bool)
+            better = keep & (loss_k < best_loss)
+            params, Z, lam, best_params = _advance(
+                params, Z, lam, p_new, z_new, hs, jnp.asarray(lam_coef), jnp.asarray(keep),
+                jnp.asarray(rs), u0[0], u0[1], jnp.asarray(better), best_params)
             beta = np.where(active & finite, beta_new, beta)
             eps = np.where(active & finite, eps_new, eps)
             h_prev = np.where(active & finite, hinf, h_prev)
@@ -334,8 +359,6 @@ def fit_many(problem, params0_list, *, method="alm", **options):
             improved = active & finite & (loss_k < (1.0 - o["thesis_eps"]) * best_loss)
             settled = active & finite & ~improved & (loss_k <= o["near_best"] * best_loss)
             stall = np.where(improved | ~settled, 0, stall + 1)
-            better = active & finite & (loss_k < best_loss)
-            best_params = _where(jnp.asarray(better), p_new, best_params)
             best_loss = np.where(better, loss_k, best_loss)
             best_mse = np.where(better, mse_k, best_mse)
             now = time.perf_counter() - t_start

@@ -55,18 +55,49 @@ def solve_primal(Jh, cd, theta, mu_w, cc):
     return -_chol_solve(M, g), jnp.int32(1)
 
 
-def solve_dual(Jh, cd, theta, mu_w, cc):
-    """Same step from the (m O) x (m O) system (push-through identity), for m O < P."""
-    m, O, P = Jh.shape
-    Jm = Jh.reshape(m * O, P)
-    K = Jm @ Jm.T
+def _with_one(z, bias):
+    return z if bias is None else jnp.concatenate([z, jnp.ones((z.shape[0], 1), z.dtype)], axis=1)
+
+
+def dual_gram(params, Z, X, t, cd, c):
+    """K0 = Jh Jh^T (m O x m O) without forming Jh.
+
+    Each row of Jh is, per layer, a Kronecker product delta_j[i, :, k] (x) [z_{j-1, i}; 1], so
+    <Jh_(i,k), Jh_(i',k')> = sum_j (delta_j[i,:,k] . delta_j[i',:,k']) ([z_i; 1] . [z_i'; 1]):
+    a sum of Hadamard products of small Gram matrices, cost O(m^2 (S + sum_j d_j) O^2).
+    """
+    m, O = t.F.shape
+    K = jnp.zeros((m, O, m, O))
+    zprev = X
+    for j, (W, b) in enumerate(params[:-1]):
+        zh = _with_one(zprev, b)
+        K = K + jnp.einsum("ipk,jpl->ikjl", cd.delta[j], cd.delta[j]) * (zh @ zh.T)[:, None, :, None]
+        zprev = Z[j]
+    zh = _with_one(zprev, params[-1][1])
+    g = c * t.Do
+    K = K + jnp.einsum("ik,jk,kl->ikjl", g, g, jnp.eye(O)) * (zh @ zh.T)[:, None, :, None]
+    return K.reshape(m * O, m * O)
+
+
+def solve_dual(params, Z, X, t, cd, c, theta, mu_w, cc):
+    """Same step from the (m O) x (m O) system (push-through identity), for m O < P.
+
+    d = -Jh^T K^{-1} (rh - (mu_w/cc) Jh theta) - (mu_w/cc) theta,  K = Jh Jh^T + cc blockdiag(G);
+    Jh is never formed (dual_gram, jh_matvec, jh_rmatvec).
+    """
+    m, O = t.F.shape
+    K = dual_gram(params, Z, X, t, cd, c)
     floor = REL_FLOOR * jnp.maximum(jnp.mean(jnp.diag(K)), 1e-300)
     ce = jnp.maximum(cc, floor)
     Gblk = jax.scipy.linalg.block_diag(*[cd.G[i] for i in range(m)]) if O > 1 else jnp.diag(cd.G[:, 0, 0])
     K = K + ce * Gblk
     ratio = mu_w / ce
-    rhs = cd.rh.reshape(-1) - ratio * (Jm @ theta)
-    return -(Jm.T @ _chol_solve(K, rhs)) - ratio * theta, jnp.int32(1)
+    rhs = cd.rh
+    if mu_w:
+        rhs = rhs - ratio * gnm.jh_matvec(params, Z, X, t, cd, c, params)
+    y = _chol_solve(K, rhs.reshape(-1)).reshape(m, O)
+    step = ravel_pytree(gnm.jh_rmatvec(params, Z, X, t, cd, c, y))[0]
+    return -step - ratio * theta, jnp.int32(1)
 
 
 def _neuron_blocks(params, Z, X, t, cd, c, cc):
@@ -149,10 +180,9 @@ def reduced_step(mode, params, Z, X, t, cd, c, theta, mu_w, damping):
     cc = mu_w + damping
     if mode == "cg":
         return solve_cg(params, Z, X, t, cd, c, theta, mu_w, cc)
-    Jh = gnm.reduced_jacobian(params, Z, X, t, cd, c)
     if mode == "dual":
-        return solve_dual(Jh, cd, theta, mu_w, cc)
-    return solve_primal(Jh, cd, theta, mu_w, cc)
+        return solve_dual(params, Z, X, t, cd, c, theta, mu_w, cc)
+    return solve_primal(gnm.reduced_jacobian(params, Z, X, t, cd, c), cd, theta, mu_w, cc)
 
 
 def dense_reference_step(params, Z, X, Y, omega, s2, mu_w, damping, acts, out_act, c):
