@@ -14,7 +14,7 @@ with Jh_i of size O x P (O outputs, P weights) and cc = mu_w + damping.  Three e
             one forward / backward sweep over the samples) and the per-neuron blocks of M
             ((d_{j-1} + 1)^2 each) as a block-Jacobi preconditioner; for large networks.
 
-"auto" picks dual if m O < P, else primal if P <= DIRECT_MAX_P, else cg.  `dense_reference_step`
+"auto" picks dual if m O < P and m O <= DIRECT_MAX_P, else primal if P <= DIRECT_MAX_P, else cg.  `dense_reference_step`
 solves the full lifted system densely (tests only).
 """
 
@@ -35,7 +35,7 @@ def choose(solver: str, m: int, O: int, P: int) -> str:
     """Resolve "auto" by size (static: shapes only)."""
     if solver != "auto":
         return solver
-    if m * O < P:
+    if m * O < P and m * O <= DIRECT_MAX_P:
         return "dual"
     return "primal" if P <= DIRECT_MAX_P else "cg"
 
@@ -132,7 +132,7 @@ def solve_cg(params, Z, X, t, cd, c, theta, mu_w, cc, tol=1e-10, max_iter=None):
     """Matrix-free PCG on M d = -g with block-Jacobi (per-neuron) preconditioning."""
     _, unravel = ravel_pytree(params)
     P = theta.shape[0]
-    max_iter = max_iter or min(P, 500)
+    max_iter = max_iter or min(3 * P, 1000)
     floor = 1e-12
     cc = jnp.maximum(cc, floor)
 
