@@ -33,13 +33,14 @@ def test_alm_fits_sin2_tanh_and_reports_the_simulated_network(tanh_problem):
 def test_vectorised_runs_equal_single_runs(tanh_problem):
     model, data, prob = tanh_problem
     p0 = [model.init(s) for s in (3, 4)]
-    many = alm.fit_many(prob, p0, max_outer=1)
+    # a fixed number of GN steps (no tolerance test that round-off could flip)
+    opts = dict(max_outer=1, max_inner=5, eps0=1e-14, eps_min=1e-14)
+    many = alm.fit_many(prob, p0, **opts)
     for p, r in zip(p0, many):
-        one = alm.fit(prob, p, max_outer=1)
-        # batched kernels sum in another order; over one outer iteration (about ten GN steps
-        # with a tiny first penalty, condition numbers ~1e9) the 1e-16 differences grow to
-        # ~1e-7 relative: equal up to amplified round-off, and the same number of GN steps
-        np.testing.assert_allclose(one.x, r.x, rtol=1e-5, atol=1e-8)
+        one = alm.fit(prob, p, **opts)
+        # batched kernels sum in another order; the GN systems are ill-conditioned early on
+        # (tiny first penalty), so round-off grows, but only to ~1e-9 relative in five steps
+        np.testing.assert_allclose(one.x, r.x, rtol=1e-7, atol=1e-9)
         assert one.nit == r.nit
 
 
