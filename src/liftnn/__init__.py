@@ -14,6 +14,9 @@ jax.config.update("jax_enable_x64", True)
 from liftnn import datasets  # noqa: E402
 from liftnn.errors import LiftnnError  # noqa: E402
 from liftnn.models import MLP  # noqa: E402
+from liftnn.models.backprop import backprop, input_gradient, optimize_inputs  # noqa: E402
+from liftnn.models.graph import FeedforwardGraph, Moeller2Net  # noqa: E402
+from liftnn.models.io import load_model, save_model  # noqa: E402
 from liftnn.problem import TrainingProblem  # noqa: E402
 from liftnn.train import METHODS, train  # noqa: E402
 
@@ -24,6 +27,13 @@ __all__ = [
     "METHODS",
     "LiftnnError",
     "TrainingProblem",
+    "FeedforwardGraph",
+    "Moeller2Net",
+    "backprop",
     "datasets",
+    "input_gradient",
+    "load_model",
+    "optimize_inputs",
+    "save_model",
     "train",
 ]

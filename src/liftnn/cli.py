@@ -93,6 +93,16 @@ def train(
         )
 
 
+from liftnn.bench.commands import register as _register_bench  # noqa: E402
+
+_register_bench(app)  # bench, report, demo
+
+
+from liftnn.diagnostics.inspect_cmd import inspect as _inspect  # noqa: E402
+
+app.command("inspect")(_inspect)
+
+
 def main():  # console-script entry point
     try:
         app()

@@ -1,0 +1,51 @@
+"""Diagnostics: curvature of the training objective (Hessian products, spectra, condition
+numbers, step-size bounds, per-layer gradient norms; seeds 003/004) and the `liftnn inspect`
+command (liftnn.diagnostics.inspect_cmd)."""
+
+from liftnn.diagnostics.curvature import (
+    EigResult,
+    LanczosResult,
+    condition_number,
+    curvature_report,
+    fd_hessian,
+    gauss_newton_matrix,
+    gnvp,
+    hessian,
+    hessian_diag,
+    hvp,
+    hvp_operator,
+    is_positive_definite,
+    lambda_max,
+    lambda_min,
+    lanczos,
+    layer_gradient_norms,
+    pd_shift,
+    plot_spectrum,
+    power_iteration,
+    spectrum,
+    step_size_bound,
+)
+
+__all__ = [
+    "EigResult",
+    "LanczosResult",
+    "condition_number",
+    "curvature_report",
+    "fd_hessian",
+    "gauss_newton_matrix",
+    "gnvp",
+    "hessian",
+    "hessian_diag",
+    "hvp",
+    "hvp_operator",
+    "is_positive_definite",
+    "lambda_max",
+    "lambda_min",
+    "lanczos",
+    "layer_gradient_norms",
+    "pd_shift",
+    "plot_spectrum",
+    "power_iteration",
+    "spectrum",
+    "step_size_bound",
+]

@@ -1,0 +1,542 @@
+"""General feedforward graphs (seed 002) and seed 001's two-hidden-layer network.
+
+FeedforwardGraph
+----------------
+Seed 002 ("Arbitrary feed-forward networks", preliminaries and notation):
+
+- one input is fixed to 1 and connected to every unit that has a bias (the *bias unit*);
+- every input line gets a *fake unit* that copies the input;
+- units are numbered, inputs first, so that every connection goes from a smaller to a larger
+  number (hence no loops);
+- w_ji is the weight from unit i to unit j, In(j) the units feeding j, Out(j) the units j feeds,
+  h_j the transfer function of a non-fake unit, and
+
+      z_j = sum_{i in In(j)} o_i w_ji,      o_j = h_j(z_j)      (o = x for input units).
+
+Numbering used here (0-based): unit 0 is the bias unit (o_0 = 1), units 1..d_in are the fake
+input units (o = x), units d_in+1 .. n_units-1 are the computing units.  Any computing unit may be
+an output; `outputs` lists them in the order of the output columns.
+
+Parameters are **one flat float64 vector w of length n_edges**: w[e] is w_ji for the edge
+e = (i, j) = graph.edges[e].  Edges are stored sorted by (target j, source i), so the weights into
+one unit are contiguous and the bias weight (source 0) comes first.  A flat vector makes the graph
+usable by every solver unchanged (ravel_pytree of a single array is the array itself).
+
+Evaluation is batched over samples (X: (m, d_in)).  Units with the same *depth* (1 + the largest
+depth among their inputs; bias and input units have depth 0) do not feed each other, so each depth
+level is evaluated with one matrix product; this is the unit-wise recursion above, grouped.
+
+Moeller2Net
+-----------
+Seed 001, task 3 ("Neural network with two hidden layers"): input y in R^6, W1 in R^{5x6},
+W2 in R^{4x5}, W3 in R^{3x4}, 62 parameters and no free biases:
+
+    h*  = W1 y                               (no activation)
+    h0  = sigmoid(sum_{j=1..6} W1_{1j} y_j)  = sigmoid(h*_1)
+    H*  = tanh(W2 h* + h0 1)                 (1 in R^4)
+    H0  = tanh(sum_{j=1..5} W2_{1j} h_j + h0) = H*_1
+    z   = tanh(W3 H* + H0 1)                 (1 in R^3)
+
+See the class docstring for how the report's ambiguous formulas are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from liftnn._validate import as_2d_finite
+from liftnn.errors import LiftnnError
+from liftnn.models.activations import canonical_name, get_activation
+from liftnn.models.initializers import get_initializer, initializer_name
+
+
+def _check_features(model, X, Y=None):
+    """Shared check_data: X (m, d_in) and optionally Y (m, d_out), finite and consistent."""
+    X = as_2d_finite("X", X)
+    if X.shape[1] != model.d_in:
+        raise LiftnnError(f"X has {X.shape[1]} features but the network takes {model.d_in}")
+    if Y is None:
+        return X
+    Y = as_2d_finite("Y", Y)
+    if Y.shape[0] != X.shape[0]:
+        raise LiftnnError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
+    if Y.shape[1] != model.d_out:
+        raise LiftnnError(f"Y has {Y.shape[1]} columns but the network outputs {model.d_out}")
+    return X, Y
+
+
+def _as_int(name, v) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise LiftnnError(f"{name} must be an integer; got {v!r}")
+    return int(v)
+
+
+class FeedforwardGraph:
+    """A feedforward network on an arbitrary directed acyclic graph (seed 002).
+
+    Args:
+        n_inputs: d_in, the number of fake input units (units 1..d_in; unit 0 is the bias unit).
+        edges: sequence of (i, j) pairs, a connection from unit i to unit j with 0 <= i < j and
+            j a computing unit (j > d_in).  Every computing unit needs at least one incoming edge.
+            Include (0, j) to give unit j a bias.  Duplicates are an error.
+        outputs: the output units (computing units, in output-column order), or an int k meaning
+            the last k units.
+        activation: transfer function of the computing units: one name for every non-output unit,
+            a sequence with one name per computing unit (d_in+1 .. n_units-1; then
+            `output_activation` is not used), or a mapping {unit: name} overriding the defaults.
+        output_activation: transfer function of the output units (when `activation` is a name or
+            a mapping that does not name them).
+        n_units: total number of units including the bias and input units; default
+            1 + max(unit index in edges).
+        init: initialiser spec (see liftnn.models.initializers), applied per unit (see `init`).
+
+    Params: a flat vector w of shape (n_edges,), w[e] = w_ji for edges[e] = (i, j).
+    """
+
+    def __init__(self, n_inputs, edges, outputs, activation="tanh", output_activation="identity",
+                 n_units=None, init="glorot_uniform"):
+        d_in = _as_int("n_inputs", n_inputs)
+        if d_in < 1:
+            raise LiftnnError(f"n_inputs must be >= 1; got {d_in}")
+        try:
+            edges = [tuple(e) for e in edges]
+        except TypeError:
+            raise LiftnnError("edges must be a sequence of (source, target) integer pairs") from None
+        if any(len(e) != 2 for e in edges):
+            raise LiftnnError("edges must be a sequence of (source, target) integer pairs")
+        pairs = [(_as_int("edge source", e[0]), _as_int("edge target", e[1])) for e in edges]
+        if not pairs:
+            raise LiftnnError("edges is empty: a graph needs at least one connection")
+        top = max(j for _, j in pairs)
+        n = top + 1 if n_units is None else _as_int("n_units", n_units)
+        if n < d_in + 2:
+            raise LiftnnError(f"n_units = {n} leaves no computing unit after the bias unit and "
+                              f"{d_in} input units")
+        for i, j in pairs:
+            if not 0 <= i < j:
+                raise LiftnnError(f"edge ({i}, {j}) must go from a smaller to a larger unit number "
+                                  "(0 <= source < target)")
+            if j >= n:
+                raise LiftnnError(f"edge ({i}, {j}) names unit {j} but n_units = {n}")
+            if j <= d_in:
+                raise LiftnnError(f"edge ({i}, {j}) feeds unit {j}, which is the bias unit or a "
+                                  f"fake input unit (units 0..{d_in}); only computing units "
+                                  "have inputs")
+        if len(set(pairs)) != len(pairs):
+            dup = next(p for p in pairs if pairs.count(p) > 1)
+            raise LiftnnError(f"edge {dup} appears more than once")
+        pairs = sorted(set(pairs), key=lambda e: (e[1], e[0]))
+        computing = list(range(d_in + 1, n))
+        fed = {j for _, j in pairs}
+        lonely = [j for j in computing if j not in fed]
+        if lonely:
+            raise LiftnnError(f"computing unit(s) {lonely} have no incoming edge")
+
+        if isinstance(outputs, (int, np.integer)) and not isinstance(outputs, bool):
+            k = int(outputs)
+            if not 1 <= k <= len(computing):
+                raise LiftnnError(f"outputs = {k} must be between 1 and the {len(computing)} "
+                                  "computing units")
+            outs = tuple(computing[-k:])
+        else:
+            try:
+                outs = tuple(_as_int("output unit", u) for u in outputs)
+            except TypeError:
+                raise LiftnnError("outputs must be an int or a sequence of unit numbers") from None
+            if not outs:
+                raise LiftnnError("outputs is empty")
+            bad = [u for u in outs if not d_in < u < n]
+            if bad:
+                raise LiftnnError(f"output unit(s) {bad} are not computing units "
+                                  f"({d_in + 1}..{n - 1})")
+            if len(set(outs)) != len(outs):
+                raise LiftnnError(f"outputs {outs} repeat a unit")
+
+        acts = {}
+        if isinstance(activation, Mapping):
+            for j in computing:
+                acts[j] = "tanh" if j not in outs else output_activation
+            for u, name in activation.items():
+                u = _as_int("activation unit", u)
+                if u not in computing:
+                    raise LiftnnError(f"activation given for unit {u}, which is not a computing "
+                                      f"unit ({d_in + 1}..{n - 1})")
+                acts[u] = name
+        elif isinstance(activation, str):
+            for j in computing:
+                acts[j] = output_activation if j in outs else activation
+        elif isinstance(activation, Sequence):
+            if len(activation) != len(computing):
+                raise LiftnnError(f"{len(activation)} activations given for {len(computing)} "
+                                  "computing units")
+            acts = dict(zip(computing, activation))
+        else:
+            raise LiftnnError("activation must be a name, a sequence of names or a mapping")
+        acts = {j: canonical_name(a) for j, a in acts.items()}
+        get_initializer(init)
+
+        src = np.array([i for i, _ in pairs], dtype=np.int64)
+        dst = np.array([j for _, j in pairs], dtype=np.int64)
+        depth = np.zeros(n, dtype=np.int64)
+        for i, j in pairs:  # sorted by target, so every source is final when read
+            depth[j] = max(depth[j], depth[i] + 1)
+
+        self.n_inputs = d_in
+        self.n_units = n
+        self.edges = tuple(pairs)
+        self.outputs = outs
+        self.unit_activations = tuple(acts[j] for j in computing)
+        self.init_spec = init
+        self._src, self._dst = src, dst
+        self._levels = self._build_levels(depth, computing, acts)
+        self._frozen = True
+
+    # ---- construction helpers --------------------------------------------------------------
+    def _build_levels(self, depth, computing, acts):
+        """Per depth level: units, edge indices with their (row, source) positions, act groups."""
+        levels = []
+        for d in range(1, int(depth.max()) + 1):
+            units = np.array([j for j in computing if depth[j] == d], dtype=np.int64)
+            if units.size == 0:
+                continue
+            row_of = {int(u): r for r, u in enumerate(units)}
+            e_idx = np.array([e for e, j in enumerate(self._dst) if int(j) in row_of], dtype=np.int64)
+            rows = np.array([row_of[int(self._dst[e])] for e in e_idx], dtype=np.int64)
+            groups = {}
+            for r, u in enumerate(units):
+                groups.setdefault(acts[int(u)], []).append(r)
+            groups = tuple((name, np.array(rs, dtype=np.int64)) for name, rs in groups.items())
+            levels.append((units, e_idx, rows, self._src[e_idx], groups))
+        return tuple(levels)
+
+    @classmethod
+    def from_mlp(cls, mlp) -> "FeedforwardGraph":
+        """The graph of an MLP: layer by layer, every unit fed by all units of the previous layer
+        (and by the bias unit when the MLP has biases).  Units are numbered layer by layer, so
+        hidden layer l occupies a contiguous block; the MLP's activations are kept.
+
+        Map weights with `params_from_mlp` / `params_to_mlp` (this graph's methods).
+        """
+        sizes = mlp.sizes
+        starts = np.cumsum((1,) + sizes)[:-1]  # first unit of each layer (layer 0 = inputs)
+        edges = []
+        acts = []
+        for l in range(1, len(sizes)):
+            prev = range(starts[l - 1], starts[l - 1] + sizes[l - 1])
+            for j in range(starts[l], starts[l] + sizes[l]):
+                if mlp.bias:
+                    edges.append((0, j))
+                edges.extend((i, j) for i in prev)
+                acts.append(mlp.activations[l - 1])
+        g = cls(sizes[0], edges, outputs=sizes[-1], activation=acts,
+                n_units=1 + sum(sizes), init=mlp.init_spec)
+        object.__setattr__(g, "_mlp_layout", (tuple(sizes), bool(mlp.bias)))
+        return g
+
+    def _mlp_index(self):
+        """Edge index arrays (EW_l: (out, in), Eb_l: (out,) or None) for a from_mlp graph."""
+        layout = getattr(self, "_mlp_layout", None)
+        if layout is None:
+            raise LiftnnError("this graph was not built with FeedforwardGraph.from_mlp")
+        sizes, bias = layout
+        pos = {e: k for k, e in enumerate(self.edges)}
+        starts = np.cumsum((1,) + sizes)[:-1]
+        out = []
+        for l in range(1, len(sizes)):
+            units = range(starts[l], starts[l] + sizes[l])
+            prev = range(starts[l - 1], starts[l - 1] + sizes[l - 1])
+            EW = np.array([[pos[(i, j)] for i in prev] for j in units], dtype=np.int64)
+            Eb = np.array([pos[(0, j)] for j in units], dtype=np.int64) if bias else None
+            out.append((EW, Eb))
+        return out
+
+    def params_from_mlp(self, mlp_params) -> jax.Array:
+        """MLP params [(W_l, b_l), ...] (W_l: (out, in)) -> graph weight vector w: (n_edges,)."""
+        index = self._mlp_index()
+        if len(mlp_params) != len(index):
+            raise LiftnnError(f"expected {len(index)} layers of MLP params; got {len(mlp_params)}")
+        w = jnp.zeros(self.n_params, dtype=jnp.float64)
+        for l, ((EW, Eb), (W, b)) in enumerate(zip(index, mlp_params)):
+            W = jnp.asarray(W, jnp.float64)
+            if W.shape != EW.shape:
+                raise LiftnnError(f"layer {l}: W has shape {W.shape}, expected {EW.shape}")
+            w = w.at[EW.reshape(-1)].set(W.reshape(-1))
+            if Eb is not None:
+                if b is None or jnp.shape(b) != Eb.shape:
+                    raise LiftnnError(f"layer {l}: b must have shape {Eb.shape}")
+                w = w.at[Eb].set(jnp.asarray(b, jnp.float64))
+        return w
+
+    def params_to_mlp(self, w) -> list:
+        """Graph weight vector w: (n_edges,) -> MLP params [(W_l, b_l or None), ...]."""
+        w = self._check_params(w)
+        return [(w[EW], None if Eb is None else w[Eb]) for EW, Eb in self._mlp_index()]
+
+    # ---- immutability / hashing (usable as a static jit argument) ---------------------------
+    def __setattr__(self, name, value):
+        if getattr(self, "_frozen", False):
+            raise AttributeError("FeedforwardGraph is immutable; build a new one")
+        object.__setattr__(self, name, value)
+
+    def _key(self):
+        return (self.n_inputs, self.n_units, self.edges, self.outputs, self.unit_activations,
+                self.init_name)
+
+    def __eq__(self, other):
+        return isinstance(other, FeedforwardGraph) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return (f"FeedforwardGraph(n_inputs={self.n_inputs}, n_units={self.n_units}, "
+                f"n_edges={self.n_params}, outputs={list(self.outputs)})")
+
+    # ---- structure --------------------------------------------------------------------------
+    @property
+    def d_in(self) -> int:
+        return self.n_inputs
+
+    @property
+    def d_out(self) -> int:
+        return len(self.outputs)
+
+    @property
+    def n_params(self) -> int:
+        """Number of weights = number of edges."""
+        return len(self.edges)
+
+    @property
+    def init_name(self) -> str:
+        return initializer_name(self.init_spec)
+
+    @property
+    def computing_units(self) -> tuple[int, ...]:
+        return tuple(range(self.n_inputs + 1, self.n_units))
+
+    def activation_of(self, j: int) -> str:
+        """Transfer function name h_j of computing unit j."""
+        return self.unit_activations[j - self.n_inputs - 1]
+
+    def In(self, j: int) -> tuple[int, ...]:  # noqa: N802 - seed 002's notation
+        """In(j): the units that feed unit j (seed 002)."""
+        return tuple(i for i, k in self.edges if k == j)
+
+    def Out(self, j: int) -> tuple[int, ...]:  # noqa: N802 - seed 002's notation
+        """Out(j): the units unit j feeds (seed 002)."""
+        return tuple(k for i, k in self.edges if i == j)
+
+    # ---- parameters -------------------------------------------------------------------------
+    def init(self, seed: int = 0) -> jax.Array:
+        """Initial weight vector w: (n_edges,) for `seed`.
+
+        Per computing unit j the initialiser is called with fan_in = |In(j) without the bias
+        unit| (at least 1) and fan_out = the number of units at j's depth (the "layer width");
+        j's non-bias weights are one row of that draw and its bias weight the matching bias
+        entry.  For a graph from `from_mlp` this gives every weight the same distribution as the
+        MLP's initialiser (glorot, kaiming, torch_default, normal(scale)).
+        """
+        initf = get_initializer(self.init_spec)
+        comp = self.computing_units
+        keys = jax.random.split(jax.random.PRNGKey(int(seed)), len(comp))
+        width = {}
+        for units, *_ in self._levels:
+            for u in units:
+                width[int(u)] = len(units)
+        w = np.zeros(self.n_params)
+        dst = self._dst
+        for key, j in zip(keys, comp):
+            idx = np.flatnonzero(dst == j)
+            srcs = self._src[idx]
+            nb = idx[srcs != 0]
+            W, b = initf(key, max(len(nb), 1), width[j])
+            w[nb] = np.asarray(W)[0, : len(nb)]
+            if (srcs == 0).any():
+                w[idx[srcs == 0]] = float(np.asarray(b)[0])
+        return jnp.asarray(w, dtype=jnp.float64)
+
+    def flatten(self, params) -> jax.Array:
+        """Params are already the flat vector w."""
+        return jnp.asarray(params, jnp.float64).reshape(-1)
+
+    def unflatten(self, theta) -> jax.Array:
+        return self._check_params(theta)
+
+    def _check_params(self, w) -> jax.Array:
+        w = jnp.asarray(w, jnp.float64)
+        if w.shape != (self.n_params,):
+            raise LiftnnError(f"graph params must be a vector of {self.n_params} edge weights; "
+                              f"got shape {w.shape}")
+        return w
+
+    def level_matrices(self, w) -> list:
+        """One dense (n_level_units, n_units) weight matrix per depth level, scattered from w."""
+        return [jnp.zeros((len(units), self.n_units), jnp.float64).at[rows, srcs].set(w[e_idx])
+                for units, e_idx, rows, srcs, _ in self._levels]
+
+    # ---- evaluation -------------------------------------------------------------------------
+    def forward(self, params, X) -> tuple[jax.Array, jax.Array]:
+        """Forward pass keeping every unit: (Z, O), both of shape (m, n_units).
+
+        O[:, 0] = 1 (bias unit), O[:, 1:1+d_in] = X (fake units); for computing units
+        Z[:, j] = sum_{i in In(j)} O[:, i] w_ji and O[:, j] = h_j(Z[:, j]) (seed 002).
+        Z is zero in the bias and input columns.
+        """
+        w = self._check_params(params)
+        X = jnp.asarray(X, jnp.float64)
+        m = X.shape[0]
+        O = jnp.zeros((m, self.n_units), jnp.float64)
+        O = O.at[:, 0].set(1.0).at[:, 1:1 + self.n_inputs].set(X)
+        Z = jnp.zeros_like(O)
+        for (units, *_, groups), Wl in zip(self._levels, self.level_matrices(w)):
+            A = O @ Wl.T
+            out = jnp.zeros_like(A)
+            for name, cols in groups:
+                out = out.at[:, cols].set(get_activation(name).f(A[:, cols]))
+            Z = Z.at[:, units].set(A)
+            O = O.at[:, units].set(out)
+        return Z, O
+
+    def apply(self, params, X, **_ignored) -> jax.Array:
+        """Network output: the output units' o_j, shape (m, d_out)."""
+        return self.forward(params, X)[1][:, jnp.asarray(self.outputs)]
+
+    def __call__(self, params, X, **kw):
+        return self.apply(params, X, **kw)
+
+    def check_data(self, X, Y=None):
+        """Validate X (and Y) against the graph's input and output sizes."""
+        return _check_features(self, X, Y)
+
+    def describe(self) -> dict:
+        """A JSON-able description (what model files store)."""
+        return {
+            "type": "FeedforwardGraph",
+            "n_inputs": self.n_inputs,
+            "n_units": self.n_units,
+            "edges": [list(e) for e in self.edges],
+            "outputs": list(self.outputs),
+            "activations": list(self.unit_activations),
+            "init": self.init_name,
+        }
+
+
+class Moeller2Net:
+    """Seed 001's network with two hidden layers and *computed* bias components (62 weights).
+
+    Shapes: y (input) in R^6, W1: (5, 6), W2: (4, 5), W3: (3, 4); output z in (-1, 1)^3.
+    Params: [(W1, None), (W2, None), (W3, None)] (the layout of a bias-free MLP).
+
+        h*  = W1 y                          h0 = sigmoid(W1[0] . y)      (= sigmoid(h*_1))
+        H*  = tanh(W2 h* + h0 1_4)          H0 = tanh(W2[0] . h* + h0)   (= H*_1)
+        z   = tanh(W3 H* + H0 1_3)
+
+    Reading of the report (seed 001, "Neural network with two hidden layers"):
+
+    - "h0 = sigma(sum_{j=1}^6 W_1j y_j)": W_1j is read as the entries of the first row of W1
+      (the only 6-vector of weights the network has), so h0 = sigmoid(h*_1).
+    - "H0 = tanh(sum_{j=1}^5 W_2j h_j + h0)": W_2j is the first row of W2 and h_j (j = 1..5) the
+      components of h* (the report writes h = (h0, h*^T)^T and sums from 1), so
+      H0 = tanh(W2[0] . h* + h0), which is exactly the first component of H*.
+    - Hence the two "bias" components are not independent neurons: they reuse the first rows of
+      W1 and W2.  Any reading with separate bias weights would add parameters, contradicting the
+      report's count (6 x 5) + (5 x 4) + (4 x 3) = 62 "since the biases ... are not independent
+      variables".
+    - The layer maps use h* and H* (W2 is 4x5 and multiplies the 5-vector h*; W3 is 3x4 and
+      multiplies the 4-vector H*); h0 and H0 enter only as the added constant vectors h0 1, H0 1.
+    - The report's objective f = (1/m) sum_i ||z_i - z(y_i)||^2 equals d_out * "mse"
+      (= 2/m * "sse"); liftnn's losses are used unchanged.
+    """
+
+    sizes = (6, 5, 4, 3)
+    d_in = 6
+    d_out = 3
+    n_params = 62
+
+    def __init__(self, init="glorot_uniform"):
+        get_initializer(init)
+        object.__setattr__(self, "init_spec", init)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Moeller2Net is immutable; build a new one")
+
+    def __eq__(self, other):
+        return isinstance(other, Moeller2Net) and self.init_name == other.init_name
+
+    def __hash__(self):
+        return hash(("Moeller2Net", self.init_name))
+
+    def __repr__(self):
+        return f"Moeller2Net(init={self.init_name!r})"
+
+    @property
+    def init_name(self) -> str:
+        return initializer_name(self.init_spec)
+
+    @property
+    def shapes(self) -> tuple[tuple[int, int], ...]:
+        """Weight shapes ((5, 6), (4, 5), (3, 4))."""
+        return tuple((o, i) for i, o in zip(self.sizes[:-1], self.sizes[1:]))
+
+    def init(self, seed: int = 0) -> list:
+        """[(W1, None), (W2, None), (W3, None)] drawn with the initialiser (its biases dropped)."""
+        initf = get_initializer(self.init_spec)
+        keys = jax.random.split(jax.random.PRNGKey(int(seed)), 3)
+        return [(jnp.asarray(initf(k, i, o)[0], jnp.float64), None)
+                for k, (o, i) in zip(keys, self.shapes)]
+
+    def _weights(self, params):
+        try:
+            Ws = [jnp.asarray(p[0], jnp.float64) for p in params]
+        except (TypeError, IndexError):
+            raise LiftnnError("Moeller2Net params must be [(W1, None), (W2, None), (W3, None)]") from None
+        if len(Ws) != 3 or any(W.shape != s for W, s in zip(Ws, self.shapes)):
+            raise LiftnnError(f"Moeller2Net params must have weight shapes {self.shapes}; got "
+                              f"{tuple(W.shape for W in Ws)}")
+        return Ws
+
+    def flatten(self, params) -> jax.Array:
+        """Params -> theta: W1, W2, W3 row-major, concatenated (62,)."""
+        return jnp.concatenate([W.reshape(-1) for W in self._weights(params)])
+
+    def unflatten(self, theta) -> list:
+        theta = jnp.asarray(theta, jnp.float64).reshape(-1)
+        if theta.shape != (62,):
+            raise LiftnnError(f"Moeller2Net has 62 parameters; got a vector of {theta.shape[0]}")
+        out, k = [], 0
+        for o, i in self.shapes:
+            out.append((theta[k:k + o * i].reshape(o, i), None))
+            k += o * i
+        return out
+
+    def forward(self, params, X) -> dict:
+        """All intermediate quantities, each (m, .): h_star, h0, A2 (= W2 h* + h0 1), H_star,
+        H0, A3 (= W3 H* + H0 1), z."""
+        W1, W2, W3 = self._weights(params)
+        Y = jnp.asarray(X, jnp.float64)
+        h_star = Y @ W1.T                       # (m, 5), no activation
+        h0 = jax.nn.sigmoid(h_star[:, 0])       # (m,)   sigmoid(W1[0] . y)
+        A2 = h_star @ W2.T + h0[:, None]        # (m, 4)
+        H_star = jnp.tanh(A2)
+        H0 = jnp.tanh(A2[:, 0])                 # (m,)   tanh(W2[0] . h* + h0)
+        A3 = H_star @ W3.T + H0[:, None]        # (m, 3)
+        return {"h_star": h_star, "h0": h0, "A2": A2, "H_star": H_star, "H0": H0, "A3": A3,
+                "z": jnp.tanh(A3)}
+
+    def apply(self, params, X, **_ignored) -> jax.Array:
+        """Output z(y), shape (m, 3)."""
+        return self.forward(params, X)["z"]
+
+    def __call__(self, params, X, **kw):
+        return self.apply(params, X, **kw)
+
+    def check_data(self, X, Y=None):
+        """Validate X: (m, 6) (and Y: (m, 3))."""
+        return _check_features(self, X, Y)
+
+    def describe(self) -> dict:
+        return {"type": "Moeller2Net", "init": self.init_name}
