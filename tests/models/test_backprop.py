@@ -40,43 +40,67 @@ def loss_of(model, X, Y, loss):
     return lambda p: lf(model.apply(p, X), Y)
 
 
-def central_differences(f, params, h=FD_STEP):
-    """Central differences of the scalar f at params, all coordinates at once (vmapped)."""
+def references(f, params, h=FD_STEP):
+    """(jax.grad of f, central differences of f) at params as flat vectors, in one compiled
+    call; the differences perturb every coordinate by +-h (vmapped over coordinates)."""
     theta, unravel = ravel_pytree(params)
-    E = h * jnp.eye(theta.size)
-    fp = jax.vmap(lambda d: f(unravel(theta + d)))(E)
-    fm = jax.vmap(lambda d: f(unravel(theta - d)))(E)
-    return (fp - fm) / (2 * h)
+
+    @jax.jit
+    def both(theta):
+        E = h * jnp.eye(theta.size)
+        fp = jax.vmap(lambda d: f(unravel(theta + d)))(E)
+        fm = jax.vmap(lambda d: f(unravel(theta - d)))(E)
+        return jax.grad(lambda t: f(unravel(t)))(theta), (fp - fm) / (2 * h)
+
+    return both(theta)
 
 
 def check_gradient(model, params, X, Y, loss="mse"):
     g = backprop(model, params, X, Y, loss=loss)
     # same structure as params
     assert jax.tree_util.tree_structure(g) == jax.tree_util.tree_structure(params)
-    f = loss_of(model, X, Y, loss)
     g_vec = ravel_pytree(g)[0]
     assert g_vec.dtype == jnp.float64
-    assert rel_err(g_vec, ravel_pytree(jax.grad(f)(params))[0]) < AUTODIFF_RTOL
-    assert rel_err(g_vec, central_differences(f, params)) < FD_RTOL
+    auto, fd = references(loss_of(model, jnp.asarray(X), jnp.asarray(Y), loss), params)
+    assert rel_err(g_vec, auto) < AUTODIFF_RTOL
+    assert rel_err(g_vec, fd) < FD_RTOL
 
 
 ACTS = ["identity", "relu", "leaky_relu", "tanh", "sigmoid", "softplus"]
 
 
-@pytest.mark.parametrize("sizes", [(3, 2), (3, 6, 2), (2, 5, 4, 3), (4, 6, 5, 4, 2)],
-                         ids=lambda s: "-".join(map(str, s)))
+def assert_away_from_kinks(mlp, params, X):
+    """Piecewise-linear units must sit well away from their kink (where they are not
+    differentiable), or neither autodiff nor finite differences define the reference."""
+    pre, _ = mlp.forward(params, X)
+    for a, act in zip(pre, mlp.activations):
+        if act in ("relu", "leaky_relu"):
+            assert float(jnp.min(jnp.abs(a))) > 100 * FD_STEP
+
+
 @pytest.mark.parametrize("act", ACTS)
-def test_mlp_backprop_matches_autodiff_and_finite_differences(sizes, act):
-    mlp = ln.MLP(sizes, activation=act, output_activation="tanh" if act == "relu" else "identity",
-                 init="torch_default")
-    params = mlp.init(len(sizes))
+def test_mlp_backprop_matches_autodiff_and_finite_differences(act):
+    """Two hidden layers of one activation, torch_default init (random biases)."""
+    mlp = ln.MLP((3, 6, 5, 2), activation=act,
+                 output_activation="tanh" if act == "relu" else "identity", init="torch_default")
+    params = mlp.init(1)
     rng = np.random.default_rng(7)
-    X = rng.normal(size=(9, sizes[0]))
-    Y = rng.normal(size=(9, sizes[-1]))
-    if act in ("relu", "leaky_relu"):
-        # away from kinks: the check is only meaningful where the activation is differentiable
-        pre, _ = mlp.forward(params, X)
-        assert min(float(jnp.min(jnp.abs(a))) for a in pre[:-1]) > 10 * FD_STEP
+    X, Y = rng.normal(size=(9, 3)), rng.normal(size=(9, 2))
+    assert_away_from_kinks(mlp, params, X)
+    check_gradient(mlp, params, X, Y, loss="mse")
+
+
+@pytest.mark.parametrize("sizes", [(3, 2), (3, 6, 2), (4, 6, 5, 4, 2), (2, 5, 5, 4, 4, 3)],
+                         ids=lambda s: "-".join(map(str, s)))
+def test_mlp_backprop_at_several_depths_with_mixed_activations(sizes):
+    """Depths 1 to 5 weight layers; hidden activations cycle through all six."""
+    n_hidden = len(sizes) - 2
+    acts = [ACTS[(k + 1) % len(ACTS)] for k in range(n_hidden)]
+    mlp = ln.MLP(sizes, activation=acts, output_activation="sigmoid", init="glorot_normal")
+    params = mlp.init(len(sizes))
+    rng = np.random.default_rng(len(sizes))
+    X, Y = rng.normal(size=(8, sizes[0])), rng.uniform(size=(8, sizes[-1]))
+    assert_away_from_kinks(mlp, params, X)
     check_gradient(mlp, params, X, Y, loss="mse")
 
 

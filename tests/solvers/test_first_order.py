@@ -180,7 +180,7 @@ def test_patience_monitors_the_validation_loss(val_problem):
     assert val[0] == pytest.approx(val0, rel=1e-12)
 
 
-@pytest.mark.parametrize("batch_size, lanes", [(None, 4), (None, 2), (7, 2)])
+@pytest.mark.parametrize("batch_size, lanes", [(None, 2), (7, 2)])
 def test_fit_many_equals_separate_fits(problem, batch_size, lanes):
     """Three seeds in one vmapped call give each seed's separate fit (x to 1e-10, same nit/status),
     also when the runs stop at different epochs (a stopped run is frozen while the others go on)."""
@@ -235,15 +235,15 @@ def test_ctrl_c_returns_the_best_iterate_with_status_interrupted(problem):
             raise KeyboardInterrupt
 
     r = fo.fit(problem, problem.model.init(0), method="adam", lr=0.01, patience=None,
-               callback=callback, chunk=16)
+               callback=callback)
     assert r.status == R.INTERRUPTED and not r.success
-    assert calls[0] == (16, (problem.model.n_params,), calls[0][2])
+    assert calls[0] == (32, (problem.model.n_params,), calls[0][2])  # the first chunk: 32 epochs
     assert r.nit == calls[1][0] and len(r.history) == r.nit + 1
     assert r.fun == pytest.approx(r.history_array("loss").min(), rel=1e-12)
 
 
 def test_callback_returning_true_stops(problem):
-    r = fo.fit(problem, problem.model.init(0), method="adam", patience=None, chunk=16,
+    r = fo.fit(problem, problem.model.init(0), method="adam", patience=None,
                callback=lambda it, th, f: it >= 32, progress=True)
     assert r.status == R.INTERRUPTED and r.nit == 32 and "callback" in r.message
 
@@ -265,6 +265,7 @@ def test_callback_returning_true_stops(problem):
     ({"method": "gd", "line_search": "wolfe"}, "unknown line_search 'wolfe'"),
     ({"method": "gd", "line_search": "armijo", "batch_size": 5}, "full-batch"),
     ({"method": "adam", "callback": 3}, "callback must be callable"),
+    ({"method": "adam", "lanes": 0}, "lanes must be an integer >= 1"),
 ])
 def test_bad_options_raise_before_work(problem, kwargs, match):
     with pytest.raises(LiftnnError, match=match):
@@ -272,12 +273,14 @@ def test_bad_options_raise_before_work(problem, kwargs, match):
 
 
 def test_bad_initial_params_raise(problem):
-    p = problem.model.init(0)
-    bad = [(W.at[0, 0].set(np.nan), b) if i == 0 else (W, b) for i, (W, b) in enumerate(p)]
+    p = [(np.asarray(W), np.asarray(b)) for W, b in problem.model.init(0)]
+    bad = [(W.copy(), b) for W, b in p]
+    bad[0][0][0, 0] = np.nan
     with pytest.raises(LiftnnError, match="initial params 1 contain non-finite"):
         fo.fit_many(problem, [p, bad], method="adam")
-    with pytest.raises(LiftnnError, match="has 25"):
-        fo.fit(problem, ln.MLP("1-4-1").init(0), method="adam")
+    small = [(np.zeros((4, 1)), np.zeros(4)), (np.zeros((1, 4)), np.zeros(1))]  # a 1-4-1 net
+    with pytest.raises(LiftnnError, match="params 0 have 13 entries; the network 1-8-1 has 25"):
+        fo.fit(problem, small, method="adam")
 
 
 def test_minimize_first_order_bad_input():

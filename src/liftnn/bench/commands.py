@@ -43,7 +43,8 @@ def print_table(out: Path, title: str, full: bool = False) -> None:
     meta = report.load_meta(out)
     stats, _, methods, ref = report.aggregate(rows, meta)
     table = Table(title=title)
-    for col in ("cell", "method", "converged", "median time (s)", "median train MSE"):
+    word = report.success_word(meta)
+    for col in ("cell", "method", word, "median time (s)", "median train MSE"):
         table.add_column(col, justify="left" if col in ("cell", "method") else "right")
     if ref:
         table.add_column(f"time / {ref}", justify="right")
@@ -64,7 +65,7 @@ def print_table(out: Path, title: str, full: bool = False) -> None:
     Console().print(table)
     totals = report.method_totals(stats, methods, None)
     for t in totals:
-        Console().print(f"  {t['method']}: converged {t['converged']}, median time {t['time']} s")
+        Console().print(f"  {t['method']}: {word} {t['converged']}, median time {t['time']} s")
 
 
 def _run(suite, out: Path, jobs, backend, retry_errors, console, title) -> None:

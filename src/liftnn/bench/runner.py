@@ -40,7 +40,7 @@ ERROR = "error"
 BASE_COLUMNS = ["suite", "problem", "cell", "method", "init", "seed", "n", "arch", "activation",
                 "train_mse", "test_mse", "time_s", "iterations", "success", "status", "message"]
 COMMON_COLUMNS = ["data_seed", "group", "n_params", "loss", "batch_size", "batch_time_s",
-                  "time_per_iter", "outer_iterations", "nfev"]
+                  "time_per_iter", "iter_time_s", "outer_iterations", "nfev"]
 EXTRA_COLUMNS = {
     "freerun": ["freerun_mse"],
     "memory": ["peak_rss_mb", "base_rss_mb"],
@@ -135,6 +135,23 @@ def thin_history(history) -> list[dict]:
     return out
 
 
+def steady_iter_time(history) -> float:
+    """Seconds per iteration after the first one (compilation excluded), from a history.
+
+    (time of the last entry - time of entry 1) / (iterations between them), counting
+    iterations by the cumulative "njev" (Jacobian / gradient evaluations: Gauss-Newton
+    iterations for alm, epochs for first-order methods) where every entry has it, else "iter".
+    NaN with fewer than three timed entries.
+    """
+    h = [e for e in (history or []) if isinstance(e, dict) and math.isfinite(_num(e.get("time")))]
+    if len(h) < 3:
+        return math.nan
+    key = "njev" if all("njev" in e for e in h) else "iter"
+    dk = _num(h[-1].get(key)) - _num(h[1].get(key))
+    dt = _num(h[-1]["time"]) - _num(h[1]["time"])
+    return dt / dk if dk > 0 and dt >= 0 else math.nan
+
+
 def _grad_norms(model, params, data, cell: Cell) -> list[float]:
     """Per-layer ||dC/d(W_j, b_j)|| of the training loss at `params` (vanishing gradients)."""
     import jax
@@ -201,14 +218,13 @@ def _run_peer(unit: Unit, model, data) -> list[tuple[int, dict, float, int]]:
     opts = dict(unit.options)
     if unit.time_budget is not None:
         opts["time_budget"] = unit.time_budget
-    if unit.cell.weight_decay:
-        opts.setdefault("weight_decay", unit.cell.weight_decay)
     out = []
     for s in unit.seeds:
         p0 = model.init(int(s))
         t0 = time.perf_counter()
         try:
-            r = peers.fit_peer(unit.method, model, data, p0, **opts)
+            r = peers.fit_peer(unit.method, model, data, p0, loss=unit.cell.loss,
+                               weight_decay=unit.cell.weight_decay, **opts)
             wall = time.perf_counter() - t0
             r["time_s"] = wall  # wall time of the whole fit, setup included, as for liftnn
             out.append((s, r, wall, 1))
@@ -285,6 +301,7 @@ def _measure(unit: Unit, model, data, seed, res, extra: dict, record: dict) -> N
     """Suite-specific measurements of one finished run (free run, gradient norms, fits)."""
     params = res.get("params")
     record["history"] = thin_history(res.get("history"))
+    extra["iter_time_s"] = steady_iter_time(res.get("history"))
     if "train_mse" not in res or res.get("train_mse") is None:
         from liftnn.problem import TrainingProblem
 

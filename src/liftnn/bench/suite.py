@@ -495,6 +495,15 @@ def _check_method_options(name: str, opts: dict, src: str) -> None:
     from liftnn.train import METHODS
 
     if name not in METHODS:
+        try:
+            from liftnn.bench import peers
+            allowed = set(peers.options(name))
+        except Exception:  # noqa: BLE001 - no peers module: availability says why
+            return
+        bad = sorted(set(opts) - allowed)
+        if bad:
+            raise LiftnnError(f"{src}: unknown option(s) for {name}: {', '.join(bad)}; valid: "
+                              f"{', '.join(sorted(allowed))}")
         return
     try:
         mod = importlib.import_module(METHODS[name])

@@ -14,8 +14,9 @@ its params (network tools).  Everything is float64.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -86,7 +87,7 @@ def gauss_newton_matrix(residual: Callable, theta) -> np.ndarray:
 def gnvp(residual: Callable, theta, v) -> jax.Array:
     """G v = J^T (J v) without forming J (one jvp + one vjp).  theta, v: (n,) -> (n,)."""
     theta = jnp.asarray(theta, jnp.float64)
-    r, jv = jax.jvp(residual, (theta,), (jnp.asarray(v, jnp.float64),))
+    _, jv = jax.jvp(residual, (theta,), (jnp.asarray(v, jnp.float64),))
     _, vjp = jax.vjp(residual, theta)
     return vjp(jv)[0]
 
@@ -128,7 +129,6 @@ def fd_hessian(f: Callable, theta, eps: float | None = None) -> np.ndarray:
     (truncation O(h^2) balances rounding O(eps_mach / h)); seed 003's "finite differences".
     """
     theta = _theta(theta)
-    n = theta.size
     e = float(np.finfo(np.float64).eps ** (1.0 / 3.0)) if eps is None else check_positive("eps", eps)
     h = e * np.maximum(1.0, np.abs(np.asarray(theta)))
     P = np.diag(h)
@@ -405,6 +405,8 @@ def curvature_report(problem, params, *, method: str = "auto", k: int | None = N
 
     Keys: n_params, loss, grad_norm, lambda_max, lambda_min, lambda_max_power (power-iteration
     estimate, a cross-check), power_iters, condition_number (inf if singular), singular,
+    condition_exact (False with Lanczos: Ritz values miss interior eigenvalues near zero, so the
+    condition number is then a lower bound),
     positive_definite (Cholesky of H when dense; lambda_min > 0 from Lanczos otherwise),
     n_negative / n_zero / n_positive (eigenvalues below -tol, within +-tol, above tol, with
     tol = n eps max|lambda|: numerically zero ones are not counted as negative), eta_bound = 2 / lambda_max, method, eigenvalues (ascending), layers.
@@ -434,6 +436,7 @@ def curvature_report(problem, params, *, method: str = "auto", k: int | None = N
         "power_iters": int(pw.n_iter),
         "condition_number": cond,
         "singular": bool(np.isinf(cond)),
+        "condition_exact": used == "dense",
         "positive_definite": bool(pd),
         "n_negative": int(np.sum(eig < -tol)),
         "n_zero": int(np.sum(np.abs(eig) <= tol)),

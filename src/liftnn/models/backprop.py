@@ -22,6 +22,8 @@ Losses (liftnn.models.losses) enter only through dL/dpred (pred: (m, d_out)):
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -163,21 +165,34 @@ def _moeller_backward(model: Moeller2Net, params, X, G_out):
     return [(dW1, None), (dW2, None), (dW3, None)], D1 @ W1
 
 
-def _backward(model, params, X, Y, loss):
-    """(gradient w.r.t. params, gradient w.r.t. X, loss value) after validation."""
+def _check_params(model, params):
+    """Validate params against the model (shapes, structure) and return them as float64 arrays."""
     if isinstance(model, MLP):
-        params = _check_mlp_params(model, params)
-        pred = model.apply(params, X)
-        g, gx = _mlp_backward(model, params, X, _loss_grad(loss, pred, Y))
+        return _check_mlp_params(model, params)
+    if isinstance(model, FeedforwardGraph):
+        return model._check_params(params)
+    return [(W, None) for W in model._weights(params)]
+
+
+@functools.partial(jax.jit, static_argnames=("model", "loss"))
+def _backward_core(model, params, X, Y, loss):
+    """(gradient w.r.t. params, gradient w.r.t. X, loss value); inputs already validated.
+
+    Compiled once per (model, loss, shapes): models are immutable and hashable.
+    """
+    if isinstance(model, MLP):
+        backward = _mlp_backward
     elif isinstance(model, FeedforwardGraph):
-        params = model._check_params(params)
-        pred = model.apply(params, X)
-        g, gx = _graph_backward(model, params, X, _loss_grad(loss, pred, Y))
+        backward = _graph_backward
     else:
-        model._weights(params)
-        pred = model.apply(params, X)
-        g, gx = _moeller_backward(model, params, X, _loss_grad(loss, pred, Y))
+        backward = _moeller_backward
+    pred = model.apply(params, X)
+    g, gx = backward(model, params, X, _loss_grad(loss, pred, Y))
     return g, gx, LOSSES[loss](pred, Y)
+
+
+def _backward(model, params, X, Y, loss):
+    return _backward_core(model, _check_params(model, params), X, Y, loss)
 
 
 # ---- public ---------------------------------------------------------------------------------
@@ -262,18 +277,12 @@ def optimize_inputs(model, params, target, x0, method: str = "bfgs", max_iter: i
         raise LiftnnError(f"bounds need method='l-bfgs-b'; got method={method!r}")
     if bounds is not None and len(bounds) != model.d_in:
         raise LiftnnError(f"bounds has {len(bounds)} pairs; the network takes {model.d_in} inputs")
-    # validate the weights once, then evaluate through a jitted pass
-    _backward(model, params, jnp.asarray(x0a), jnp.asarray(t), "sse")
+    params = _check_params(model, params)
     t_j = jnp.asarray(t)
 
-    @jax.jit
-    def value_grad(p, x):
-        _, gx, val = _backward(model, p, x[None, :], t_j, "sse")
-        return val, gx[0]
-
     def fun(x):
-        val, g = value_grad(params, jnp.asarray(x, jnp.float64))
-        return float(val), np.asarray(g, dtype=float)
+        _, gx, val = _backward_core(model, params, jnp.asarray(x, jnp.float64)[None, :], t_j, "sse")
+        return float(val), np.asarray(gx[0], dtype=float)
 
     opts = {"maxiter": int(max_iter), "gtol": float(tol)}
     if method == "l-bfgs-b":

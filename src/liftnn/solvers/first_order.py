@@ -43,12 +43,13 @@ second run - or a run with another lr - does not recompile (new shapes do, once)
 `fit_many` vmaps the same loop over K initialisations on the same data: every run has its own
 optimiser state, best iterate, patience counter and stop flag; a stopped run is frozen (its state
 is no longer changed) and the loop ends when all runs have stopped or max_iter is reached.  The
-runs go through the compiled loop `lanes` at a time (default 4): each round advances every running
-run by the same number of epochs, group after group, and the groups are re-formed from the runs
-still going, so a stopped run stops costing compute at the end of its chunk.  (A frozen lane of a
-vmapped batch costs as much as a live one, and with patience the run lengths spread widely - on
-sin2 from 24 to 4000 epochs - so one batch of all K runs would spend most of its time on stopped
-runs; on CPU the per-run cost of a vmapped epoch hardly falls beyond 4 lanes.)
+runs go through the compiled loop `lanes` at a time - by default 4, or 16 when neither patience
+nor gtol can stop a run before max_iter.  Each round advances every running run by the same
+number of epochs, group after group, and the groups are re-formed from the runs still going, so
+a stopped run stops costing compute at the end of its chunk.  (A frozen lane of a vmapped batch
+costs as much as a live one, and with patience the run lengths spread widely - on sin2 from 24
+to 4000 epochs - so one batch of all K runs would spend most of its time on stopped runs; on CPU
+the per-run cost of a vmapped epoch falls only slowly beyond 4 lanes.)
 
 What each epoch measures (the monitored quantities)
 ---------------------------------------------------
@@ -119,7 +120,7 @@ METHOD_DEFAULTS: dict[str, dict[str, float]] = {
 }
 METHODS = tuple(METHOD_DEFAULTS)
 
-#: options shared by every method (minimize_first_order: all but batch_size and shuffle_seed).
+#: options shared by every method (minimize_first_order: all but the data options below).
 COMMON_DEFAULTS: dict[str, Any] = {
     "max_iter": 4000,       # epochs
     "patience": 10,         # epochs without improvement of the monitored loss; None disables
@@ -131,15 +132,13 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "batch_size": None,     # None: full batch; else minibatches reshuffled each epoch
     "shuffle_seed": 0,      # seed of the minibatch permutations
     "chunk": 256,           # most epochs per compiled chunk
-    "lanes": 4,             # fit_many: runs vmapped together (groups re-formed between chunks)
+    "lanes": None,          # fit_many: runs vmapped together; None: 4, or 16 without early stops
 }
 GD_ONLY = {"line_search": None, "max_backtracks": 40}
 _DATA_OPTIONS = ("batch_size", "shuffle_seed", "lanes")
 
 # status codes inside the compiled loop
 _RUNNING, _CONV, _MAXIT, _STALL, _DIV, _LSF = 0, 1, 2, 3, 4, 5
-_STATUS = {_CONV: R.CONVERGED, _MAXIT: R.MAX_ITER, _STALL: R.STALLED, _DIV: R.DIVERGED,
-           _LSF: R.LINE_SEARCH_FAILED}
 _REC = ("valid", "loss", "grad_norm", "step", "nfev", "njev", "val")  # per-epoch record columns
 _CHUNK_TARGET_S = 0.25
 _FIRST_CHUNK = 32
@@ -225,9 +224,8 @@ def _check_options(method: str, options: dict, m: int | None) -> dict:
     o["progress"] = bool(o["progress"])
     integer("chunk", 1)
     if m is not None:
-        integer("lanes", 1)
-    integer("shuffle_seed", 0)
-    if m is not None:
+        integer("lanes", 1, allow_none=True)
+        integer("shuffle_seed", 0)
         integer("batch_size", 1, allow_none=True)
         if o["batch_size"] is not None and o["batch_size"] > m:
             raise LiftnnError(f"batch_size = {o['batch_size']} exceeds the {m} training samples")
@@ -513,6 +511,15 @@ def _progress(enabled: bool, method: str, total: int):
     return update
 
 
+def _lanes(o: dict) -> int:
+    """Runs vmapped together: `lanes`, or by default 4 when runs can stop early (patience, gtol)
+    and 16 when they all run to max_iter (then no lane ever idles, and wider is cheaper per run)."""
+    if o.get("lanes") is not None:
+        return o["lanes"]
+    early = (o["patience"] is not None and o["patience"] < o["max_iter"]) or o["gtol"] > 0
+    return 4 if early else 16
+
+
 def _groups(idx: np.ndarray, L: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Split run indices into groups of L lanes: (real runs, lane indices padded to L).
 
@@ -545,7 +552,7 @@ def _run(obj: _Objective, method: str, theta0: np.ndarray, o: dict, data: tuple,
     runs still going, so stopped runs cost nothing after the chunk in which they stop.
     """
     K = int(theta0.shape[0])
-    L = min(K, o.get("lanes", 1))
+    L = min(K, _lanes(o))
     armijo = o.get("line_search") == "armijo"
     has_val = len(data) == 4
     blank_state, run_chunk = _compiled(obj, method, armijo, o["batch_size"], has_val, o["chunk"])
@@ -724,8 +731,8 @@ def fit(problem, params0, *, method: str = "adam", **options) -> R.Result:
             patience=10 (None disables), min_delta=0, gtol=0, time_budget=None (s),
             callback(iter, theta, loss)=None (chunk boundaries; return True to stop),
             progress=False, batch_size=None (full batch), shuffle_seed=0, chunk=256,
-            lanes=4 (fit_many only); for gd also line_search=None|"armijo" (mu=1e-4,
-            shrink=0.5, max_backtracks=40).
+            lanes=None (fit_many only: 4, or 16 without early stopping); for gd also
+            line_search=None|"armijo" (mu=1e-4, shrink=0.5, max_backtracks=40).
 
     Returns:
         Result with params / x / fun (best iterate by training objective), params_last / x_last /
@@ -742,7 +749,7 @@ def fit(problem, params0, *, method: str = "adam", **options) -> R.Result:
 def fit_many(problem, params0_list, *, method: str = "adam", **options) -> list[R.Result]:
     """Train K initialisations on the same data in one vectorised (jax.vmap) call.
 
-    Same options and result fields as `fit` (plus `lanes`: runs vmapped together, default 4);
+    Same options and result fields as `fit` (plus `lanes`: runs vmapped together, see _lanes);
     each run has its own optimiser state, patience counter, stop flag, nit, status and history (a
     stopped run is frozen while the others go on).  Minibatch permutations are shared by all runs
     (they depend on shuffle_seed and the epoch), so each Result equals what `fit` returns for that

@@ -1,0 +1,450 @@
+"""The one driver loop behind the classical solvers (cg, bfgs, lbfgs, newton, newton-cg, gn, lm).
+
+A solver is two small functions in the style of optimistix (STYLE.md): ``init(it) -> state`` and
+``step(state, it) -> (state, Step)``, where `it` is the current `Iterate` (x, f, g, and for least
+squares r and J) and a `Step` carries the next iterate (or None when the step failed), the step
+length and, when the solver itself must stop, a status and message.  Everything else - options,
+input checks, evaluation counters, the history, convergence tests, patience, the time budget, the
+callback, Ctrl-C and the returned `Result` - is written once, here, in `run`.
+
+Evaluations are compiled once per function with jax.jit and cached (`scalar_functions`,
+`residual_functions`); the Python loop runs over iterations only.  Counting (`Evaluator`):
+
+- minimize:       nfev = function evaluations, njev = gradient evaluations (a value-and-gradient
+                  call counts one of each), nhev = Hessian evaluations or Hessian-vector products.
+- least squares:  nfev = residual evaluations, njev = Jacobian evaluations (the residual that
+                  comes with a Jacobian evaluation is not counted again), nhev = 0.
+
+Convergence tests after every accepted step k (in this order; off when the tolerance is 0):
+
+- gtol:  ||g_k||_inf <= gtol                                       -> converged
+- ftol:  f_{k-1} - f_k <= ftol * |f_{k-1}|                          -> converged
+- xtol:  ||x_k - x_{k-1}||_2 <= xtol * (xtol + ||x_k||_2)            -> converged
+- patience: `patience` iterations in a row without the monitored loss (validation loss when there
+  is one, else the training loss) falling below its best by more than min_delta -> stalled
+- time_budget: wall seconds since the call began                    -> max_iter (message says so)
+- callback(iter, x, loss) returning True                           -> interrupted
+
+Failures: a step whose line search fails -> line_search_failed (the last good iterate is
+returned); a loss of -inf, or a non-finite gradient / Jacobian / Hessian at an accepted point ->
+diverged (the last finite iterate is returned); KeyboardInterrupt inside the loop -> interrupted
+(the best iterate so far).  ``success`` is True for converged and stalled, as in first_order.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from liftnn.errors import LiftnnError
+from liftnn.solvers import result as R
+
+#: options every classical solver accepts, with their defaults (max_iter's default is per method)
+COMMON_DEFAULTS: dict[str, Any] = {
+    "max_iter": 1000,
+    "gtol": 1e-8,
+    "ftol": 0.0,
+    "xtol": 0.0,
+    "time_budget": None,
+    "patience": None,
+    "min_delta": 0.0,
+    "callback": None,
+}
+
+# ---------------------------------------------------------------------------------------------
+# options
+# ---------------------------------------------------------------------------------------------
+
+
+def merge_options(method: str, options: dict, method_defaults: dict,
+                  max_iter: int | None = None) -> dict:
+    """COMMON_DEFAULTS + method_defaults + options; unknown names raise LiftnnError listing the
+    valid ones; the common options are validated here, the method's own by its module."""
+    valid = {**COMMON_DEFAULTS, **method_defaults}
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise LiftnnError(f"unknown option(s) {', '.join(map(repr, unknown))} for method "
+                          f"{method!r}; valid options: {', '.join(sorted(valid))}")
+    o = dict(valid)
+    if max_iter is not None:
+        o["max_iter"] = max_iter
+    o.update(options)
+    integer(o, "max_iter", 0)
+    for name in ("gtol", "ftol", "xtol", "min_delta"):
+        number(o, name, 0.0)
+    if o["time_budget"] is not None:
+        number(o, "time_budget", 0.0, lo_open=True)
+    if o["patience"] is not None:
+        integer(o, "patience", 1)
+    if o["callback"] is not None and not callable(o["callback"]):
+        raise LiftnnError(f"callback must be callable or None; got {o['callback']!r}")
+    return o
+
+
+def number(o: dict, name: str, lo: float | None = None, hi: float | None = None,
+           lo_open: bool = False, hi_open: bool = False) -> float:
+    """Validate o[name] as a finite number in the given range (in place); raise naming it."""
+    v = o[name]
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise LiftnnError(f"{name} must be a number; got {v!r}")
+    v = float(v)
+    bad = not math.isfinite(v)
+    if lo is not None:
+        bad |= v <= lo if lo_open else v < lo
+    if hi is not None:
+        bad |= v >= hi if hi_open else v > hi
+    if bad:
+        parts = []
+        if lo is not None:
+            parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+        if hi is not None:
+            parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+        raise LiftnnError(f"{name} must be a finite number {' and '.join(parts)}; got {o[name]!r}")
+    o[name] = v
+    return v
+
+
+def integer(o: dict, name: str, lo: int, allow_none: bool = False) -> int | None:
+    """Validate o[name] as an integer >= lo (or None when allowed), in place."""
+    v = o[name]
+    if v is None and allow_none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise LiftnnError(f"{name} must be an integer >= {lo}{' or None' if allow_none else ''}; "
+                          f"got {v!r}")
+    o[name] = int(v)
+    return int(v)
+
+
+def choice(o: dict, name: str, choices: tuple) -> str:
+    """Validate o[name] as one of `choices`."""
+    if o[name] not in choices:
+        raise LiftnnError(f"{name} must be one of {', '.join(map(repr, choices))}; got {o[name]!r}")
+    return o[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs and compiled evaluations
+# ---------------------------------------------------------------------------------------------
+
+
+def check_x0(x0) -> np.ndarray:
+    """x0 as a float64 vector (n,); raises LiftnnError for non-numeric, non-1-D, empty or
+    non-finite input."""
+    try:
+        x = np.array(x0, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise LiftnnError(f"x0 is not a numeric vector: {exc}") from None
+    if x.ndim != 1:
+        raise LiftnnError(f"x0 must be a 1-D vector (n,); got shape {x.shape}")
+    if x.size == 0:
+        raise LiftnnError("x0 is empty")
+    if not np.all(np.isfinite(x)):
+        i = int(np.flatnonzero(~np.isfinite(x))[0])
+        raise LiftnnError(f"x0 contains non-finite values (first at index {i}: {x[i]!r})")
+    return x
+
+
+def _output_shape(fun: Callable, x: np.ndarray, what: str) -> tuple:
+    if not callable(fun):
+        raise LiftnnError(f"{what} must be callable; got {fun!r}")
+    try:
+        return tuple(jax.eval_shape(fun, jax.ShapeDtypeStruct(x.shape, jnp.float64)).shape)
+    except Exception as exc:  # noqa: BLE001 - any failure to trace is bad input
+        raise LiftnnError(f"{what} could not be evaluated with JAX at x0 (write it with jax.numpy "
+                          f"and make it accept a vector of shape {x.shape}): "
+                          f"{type(exc).__name__}: {exc}") from None
+
+
+def _cached(builder):
+    """lru_cache on the function argument, falling back to no caching for unhashable ones."""
+    cached = functools.lru_cache(maxsize=64)(builder)
+
+    @functools.wraps(builder)
+    def get(*args):
+        try:
+            return cached(*args)
+        except TypeError:  # unhashable callable
+            return builder(*args)
+
+    get.cache_clear = cached.cache_clear
+    return get
+
+
+@dataclass(frozen=True)
+class ScalarFunctions:
+    """Jitted evaluations of a scalar f: value, value-and-gradient, Hessian, Hessian-vector."""
+
+    f: Callable
+    fg: Callable
+    hess: Callable
+    hvp: Callable
+    scalar: Callable  # the (un-jitted) scalar function itself, for solvers that build on it
+
+
+@_cached
+def scalar_functions(fun: Callable, squeeze: bool) -> ScalarFunctions:
+    """Compile f, (f, grad f), the Hessian (jax.hessian) and the forward-over-reverse product
+    H v = d/de grad f(x + e v) for `fun` (squeeze: fun returns shape (1,))."""
+    f = (lambda x: jnp.reshape(fun(x), ())) if squeeze else fun
+    grad = jax.grad(f)
+    return ScalarFunctions(
+        f=jax.jit(f),
+        fg=jax.jit(jax.value_and_grad(f)),
+        hess=jax.jit(jax.hessian(f)),
+        hvp=jax.jit(lambda x, v: jax.jvp(grad, (x,), (v,))[1]),
+        scalar=f,
+    )
+
+
+@dataclass(frozen=True)
+class ResidualFunctions:
+    """Jitted evaluations of a residual r: (n,) -> (m,): r alone and (r, J) together."""
+
+    r: Callable
+    rj: Callable
+
+
+@_cached
+def residual_functions(res: Callable, forward: bool) -> ResidualFunctions:
+    """Compile r and (r, J) with J = dr/dx (m, n) from jax.jacfwd (forward: n <= m, n JVPs) or
+    jax.jacrev (m < n, m VJPs); the residual comes out of the same trace as the Jacobian."""
+    jac = jax.jacfwd if forward else jax.jacrev
+    both = jac(lambda x: (res(x), res(x)), has_aux=True)
+    return ResidualFunctions(r=jax.jit(res), rj=jax.jit(lambda x: both(x)[::-1]))
+
+
+@dataclass
+class Iterate:
+    """A point and what is known there: f (the loss: the objective, or the least-squares cost
+    1/2 ||r||^2), g = grad f (n,), and for least squares r (m,) and J (m, n)."""
+
+    x: np.ndarray
+    f: float
+    g: np.ndarray
+    r: np.ndarray | None = None
+    J: np.ndarray | None = None
+
+
+@dataclass
+class Step:
+    """What one solver step produced: the next iterate (None if the step failed), the step
+    length, and - when the solver must stop - a status (from liftnn.solvers.result) and message.
+    `info` adds per-iteration history entries (e.g. mu, shift, restart)."""
+
+    it: Iterate | None
+    step: float = 0.0
+    status: str | None = None
+    message: str = ""
+    info: dict = field(default_factory=dict)
+
+
+class ScalarEvaluator:
+    """Counts and evaluates a scalar function f: (n,) -> () (see the module docstring)."""
+
+    kind = "minimize"
+
+    def __init__(self, fun: Callable, x0: np.ndarray):
+        shape = _output_shape(fun, x0, "fun")
+        if shape not in ((), (1,)):
+            raise LiftnnError(f"fun must return a scalar; it returns shape {shape}")
+        self.fns = scalar_functions(fun, shape == (1,))
+        self.n = x0.size
+        self.nfev = self.njev = self.nhev = 0
+
+    def f(self, x) -> float:
+        self.nfev += 1
+        return float(self.fns.f(x))
+
+    def fg(self, x) -> tuple[float, np.ndarray]:
+        self.nfev += 1
+        self.njev += 1
+        f, g = self.fns.fg(x)
+        return float(f), np.asarray(g, dtype=np.float64)
+
+    def hess(self, x) -> np.ndarray:
+        self.nhev += 1
+        return np.asarray(self.fns.hess(x), dtype=np.float64)
+
+    def iterate(self, x) -> Iterate:
+        f, g = self.fg(x)
+        return Iterate(x, f, g)
+
+    def first(self, x0) -> Iterate:
+        """The iterate at x0; raises LiftnnError if f or its gradient is not finite there."""
+        it = self.iterate(x0)
+        if not math.isfinite(it.f):
+            raise LiftnnError(f"the function value is not finite at x0: f(x0) = {it.f!r}")
+        if not np.all(np.isfinite(it.g)):
+            raise LiftnnError("the gradient is not finite at x0")
+        return it
+
+
+class ResidualEvaluator:
+    """Counts and evaluates a residual r: (n,) -> (m,) and its Jacobian (module docstring)."""
+
+    kind = "least_squares"
+
+    def __init__(self, res: Callable, x0: np.ndarray):
+        shape = _output_shape(res, x0, "residual")
+        if len(shape) != 1 or shape[0] == 0:
+            raise LiftnnError(f"residual must return a non-empty vector (m,); it returns shape "
+                              f"{shape}")
+        self.m, self.n = shape[0], x0.size
+        self.fns = residual_functions(res, self.n <= self.m)
+        self.nfev = self.njev = self.nhev = 0
+
+    def r(self, x) -> np.ndarray:
+        self.nfev += 1
+        return np.asarray(self.fns.r(x), dtype=np.float64)
+
+    def cost(self, x) -> float:
+        r = self.r(x)
+        return 0.5 * float(r @ r) if np.all(np.isfinite(r)) else math.nan
+
+    def iterate(self, x) -> Iterate:
+        self.njev += 1
+        r, J = self.fns.rj(x)
+        r, J = np.asarray(r, dtype=np.float64), np.asarray(J, dtype=np.float64)
+        cost = 0.5 * float(r @ r) if np.all(np.isfinite(r)) else math.nan
+        return Iterate(x, cost, J.T @ r if np.all(np.isfinite(J)) else J.sum(0) * np.nan, r, J)
+
+    def first(self, x0) -> Iterate:
+        """The iterate at x0; raises LiftnnError if r or J is not finite there."""
+        it = self.iterate(x0)
+        if not np.all(np.isfinite(it.r)):
+            bad = int(np.flatnonzero(~np.isfinite(it.r))[0])
+            raise LiftnnError(f"the residuals are not finite at x0 (first at index {bad}: "
+                              f"{it.r[bad]!r})")
+        if not np.all(np.isfinite(it.J)):
+            raise LiftnnError("the Jacobian of the residuals is not finite at x0")
+        return it
+
+
+def finite_iterate(it: Iterate) -> bool:
+    """f, g (and J) all finite."""
+    return (math.isfinite(it.f) and bool(np.all(np.isfinite(it.g)))
+            and (it.J is None or bool(np.all(np.isfinite(it.J)))))
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+# ---------------------------------------------------------------------------------------------
+
+
+def run(method: str, solver: tuple, ev, x0: np.ndarray, o: dict,
+        monitor: Callable | None = None, t_start: float | None = None) -> R.Result:
+    """Run a solver from x0 with the common options `o` (see the module docstring).
+
+    solver: (init, step, summary): init(it) -> state, step(state, it) -> (state, Step),
+    summary(state) -> dict of extra result fields (e.g. skipped_updates).
+    ev: a ScalarEvaluator or ResidualEvaluator (its counters are the run's nfev/njev/nhev).
+    monitor: optional x -> float watched by `patience` (e.g. the validation loss); its values go
+    into the history as "val_loss".
+
+    Returns a Result: x (best iterate), fun (minimize: f(x); least squares: r(x), plus cost,
+    grad, optimality), jac (gradient / Jacobian at x), x_last / fun_last (last accepted
+    iterate), nit, nfev, njev, nhev, status, success, message, history (iter 0 = x0), time_s.
+    """
+    t0 = time.perf_counter() if t_start is None else t_start
+    init, step, summary = solver
+    it = ev.first(x0)
+    state = init(it)
+
+    def elapsed():
+        return time.perf_counter() - t0
+
+    def record(k, it, step_len, info):
+        h = {"iter": k, "loss": it.f, "grad_norm": float(np.max(np.abs(it.g))),
+             "step": float(step_len), "nfev": ev.nfev, "njev": ev.njev, "nhev": ev.nhev}
+        if monitor is not None:
+            h["val_loss"] = float(monitor(it.x))
+        h.update(info)
+        h["time"] = elapsed()
+        return h
+
+    history = [record(0, it, 0.0, {})]
+    best = it
+    mon_best = history[0].get("val_loss", it.f)
+    since_best = 0
+    status, message = None, ""
+    nit = 0
+    gtol, ftol, xtol = o["gtol"], o["ftol"], o["xtol"]
+    if float(np.max(np.abs(it.g))) <= gtol:
+        status = R.CONVERGED
+        message = f"||grad||_inf = {np.max(np.abs(it.g)):.3g} <= gtol = {gtol:g} at x0"
+    elif o["max_iter"] == 0:
+        status, message = R.MAX_ITER, "max_iter = 0"
+    try:
+        while status is None:
+            state, st = step(state, it)
+            if st.it is not None and not finite_iterate(st.it):
+                status = R.DIVERGED
+                message = (f"the loss or its derivatives became non-finite in iteration "
+                           f"{nit + 1}; returned the last finite iterate")
+                break
+            if st.it is None:
+                status, message = st.status or R.STALLED, st.message
+                if status == R.DIVERGED:
+                    message += "; returned the last finite iterate"
+                elif status == R.LINE_SEARCH_FAILED:
+                    message += "; returned the last good iterate"
+                break
+            prev, it = it, st.it
+            nit += 1
+            h = record(nit, it, st.step, st.info)
+            history.append(h)
+            if it.f < best.f:
+                best = it
+            if st.status is not None:
+                status, message = st.status, st.message
+                break
+            gmax = h["grad_norm"]
+            mon = h.get("val_loss", it.f)
+            if mon < mon_best - o["min_delta"]:
+                mon_best, since_best = mon, 0
+            else:
+                since_best += 1
+            if gmax <= gtol:
+                status, message = R.CONVERGED, f"||grad||_inf = {gmax:.3g} <= gtol = {gtol:g}"
+            elif ftol > 0 and prev.f - it.f <= ftol * abs(prev.f):
+                status, message = R.CONVERGED, (f"relative decrease of the loss "
+                                                f"{(prev.f - it.f) / abs(prev.f):.3g} <= "
+                                                f"ftol = {ftol:g}")
+            elif xtol > 0 and (np.linalg.norm(it.x - prev.x)
+                               <= xtol * (xtol + np.linalg.norm(it.x))):
+                status, message = R.CONVERGED, f"relative step <= xtol = {xtol:g}"
+            elif o["patience"] is not None and since_best >= o["patience"]:
+                which = "validation" if monitor is not None else "training"
+                status, message = R.STALLED, (f"no improvement of the {which} loss by more than "
+                                              f"min_delta = {o['min_delta']:g} in "
+                                              f"{o['patience']} iterations (patience)")
+            elif nit >= o["max_iter"]:
+                status, message = R.MAX_ITER, f"max_iter = {o['max_iter']} iterations reached"
+            elif o["time_budget"] is not None and elapsed() >= o["time_budget"]:
+                status, message = R.MAX_ITER, (f"time budget of {o['time_budget']:g} s reached "
+                                               f"after {nit} iterations")
+            elif o["callback"] is not None and o["callback"](nit, it.x.copy(), it.f) is True:
+                status, message = R.INTERRUPTED, (f"stopped by the callback after {nit} "
+                                                  f"iterations; returned the best iterate so far")
+    except KeyboardInterrupt:
+        status, message = R.INTERRUPTED, (f"interrupted (KeyboardInterrupt) after {nit} "
+                                          f"iterations; returned the best iterate so far")
+    res = R.Result(
+        method=method, x=best.x, x_last=it.x, fun_last=it.f, nit=nit, nfev=ev.nfev,
+        njev=ev.njev, nhev=ev.nhev, status=status, success=status in (R.CONVERGED, R.STALLED),
+        message=message, history=history, time_s=elapsed(), **summary(state))
+    if ev.kind == "least_squares":
+        res.update(fun=best.r, cost=best.f, jac=best.J, grad=best.g,
+                   optimality=float(np.max(np.abs(best.g))))
+    else:
+        res.update(fun=best.f, jac=best.g)
+    return res

@@ -1,0 +1,255 @@
+"""Line searches: how far to go along a descent direction d from x (seed 001).
+
+Along d the objective is the scalar function phi(a) = f(x + a d), with phi(0) = f(x) and slope
+phi'(0) = g(x)^T d < 0.  Seed 001 names the two Wolfe parameters:
+
+- mu (sufficient decrease, the Armijo condition):   phi(a) <= phi(0) + mu a phi'(0)
+- eta (curvature):                                   phi'(a) >= eta phi'(0)
+  and the *strong* form used here                    |phi'(a)| <= eta |phi'(0)|
+
+with 0 < mu < eta < 1 (otherwise a step satisfying both need not exist; Nocedal & Wright,
+Lemma 3.1).  Seed 001 uses mu = 1e-4, eta = 0.1 and tightens to (1e-5, 0.3), (1e-6, 0.5).
+
+Two searches:
+
+- `armijo`: backtracking (Nocedal & Wright, Algorithm 3.1): try a = step0, then a <- shrink * a
+  until the sufficient-decrease condition holds.  Needs only function values.  Used by Newton,
+  Newton-CG and Gauss-Newton, whose unit step is the natural first trial.
+- `strong_wolfe`: bracketing + zoom (Nocedal & Wright, Algorithms 3.5 and 3.6): extend the trial
+  step (a <- 2a) until an interval is known to contain points satisfying the strong Wolfe
+  conditions, then shrink it with safeguarded cubic interpolation.  Every trial evaluates f and
+  its gradient together.  Used by BFGS, L-BFGS (the curvature condition guarantees y^T s > 0) and
+  nonlinear CG (with eta < 1/2 it keeps Fletcher-Reeves directions descent directions).
+
+Non-finite trial values: NaN or +inf at a trial step counts as "step too long" (the search backs
+off from it, as from a failed Armijo test); -inf means f is unbounded below along d, and the
+search stops at once with ``unbounded=True`` (the solver then reports the run as diverged).
+
+Both return a `LineSearchResult` (step, x, f, g, nfev, njev, success, unbounded, message).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from liftnn.errors import LiftnnError
+
+
+class LineSearchResult(NamedTuple):
+    """Outcome of a line search.
+
+    step: the accepted step length a (the last trial when success is False);
+    x: x + step d; f: phi(step); g: grad f(x + step d) (None for `armijo`, which evaluates
+    values only); nfev / njev: function / gradient evaluations made by the search;
+    success: the conditions hold at `step`; unbounded: a trial gave f = -inf;
+    message: why the search stopped.
+    """
+
+    step: float
+    x: np.ndarray
+    f: float
+    g: np.ndarray | None
+    nfev: int
+    njev: int
+    success: bool
+    unbounded: bool = False
+    message: str = ""
+
+
+def _number(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise LiftnnError(f"{name} must be a number; got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise LiftnnError(f"{name} must be finite; got {value!r}")
+    return v
+
+
+def check_wolfe_parameters(mu, eta) -> tuple[float, float]:
+    """Validate seed 001's Wolfe parameters: 0 < mu < eta < 1; returns (mu, eta) as floats.
+
+    Raises LiftnnError naming the violated inequality (mu >= eta is the common mistake: then a
+    step satisfying both conditions need not exist).
+    """
+    mu, eta = _number("mu", mu), _number("eta", eta)
+    if not 0.0 < mu < 1.0:
+        raise LiftnnError(f"mu (sufficient decrease) must satisfy 0 < mu < 1; got mu = {mu:g}")
+    if not 0.0 < eta < 1.0:
+        raise LiftnnError(f"eta (curvature) must satisfy 0 < eta < 1; got eta = {eta:g}")
+    if mu >= eta:
+        raise LiftnnError(f"the Wolfe conditions need 0 < mu < eta < 1; got mu = {mu:g} >= "
+                          f"eta = {eta:g}")
+    return mu, eta
+
+
+def check_armijo_parameters(mu, shrink) -> tuple[float, float]:
+    """Validate Armijo backtracking parameters: 0 < mu < 1 and 0 < shrink < 1."""
+    mu, shrink = _number("mu", mu), _number("shrink", shrink)
+    if not 0.0 < mu < 1.0:
+        raise LiftnnError(f"mu (sufficient decrease) must satisfy 0 < mu < 1; got mu = {mu:g}")
+    if not 0.0 < shrink < 1.0:
+        raise LiftnnError(f"shrink must satisfy 0 < shrink < 1; got shrink = {shrink:g}")
+    return mu, shrink
+
+
+def _check_direction(slope: float) -> None:
+    if not (math.isfinite(slope) and slope < 0.0):
+        raise LiftnnError(f"d is not a descent direction: g^T d = {slope!r} (must be < 0)")
+
+
+def armijo(f: Callable[[np.ndarray], float], x: np.ndarray, d: np.ndarray, f0: float,
+           slope: float, *, step0: float = 1.0, mu: float = 1e-4, shrink: float = 0.5,
+           max_evals: int = 50) -> LineSearchResult:
+    """Backtracking line search for the sufficient-decrease (Armijo) condition.
+
+        find a = step0 * shrink^k (k = 0, 1, ...) with  f(x + a d) <= f0 + mu a slope
+
+    (Nocedal & Wright, Algorithm 3.1; seed 001's first Wolfe condition, parameter mu).
+
+    Args:
+        f: x (n,) -> float.
+        x, d: (n,) current point and descent direction.
+        f0: f(x); slope: g(x)^T d, must be < 0.
+        step0: first trial step (1 for Newton-type directions).
+        mu: sufficient-decrease parameter, 0 < mu < 1.
+        shrink: backtracking factor, 0 < shrink < 1.
+        max_evals: most function evaluations before giving up (success False).
+    """
+    _check_direction(slope)
+    a = float(step0)
+    fa, xa = math.inf, x
+    for k in range(1, int(max_evals) + 1):
+        xa = x + a * d
+        fa = float(f(xa))
+        if fa == -math.inf:
+            return LineSearchResult(a, xa, fa, None, k, 0, False, True,
+                                    f"f = -inf at step {a:g}: unbounded below along d")
+        if math.isfinite(fa) and fa <= f0 + mu * a * slope:
+            return LineSearchResult(a, xa, fa, None, k, 0, True, False, "sufficient decrease")
+        a *= shrink
+    return LineSearchResult(a / shrink, xa, fa, None, int(max_evals), 0, False, False,
+                            f"no sufficient decrease (mu = {mu:g}) after {int(max_evals)} "
+                            f"backtracking steps (last step {a / shrink:.3g})")
+
+
+def _cubic_min(a, fa, da, b, fb, db) -> float:
+    """Minimiser of the cubic interpolating phi, phi' at a and b (Nocedal & Wright eq. 3.59);
+    NaN when it does not exist."""
+    d1 = da + db - 3.0 * (fa - fb) / (a - b)
+    disc = d1 * d1 - da * db
+    if not (math.isfinite(disc) and disc >= 0.0):
+        return math.nan
+    d2 = math.copysign(math.sqrt(disc), b - a)
+    den = db - da + 2.0 * d2
+    if den == 0.0:
+        return math.nan
+    return b - (b - a) * (db + d2 - d1) / den
+
+
+def strong_wolfe(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.ndarray,
+                 d: np.ndarray, f0: float, g0: np.ndarray, *, step0: float = 1.0,
+                 mu: float = 1e-4, eta: float = 0.9, max_evals: int = 50,
+                 expand: float = 2.0) -> LineSearchResult:
+    """Bracketing + zoom line search for the strong Wolfe conditions (seed 001's mu and eta).
+
+        phi(a) <= phi(0) + mu a phi'(0)      and      |phi'(a)| <= eta |phi'(0)|
+
+    with phi(a) = f(x + a d).  Nocedal & Wright Algorithm 3.5 (bracketing: a_{i+1} = expand *
+    a_i until phi(a_i) violates sufficient decrease, phi(a_i) >= phi(a_{i-1}) or phi'(a_i) >= 0)
+    and Algorithm 3.6 (zoom: the trial is the minimiser of the cubic through phi, phi' at both ends
+    of the bracket, safeguarded to the middle 80 % of the bracket, else bisection).
+
+    Args:
+        fg: x (n,) -> (f, grad f) evaluated together (one function + one gradient evaluation).
+        x, d: (n,) current point and descent direction; f0, g0: f and grad f at x.
+        step0: first trial step.
+        mu, eta: Wolfe parameters, 0 < mu < eta < 1 (validate with check_wolfe_parameters).
+        max_evals: most (f, grad) evaluations before giving up (success False).
+        expand: growth factor of the trial step while bracketing (> 1).
+    """
+    dphi0 = float(np.dot(g0, d))
+    _check_direction(dphi0)
+    n_eval = 0
+
+    def phi(a):
+        nonlocal n_eval
+        n_eval += 1
+        xa = x + a * d
+        fa, ga = fg(xa)
+        fa = float(fa)
+        ga = np.asarray(ga, dtype=np.float64)
+        da = float(np.dot(ga, d))
+        if not (math.isfinite(fa) and math.isfinite(da)):
+            if fa == -math.inf:
+                return xa, fa, ga, da
+            fa, da = math.inf, math.nan  # NaN / +inf: treated as "too long"
+        return xa, fa, ga, da
+
+    def done(a, xa, fa, ga, msg="strong Wolfe conditions hold"):
+        return LineSearchResult(a, xa, fa, ga, n_eval, n_eval, True, False, msg)
+
+    def unbounded(a, xa):
+        return LineSearchResult(a, xa, -math.inf, None, n_eval, n_eval, False, True,
+                                f"f = -inf at step {a:g}: unbounded below along d")
+
+    def failed(a, xa, fa, ga, why):
+        return LineSearchResult(a, xa, fa, ga, n_eval, n_eval, False, False,
+                                f"strong Wolfe search (mu = {mu:g}, eta = {eta:g}) failed: {why}")
+
+    def armijo_ok(a, fa):
+        return fa <= f0 + mu * a * dphi0
+
+    def curvature_ok(da):
+        return abs(da) <= -eta * dphi0
+
+    def zoom(lo, hi):
+        # lo = (a, f, dphi) satisfies sufficient decrease with the lowest f so far; hi the other end
+        a_lo, f_lo, d_lo, x_lo, g_lo = lo
+        a_hi, f_hi, d_hi = hi
+        while n_eval < max_evals:
+            width = a_hi - a_lo
+            if abs(width) <= 1e-16 * max(abs(a_lo), abs(a_hi)) or width == 0.0:
+                return failed(a_lo, x_lo, f_lo, g_lo, "the bracket shrank to rounding level")
+            a = math.nan
+            if math.isfinite(f_hi) and math.isfinite(d_hi):
+                a = _cubic_min(a_lo, f_lo, d_lo, a_hi, f_hi, d_hi)
+            lo_s, hi_s = sorted((a_lo + 0.1 * width, a_hi - 0.1 * width))
+            if not (math.isfinite(a) and lo_s <= a <= hi_s):
+                a = 0.5 * (a_lo + a_hi)
+            xa, fa, ga, da = phi(a)
+            if fa == -math.inf:
+                return unbounded(a, xa)
+            if not armijo_ok(a, fa) or fa >= f_lo:
+                a_hi, f_hi, d_hi = a, fa, da
+            else:
+                if curvature_ok(da):
+                    return done(a, xa, fa, ga)
+                if da * (a_hi - a_lo) >= 0.0:
+                    a_hi, f_hi, d_hi = a_lo, f_lo, d_lo
+                a_lo, f_lo, d_lo, x_lo, g_lo = a, fa, da, xa, ga
+        return failed(a_lo, x_lo, f_lo, g_lo, f"no acceptable step in {max_evals} evaluations")
+
+    a_prev, f_prev, d_prev, x_prev, g_prev = 0.0, float(f0), dphi0, x, np.asarray(g0)
+    a = float(step0)
+    first = True
+    while n_eval < max_evals:
+        xa, fa, ga, da = phi(a)
+        if fa == -math.inf:
+            return unbounded(a, xa)
+        if not armijo_ok(a, fa) or (not first and fa >= f_prev):
+            return zoom((a_prev, f_prev, d_prev, x_prev, g_prev), (a, fa, da))
+        if curvature_ok(da):
+            return done(a, xa, fa, ga)
+        if da >= 0.0:
+            return zoom((a, fa, da, xa, ga), (a_prev, f_prev, d_prev))
+        a_prev, f_prev, d_prev, x_prev, g_prev = a, fa, da, xa, ga
+        a *= expand
+        first = False
+    if a_prev > 0.0:
+        return failed(a_prev, x_prev, f_prev, g_prev,
+                      f"the step kept growing (last {a_prev:.3g}) for {max_evals} evaluations")
+    return failed(0.0, x, f0, g0, f"no acceptable step in {max_evals} evaluations")

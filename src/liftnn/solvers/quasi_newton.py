@@ -1,0 +1,185 @@
+"""Quasi-Newton methods: "bfgs" (dense inverse-Hessian update, seed 001) and "lbfgs".
+
+Both take the direction p_k = -B_k g_k with B_k an approximation of the *inverse* Hessian and a
+strong Wolfe line search (liftnn.solvers.linesearch, seed 001's mu and eta), then update B from
+
+    s_k = x_{k+1} - x_k,   y_k = g_{k+1} - g_k,   rho_k = 1 / (y_k^T s_k).
+
+"bfgs" (seed 001, "Solution of a single-layer neural network problem"; Nocedal & Wright eq. 6.17):
+
+    B_{k+1} = (I - rho s y^T) B_k (I - rho y s^T) + rho s s^T,        B_0 = I,
+
+evaluated in O(n^2) as B - rho (s (By)^T + (By) s^T) + (rho^2 y^T B y + rho) s s^T (the same
+matrix, multiplied out).  The update is skipped (B kept, the skip recorded in the history as
+``update_skipped`` and counted in ``skipped_updates``) when y^T s <= 0: the curvature condition
+of the Wolfe search guarantees y^T s > 0 in exact arithmetic, so this only guards rounding.
+
+"lbfgs" (Nocedal & Wright Algorithm 7.4, the two-loop recursion): B_k is never formed; the last
+`memory` pairs (s_i, y_i) and the initial scaling B_k^0 = gamma_k I, gamma_k = s^T y / y^T y of
+the newest pair (eq. 7.20), give B_k g in O(memory * n).  Pairs with y^T s <= 0 are skipped.
+
+The first trial step of the first iteration is min(1, 1.01 / ||g_0||_2) (B_0 = I carries no
+scale; this is scipy's choice from the assumed previous decrease ||g_0|| / 2); afterwards the
+quasi-Newton step a = 1 is tried first.
+
+Options (besides the common ones of liftnn.solvers.driver): mu = 1e-4, eta = 0.9 (strong Wolfe,
+0 < mu < eta < 1; seed 001 uses mu = 1e-4, eta = 0.1), max_ls = 50 (evaluations per line
+search), and for lbfgs memory = 10.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import NamedTuple
+
+import numpy as np
+
+from liftnn.solvers import result as R
+from liftnn.solvers.driver import Iterate, Step, integer
+from liftnn.solvers.linesearch import check_wolfe_parameters, strong_wolfe
+
+BFGS_DEFAULTS = {"mu": 1e-4, "eta": 0.9, "max_ls": 50}
+LBFGS_DEFAULTS = {"memory": 10, "mu": 1e-4, "eta": 0.9, "max_ls": 50}
+
+
+def validate(method: str, o: dict) -> dict:
+    """Check the quasi-Newton options in place (LiftnnError naming a bad one)."""
+    o["mu"], o["eta"] = check_wolfe_parameters(o["mu"], o["eta"])
+    integer(o, "max_ls", 1)
+    if method == "lbfgs":
+        integer(o, "memory", 1)
+    return o
+
+
+def _first_step(g: np.ndarray) -> float:
+    gn = float(np.linalg.norm(g))
+    return min(1.0, 1.01 / gn) if gn > 0 else 1.0
+
+
+def _line_search(ev, it: Iterate, p: np.ndarray, step0: float, o: dict):
+    return strong_wolfe(ev.fg, it.x, p, it.f, it.g, step0=step0, mu=o["mu"], eta=o["eta"],
+                        max_evals=o["max_ls"])
+
+
+def _finish(ls, it: Iterate, info: dict) -> Step | None:
+    """A Step for a failed / unbounded line search, else None."""
+    if ls.unbounded:
+        return Step(None, ls.step, R.DIVERGED, f"the loss became -inf ({ls.message})", info)
+    if not ls.success:
+        return Step(None, ls.step, R.LINE_SEARCH_FAILED, ls.message, info)
+    return None
+
+
+class BFGSState(NamedTuple):
+    B: np.ndarray   # inverse-Hessian approximation (n, n)
+    first: bool
+    skipped: int
+
+
+def bfgs_update(B: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Seed 001's inverse update (I - rho s y^T) B (I - rho y s^T) + rho s s^T, rho = 1/(y^T s),
+    in O(n^2).  B: (n, n) symmetric; s, y: (n,) with y^T s > 0."""
+    rho = 1.0 / float(y @ s)
+    By = B @ y
+    return (B - rho * (np.outer(s, By) + np.outer(By, s))
+            + (rho * rho * float(y @ By) + rho) * np.outer(s, s))
+
+
+def make_bfgs(ev, o: dict):
+    """(init, step, summary) of dense BFGS with strong Wolfe (module docstring)."""
+
+    def init(it: Iterate) -> BFGSState:
+        return BFGSState(np.eye(it.x.size), True, 0)
+
+    def step(state: BFGSState, it: Iterate):
+        p = -state.B @ it.g
+        restarted = False
+        if not float(p @ it.g) < 0.0:  # B lost positive definiteness to rounding: restart
+            B = np.eye(it.x.size)
+            p, restarted = -it.g, True
+            state = state._replace(B=B)
+        step0 = _first_step(it.g) if state.first or restarted else 1.0
+        ls = _line_search(ev, it, p, step0, o)
+        info = {"update_skipped": False}
+        bad = _finish(ls, it, info)
+        if bad is not None:
+            return state, bad
+        new = Iterate(ls.x, ls.f, ls.g)
+        s, y = new.x - it.x, new.g - it.g
+        ys = float(y @ s)
+        skipped = state.skipped
+        if ys > 0.0 and np.isfinite(1.0 / ys):
+            B = bfgs_update(state.B, s, y)
+        else:
+            B, skipped = state.B, skipped + 1
+            info["update_skipped"] = True
+        if restarted:
+            info["restart"] = True
+        return BFGSState(B, False, skipped), Step(new, ls.step, info=info)
+
+    return init, step, lambda state: {"skipped_updates": state.skipped}
+
+
+class LBFGSState(NamedTuple):
+    pairs: deque     # (s, y, rho), newest last
+    first: bool
+    skipped: int
+
+
+def two_loop(g: np.ndarray, pairs) -> np.ndarray:
+    """B_k g by the L-BFGS two-loop recursion (Nocedal & Wright Algorithm 7.4).
+
+    pairs: (s_i, y_i, rho_i) oldest first; B_k^0 = gamma I, gamma = s^T y / y^T y (newest pair).
+    """
+    q = np.array(g, dtype=np.float64)
+    alphas = []
+    for s, y, rho in reversed(pairs):
+        a = rho * float(s @ q)
+        alphas.append(a)
+        q -= a * y
+    if pairs:
+        s, y, _ = pairs[-1]
+        q *= float(s @ y) / float(y @ y)
+    for (s, y, rho), a in zip(pairs, reversed(alphas)):
+        b = rho * float(y @ q)
+        q += (a - b) * s
+    return q
+
+
+def make_lbfgs(ev, o: dict):
+    """(init, step, summary) of L-BFGS with strong Wolfe (module docstring)."""
+    memory = o["memory"]
+
+    def init(it: Iterate) -> LBFGSState:
+        return LBFGSState(deque(maxlen=memory), True, 0)
+
+    def step(state: LBFGSState, it: Iterate):
+        p = -two_loop(it.g, state.pairs)
+        restarted = False
+        if not float(p @ it.g) < 0.0:
+            state.pairs.clear()
+            p, restarted = -it.g, True
+        step0 = _first_step(it.g) if state.first or restarted else 1.0
+        ls = _line_search(ev, it, p, step0, o)
+        info = {"update_skipped": False}
+        bad = _finish(ls, it, info)
+        if bad is not None:
+            return state, bad
+        new = Iterate(ls.x, ls.f, ls.g)
+        s, y = new.x - it.x, new.g - it.g
+        ys = float(y @ s)
+        skipped = state.skipped
+        if ys > 0.0 and np.isfinite(1.0 / ys):
+            state.pairs.append((s, y, 1.0 / ys))
+        else:
+            skipped += 1
+            info["update_skipped"] = True
+        if restarted:
+            info["restart"] = True
+        return LBFGSState(state.pairs, False, skipped), Step(new, ls.step, info=info)
+
+    return init, step, lambda state: {"skipped_updates": state.skipped}
+
+
+__all__ = ["BFGS_DEFAULTS", "LBFGS_DEFAULTS", "bfgs_update", "make_bfgs", "make_lbfgs",
+           "two_loop", "validate"]
