@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -126,13 +128,8 @@ class MLP:
     # ---- parameters ------------------------------------------------------------------------
     def init(self, seed: int = 0) -> Params:
         """Initial weights for `seed`: deterministic, the same for every method given the seed."""
-        initf = get_initializer(self.init_spec)
-        keys = jax.random.split(jax.random.PRNGKey(int(seed)), self.n_layers)
-        params = []
-        for k, (i, o) in zip(keys, zip(self.sizes[:-1], self.sizes[1:])):
-            W, b = initf(k, i, o)
-            params.append((jnp.asarray(W, jnp.float64), jnp.asarray(b, jnp.float64) if self.bias else None))
-        return params
+        W_b = _init_fn(self)(jax.random.PRNGKey(int(seed)))
+        return [(W, b if self.bias else None) for W, b in W_b]
 
     def flatten(self, params: Params) -> jax.Array:
         """Params -> one vector theta (W row-major then b, layer by layer)."""
@@ -195,6 +192,22 @@ class MLP:
             "init": self.init_name,
             "dropout": list(self.dropout),
         }
+
+
+@functools.lru_cache(maxsize=256)
+def _init_fn(model: MLP):
+    """One jitted function drawing all layers' (W, b) from a key (compiled once per model)."""
+    initf = get_initializer(model.init_spec)
+
+    def draw(key):
+        keys = jax.random.split(key, model.n_layers)
+        out = []
+        for k, (i, o) in zip(keys, zip(model.sizes[:-1], model.sizes[1:])):
+            W, b = initf(k, i, o)
+            out.append((jnp.asarray(W, jnp.float64), jnp.asarray(b, jnp.float64)))
+        return out
+
+    return jax.jit(draw)
 
 
 _UNRAVEL_CACHE: dict = {}

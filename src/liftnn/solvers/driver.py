@@ -278,6 +278,15 @@ class ScalarEvaluator:
         f, g = self.fg(x)
         return Iterate(x, f, g)
 
+    def accepted(self, ls) -> Iterate:
+        """The iterate at a line search's accepted point; Armijo knows only f there, so the
+        gradient is evaluated (one gradient evaluation)."""
+        if ls.g is not None:
+            return Iterate(ls.x, ls.f, ls.g)
+        self.njev += 1
+        _, g = self.fns.fg(ls.x)
+        return Iterate(ls.x, ls.f, np.asarray(g, dtype=np.float64))
+
     def first(self, x0) -> Iterate:
         """The iterate at x0; raises LiftnnError if f or its gradient is not finite there."""
         it = self.iterate(x0)
@@ -306,7 +315,8 @@ class ResidualEvaluator:
         self.nfev += 1
         return np.asarray(self.fns.r(x), dtype=np.float64)
 
-    def cost(self, x) -> float:
+    def f(self, x) -> float:
+        """The cost 1/2 ||r(x)||^2 (NaN when r is not finite): one residual evaluation."""
         r = self.r(x)
         return 0.5 * float(r @ r) if np.all(np.isfinite(r)) else math.nan
 
@@ -316,6 +326,20 @@ class ResidualEvaluator:
         r, J = np.asarray(r, dtype=np.float64), np.asarray(J, dtype=np.float64)
         cost = 0.5 * float(r @ r) if np.all(np.isfinite(r)) else math.nan
         return Iterate(x, cost, J.T @ r if np.all(np.isfinite(J)) else J.sum(0) * np.nan, r, J)
+
+    def fg(self, x) -> tuple[float, np.ndarray]:
+        """(cost, J^T r) for the strong Wolfe search: one Jacobian evaluation (the iterate is
+        kept, so accepting this point costs nothing more)."""
+        self._last = self.iterate(x)
+        return self._last.f, self._last.g
+
+    def accepted(self, ls) -> Iterate:
+        """The iterate (r, J) at a line search's accepted point: reused from `fg` when the
+        search evaluated it there, else one Jacobian evaluation."""
+        last = getattr(self, "_last", None)
+        if last is not None and last.x is ls.x:
+            return last
+        return self.iterate(ls.x)
 
     def first(self, x0) -> Iterate:
         """The iterate at x0; raises LiftnnError if r or J is not finite there."""
