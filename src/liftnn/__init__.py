@@ -18,6 +18,7 @@ from liftnn.models.backprop import backprop, input_gradient, optimize_inputs  # 
 from liftnn.models.graph import FeedforwardGraph, Moeller2Net  # noqa: E402
 from liftnn.models.io import load_model, save_model  # noqa: E402
 from liftnn.problem import TrainingProblem  # noqa: E402
+from liftnn.solvers.api import least_squares, minimize  # noqa: E402
 from liftnn.train import METHODS, train  # noqa: E402
 
 __version__ = "0.1.0"
@@ -32,7 +33,9 @@ __all__ = [
     "backprop",
     "datasets",
     "input_gradient",
+    "least_squares",
     "load_model",
+    "minimize",
     "optimize_inputs",
     "save_model",
     "train",

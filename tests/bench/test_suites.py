@@ -80,10 +80,15 @@ def test_santafe_data_choice(tmp_path, monkeypatch):
     monkeypatch.delenv("LIFTNN_SANTAFE_DIR", raising=False)
     s = suite.resolve("santafe", check_availability=False)
     assert s.cells[0].dataset == "laser" and any("synthetic" in n for n in s.notices)
-    s = suite.resolve("santafe", data_dir=tmp_path, check_availability=False)
+    s = suite.resolve("santafe", data_dir=tmp_path, check_availability=False, check_data=False)
     assert s.cells[0].dataset == "santafe" and s.cells[0].data_kw["data_dir"] == str(tmp_path)
     monkeypatch.setenv("LIFTNN_SANTAFE_DIR", str(tmp_path))
-    assert suite.resolve("santafe", check_availability=False).cells[0].dataset == "santafe"
+    assert suite.resolve("santafe", check_availability=False,
+                         check_data=False).cells[0].dataset == "santafe"
+    # an empty data directory fails before any run, naming the missing file
+    with pytest.raises(LiftnnError, match="lasertrain.csv"):
+        suite.resolve("santafe", check_availability=False)
+    monkeypatch.delenv("LIFTNN_SANTAFE_DIR")
     with pytest.raises(LiftnnError, match="does not exist"):
         suite.resolve("santafe", data_dir=tmp_path / "nope", check_availability=False)
     with pytest.raises(LiftnnError, match="takes no data directory"):
@@ -111,6 +116,8 @@ BASE = Path(suite.SUITES_DIR / "thesis-sin2.toml").read_text()
     (lambda t: t.replace("n = [10, 20, 40]", "n = [10, 10, 40]"), r"share the label"),
     (lambda t: t.replace("seeds = 20", "seeds = [1, 1]"), r"duplicates"),
     (lambda t: t.replace('dataset = "sin2"', 'dataset = "sin3"'), r"unknown data set 'sin3'"),
+    (lambda t: t.replace('arch = "1-8-8-1"', 'arch = "2-8-8-1"'), r"X has 1 features"),
+    (lambda t: t.replace("kw = { noise = 0.1 }", "kw = { noize = 0.1 }"), r"noize"),
     (lambda t: t.replace("alm = {}", "alm = { beta_zero = 1 }"), r"unknown option\(s\) for alm"),
     (lambda t: t.replace("name = ", "nom = "), r"unknown key suite\.nom"),
     (lambda t: t + "\n[[cells]\n", r"not valid TOML"),
@@ -167,7 +174,7 @@ def _bench(name: str, tmp_path: Path, methods=None):
 
 def test_quick_thesis_sin2_with_adam_smoke(tmp_path):
     """The CI smoke run: the smallest thesis-sin2 cell, 2 seeds, liftnn's Adam."""
-    s, rows, out = _bench("thesis-sin2", tmp_path, ["adam"])
+    _, rows, out = _bench("thesis-sin2", tmp_path, ["adam"])
     assert {r["method"] for r in rows} == {"adam"} and {r["seed"] for r in rows} == {"0", "1"}
     assert all(r["status"] != "error" for r in rows), [r["message"] for r in rows]
     assert all(r["batch_size"] == "2" for r in rows)

@@ -12,11 +12,12 @@ output directory) exits with status 2 before any run; Ctrl-C exits with 130 keep
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 
 DEMO_METHODS = ("alm", "adam", "lm", "torch-adam")
+SHIPPED = ", ".join(sorted(p.stem for p in (Path(__file__).parent / "suites").glob("*.toml")))
 
 
 def _console():
@@ -25,7 +26,7 @@ def _console():
     return Console(stderr=True)
 
 
-def _split(methods: Optional[str]) -> Optional[list[str]]:
+def _split(methods: str | None) -> list[str] | None:
     if methods is None:
         return None
     names = [m.strip() for m in methods.split(",") if m.strip()]
@@ -95,20 +96,20 @@ def _run(suite, out: Path, jobs, backend, retry_errors, console, title) -> None:
 
 
 def bench(
-    suite: str = typer.Argument(..., help="a shipped suite name (thesis-sin2, santafe, ...) or a "
-                                          "path to a suite .toml file"),
-    seeds: Optional[int] = typer.Option(None, help="run seeds 0..K-1 instead of the suite's"),
-    methods: Optional[str] = typer.Option(None, help="comma-separated methods / peers to run "
-                                                     "instead of the suite's"),
-    out: Optional[Path] = typer.Option(None, help="output directory (default bench_<suite>)"),
-    jobs: Optional[int] = typer.Option(None, help="worker processes (default min(2, cores)); "
-                                                  "1 runs in this process"),
-    backend: str = typer.Option("local", help="local (processes) or ray"),
-    data: Optional[Path] = typer.Option(None, help="directory with real data (e.g. the Santa Fe "
-                                                   "series; else LIFTNN_SANTAFE_DIR)"),
-    quick: bool = typer.Option(False, "--quick", help="reduced cells and seeds (CI smoke run)"),
-    retry_errors: bool = typer.Option(False, "--retry-errors",
-                                      help="rerun the runs recorded with status error"),
+    suite: Annotated[str, typer.Argument(help=f"a shipped suite ({SHIPPED}) or the path of a "
+                                              f"suite .toml file")],
+    seeds: Annotated[int | None, typer.Option(help="run seeds 0..K-1 instead of the suite's")] = None,
+    methods: Annotated[str | None, typer.Option(help="comma-separated methods / peers to run "
+                                                     "instead of the suite's")] = None,
+    out: Annotated[Path | None, typer.Option(help="output directory (default bench_<suite>)")] = None,
+    jobs: Annotated[int | None, typer.Option(help="worker processes (default min(2, cores)); "
+                                                  "1 runs in this process")] = None,
+    backend: Annotated[str, typer.Option(help="local (processes) or ray")] = "local",
+    data: Annotated[Path | None, typer.Option(help="directory with real data (e.g. the Santa Fe "
+                                                   "series; else LIFTNN_SANTAFE_DIR)")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="reduced cells and seeds (CI smoke run)")] = False,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors",
+                                               help="rerun the runs recorded with status error")] = False,
 ):
     """Run a benchmark suite into DIR (results.csv, histories.jsonl, report.md/html, figures).
 
@@ -128,7 +129,7 @@ def bench(
 
 
 def report(
-    out: Path = typer.Argument(..., help="a bench output directory (with results.csv)"),
+    out: Annotated[Path, typer.Argument(help="a bench output directory (with results.csv)")],
 ):
     """Rebuild DIR/report.md, DIR/report.html and the figures from DIR/results.csv."""
     from liftnn.bench.report import build_report
@@ -143,9 +144,9 @@ def report(
 
 
 def demo(
-    out: Path = typer.Option(Path("demo_report"), help="where the report goes"),
-    seeds: int = typer.Option(10, help="seeds per cell"),
-    jobs: Optional[int] = typer.Option(None, help="worker processes (default min(2, cores))"),
+    out: Annotated[Path, typer.Option(help="where the report goes")] = Path("demo_report"),
+    seeds: Annotated[int, typer.Option(help="seeds per cell")] = 10,
+    jobs: Annotated[int | None, typer.Option(help="worker processes (default min(2, cores))")] = None,
 ):
     """The thesis sin^2 ReLU comparison: lifted ALM vs Adam vs LM (plus torch Adam if installed).
 

@@ -8,10 +8,10 @@ name             what runs                                        stands in for 
 ===============  ==============================================  ==================================
 "torch-adam"     torch.optim.Adam, Keras protocol (below)         Keras Adam
 "torch-sgd"      torch.optim.SGD (+ momentum), same protocol      Keras SGD
-"torch-lbfgs"    torch.optim.LBFGS, strong-Wolfe line search     a quasi-Newton baseline
-"scipy-lm"       scipy.optimize.least_squares(method="lm")       MATLAB trainlm (single shooting)
-"scipy-trf"      scipy.optimize.least_squares(method="trf")      trainlm, trust-region variant
-"ipopt-ms"       CasADi + IPOPT on the lifted problem             YALMIP + fmincon (multiple shooting)
+"torch-lbfgs"    torch.optim.LBFGS, strong-Wolfe line search      a quasi-Newton baseline
+"scipy-lm"       scipy.optimize.least_squares(method="lm")        MATLAB trainlm (single shooting)
+"scipy-trf"      scipy.optimize.least_squares(method="trf")       trainlm, trust-region variant
+"ipopt-ms"       CasADi + IPOPT on the lifted problem             YALMIP + fmincon (lifted)
 ===============  ==============================================  ==================================
 
 All peers minimise the objective liftnn's own solvers minimise (liftnn.problem.TrainingProblem):
@@ -25,30 +25,34 @@ Everything runs in float64.
 
 Protocols
 ---------
-**torch-adam / torch-sgd** (the thesis's Keras protocol, DESIGN.md §2).  An equivalent
+**torch-adam / torch-sgd** (the thesis's Keras protocol, DESIGN.md §2). An equivalent
 ``torch.nn.Sequential`` (Linear layers, float64, the same activations; softplus is computed as
 ``logaddexp(a, 0)`` because torch.nn.Softplus switches to the identity above a=20 and would differ
-from liftnn by ~2e-9) receives ``params0`` exactly.  One epoch is one pass over the data: a single
+from liftnn by ~2e-9) receives ``params0`` exactly. One epoch is one pass over the data: a single
 full-batch step unless ``batch_size`` is given, else minibatches of a permutation drawn every epoch
-from a torch.Generator seeded with ``shuffle_seed``.  The loss is torch.nn.MSELoss (mean) plus
-weight_decay/2 ||theta||^2 added explicitly (biases included), so it equals liftnn's objective.
-What is logged and monitored is Keras's epoch loss: the size-weighted mean of the minibatch losses
-computed during the epoch, each *before* its update (full batch: the loss of the weights the epoch
-started from).  Stopping is Keras ``EarlyStopping(monitor="loss", patience=10, min_delta=0)``:
-an epoch improves when its loss is below the best so far minus ``min_delta``; after ``patience``
-epochs in a row without improvement training stops (status "stalled", success True, as liftnn's own
-"adam" reports it); at most ``max_iter`` = 4000 epochs (status "max_iter").  The final weights are
-returned (Keras keeps them; ``restore_best_weights=False``).  Adam uses torch's defaults
+from a torch.Generator seeded with ``shuffle_seed``. The loss is torch.nn.MSELoss (mean) plus
+weight_decay/2 ||theta||^2 added explicitly (biases included), so it equals liftnn's objective
+("sse" = 1/2 sum of squares, "cross_entropy" = torch's with one-hot targets, as liftnn's). What is
+logged and monitored is Keras's epoch loss: the size-weighted mean of the minibatch losses computed
+during the epoch, each *before* its update (full batch: the loss of the weights the epoch started
+from); history[k] is epoch k + 1. Stopping is Keras ``EarlyStopping(monitor="loss", patience=10,
+min_delta=0)``: an epoch improves when its loss is below the best so far minus ``min_delta``; after
+``patience`` epochs in a row without improvement training stops (status "stalled", success True, as
+liftnn's own "adam" reports it); at most ``max_iter`` = 4000 epochs (status "max_iter"). The final
+weights are returned (Keras keeps them; ``restore_best_weights=False``). Adam uses torch's defaults
 (lr 1e-3, betas (0.9, 0.999), eps 1e-8 - Keras's eps is 1e-7; the difference is immaterial here and
 matches liftnn's "adam"); SGD uses Keras's defaults lr 1e-2, momentum 0.
+
 **torch-lbfgs**: torch.optim.LBFGS(lr=1, history_size=100, line_search_fn="strong_wolfe") on the
 full batch, stepped one iteration per ``step()`` call (torch keeps the curvature pairs in the
-optimiser state between calls) so every iteration is recorded; max_eval = 26 per call gives the
-line search torch's default 25 evaluations (torch's own per-call budget, 1.25 max_iter, would
-otherwise starve it); the evaluation the next call makes at the point the line search accepted
-is served from a cache, so nfev counts only real forward/backward passes.  Stops as torch would: ||grad||_inf <= tolerance_grad (1e-7),
-|C_k+1 - C_k| < tolerance_change (1e-9) or a step with max |t d| <= tolerance_change
-("converged"), or max_iter iterations.
+optimiser state between calls, and the iterates equal those of one long call) so every
+iteration is recorded; max_eval = 26 per call gives the line search torch's default 25
+evaluations (torch derives the search's budget from max_eval, 1.25 max_iter by default, which
+would starve it at max_iter=1); the evaluation the next call makes at the point the line search
+accepted is served from a cache, so nfev counts only real forward/backward passes.  Stops as
+torch would: ||grad||_inf <= tolerance_grad (1e-7), |C_k+1 - C_k| < tolerance_change (1e-9) or
+a step with max |t d| <= tolerance_change ("converged"), or max_iter iterations.  Unlike one
+long torch call there is no cap on the total number of evaluations besides 25 per iteration.
 
 Torch threads: ``threads`` (default 1; None = os.cpu_count()) is set with torch.set_num_threads
 for the fit and restored afterwards.  One thread is torch's fastest setting for the networks of
@@ -64,8 +68,8 @@ Tolerances ftol = xtol = gtol = 1e-8 and x_scale are scipy's defaults (lm: MINPA
 x_scale="jac", as scipy >= 1.16 does).  MINPACK's lm needs at least as many residuals as
 variables; when the network has more weights than the data has residuals (1-8-8-1 on 10 points)
 zero rows are appended to r and J, which changes neither the cost nor J^T J nor J^T r, hence not
-the iterates.  ``max_iter`` (accepted iterations = Jacobian evaluations) and ``time_budget`` stop the
-run at its last accepted iterate; ``max_nfev`` is scipy's own limit (default 100 * n).
+the iterates.  ``max_iter`` (accepted iterations = Jacobian evaluations) and ``time_budget``
+stop the run at its last accepted iterate; ``max_nfev`` is scipy's own limit (default 100 * n).
 nit = njev, scipy's count of Jacobian evaluations.
 
 **ipopt-ms** (the role of the thesis's YALMIP + fmincon on the multiple-shooting problem, seed 000
@@ -76,13 +80,18 @@ Z_j (d_j x m, one column per training sample) of every hidden layer,
     s.t. Z_j - sigma_j(W_j Z_{j-1} + b_j) = 0,   j = 1..L,   Z_0 = X,
 
 and IPOPT solves it with the exact Hessian of the Lagrangian (``hessian_approximation=
-"limited-memory"`` for L-BFGS) and MUMPS, from the feasible start (states simulated from
-params0).  ReLU is written fmax(0, a) (leaky ReLU fmax(a, 0.01 a)): IPOPT assumes C^2 functions,
-so at the kink it sees a one-sided derivative and a zero Hessian; it runs, but with no guarantee.
-At a solution the constraints hold to IPOPT's tolerance, so the network simulated from the
-returned weights (train_mse) reproduces the lifted objective (``fun_lifted``); ``constraint_violation``
-= max |h| at the returned point tells how far apart they may be.  Status comes from IPOPT's
-return_status; nit = IPOPT's iter_count.
+"limited-memory"`` for L-BFGS) and MUMPS, from the feasible start (states simulated from params0).
+ReLU is written fmax(0, a) (leaky ReLU fmax(a, 0.01 a)): IPOPT assumes C^2 functions, so at the
+kink it sees a one-sided derivative and a zero Hessian; it runs, but with no guarantee. At a
+solution the constraints hold to IPOPT's tolerance, so the network simulated from the returned
+weights (train_mse) reproduces the lifted objective (``fun_lifted``); ``constraint_violation`` =
+max |h| at the returned point tells how far apart they may be. Status comes from IPOPT's
+return_status; nit = IPOPT's iter_count. Expressions are CasADi SX by default (fast derivatives for
+the sizes of the thesis; ``symbolic="MX"`` keeps the graph small for wide layers and many samples).
+``time_budget`` becomes IPOPT's max_wall_time minus what building the NLP already took. Measured
+on tanh 1-8-8-1, sin2, seed 0, loaded 2-core machine: N = 10 0.4 s (33 iterations), N = 20 4.3-10
+s (156 iterations), nearly all of it inside IPOPT/MUMPS (CasADi's function and derivative
+evaluations took < 0.1 s in all).
 
 Result fields (besides Result's): params (list of (W, b) NumPy float64), x (flat theta), fun
 (liftnn's objective at the returned params), nit, nfev, njev, status, success, message, history
@@ -98,8 +107,9 @@ import math
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -163,7 +173,8 @@ def _x_scale(name, v):
     try:
         arr = np.asarray(v, dtype=np.float64)
     except (TypeError, ValueError):
-        raise LiftnnError(f"option {name!r} must be None, 'jac' or positive numbers; got {v!r}") from None
+        raise LiftnnError(f"option {name!r} must be None, 'jac' or positive numbers; "
+                          f"got {v!r}") from None
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise LiftnnError(f"option {name!r} must be None, 'jac' or positive numbers; got {v!r}")
     return arr if arr.ndim else float(arr)
@@ -214,7 +225,8 @@ class PeerSpec:
 PEERS: dict[str, PeerSpec] = {
     "torch-adam": PeerSpec(
         "torch-adam", "torch",
-        "PyTorch Adam, Keras protocol: full batch, lr 1e-3, stop after 10 epochs without improvement",
+        "PyTorch Adam, Keras protocol: full batch, lr 1e-3, stop after 10 epochs without "
+        "improvement",
         {**_KERAS, "lr": (1e-3, _POS), "b1": (0.9, _num(0.0, 1.0, strict=False)),
          "b2": (0.999, _num(0.0, 1.0, strict=False)), "eps": (1e-8, _POS)},
         ("mse", "sse", "cross_entropy"), "_fit_torch_epochs"),
@@ -234,12 +246,14 @@ PEERS: dict[str, PeerSpec] = {
         ("mse", "sse", "cross_entropy"), "_fit_torch_lbfgs"),
     "scipy-lm": PeerSpec(
         "scipy-lm", "scipy",
-        "scipy least_squares(method='lm') (MINPACK) on single shooting, JAX Jacobian: trainlm's role",
+        "scipy least_squares(method='lm') (MINPACK) on single shooting, JAX Jacobian: "
+        "trainlm's role",
         _LSQ, ("mse", "sse"), "_fit_scipy"),
     "scipy-trf": PeerSpec(
         "scipy-trf", "scipy",
         "scipy least_squares(method='trf') on single shooting, JAX Jacobian",
-        {**_LSQ, "tr_solver": (None, _choice(None, "exact", "lsmr"))}, ("mse", "sse"), "_fit_scipy"),
+        {**_LSQ, "tr_solver": (None, _choice(None, "exact", "lsmr"))}, ("mse", "sse"),
+        "_fit_scipy"),
     "ipopt-ms": PeerSpec(
         "ipopt-ms", "casadi",
         "CasADi + IPOPT on the multiple-shooting (lifted) problem: YALMIP + fmincon's role",
@@ -264,7 +278,7 @@ def _spec(name: str) -> PeerSpec:
     return PEERS[name]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _family_available(family: str) -> tuple[bool, str]:
     if family == "torch":
         try:
@@ -387,6 +401,8 @@ def _check_params(model, params0) -> list[tuple[np.ndarray, np.ndarray | None]]:
                           f"{len(params0) if hasattr(params0, '__len__') else '?'}")
     out = []
     for j, (pair, i, o) in enumerate(zip(params0, sizes[:-1], sizes[1:])):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise LiftnnError(f"params0 layer {j} must be a pair (W, b); got {type(pair).__name__}")
         W, b = pair
         W = np.array(W, dtype=np.float64)
         if W.shape != (o, i):
@@ -396,7 +412,8 @@ def _check_params(model, params0) -> list[tuple[np.ndarray, np.ndarray | None]]:
                 raise LiftnnError(f"params0 layer {j}: b is None but the model has biases")
             b = np.array(b, dtype=np.float64).reshape(-1)
             if b.shape != (o,):
-                raise LiftnnError(f"params0 layer {j}: b has shape {b.shape}, the model needs {(o,)}")
+                raise LiftnnError(f"params0 layer {j}: b has shape {b.shape}, the model needs "
+                                  f"{(o,)}")
         elif b is not None:
             raise LiftnnError(f"params0 layer {j}: the model has no biases but b is given")
         if not np.all(np.isfinite(W)) or (b is not None and not np.all(np.isfinite(b))):
@@ -415,7 +432,8 @@ def _finish(res: Result, problem, dataset, model, name) -> Result:
     res["x"] = np.asarray(problem.flatten(jparams), np.float64)
     res["fun"] = float(problem.objective(jparams))
     res["train_mse"] = problem.mse(jparams)
-    res["test_mse"] = (problem.mse(jparams, jnp.asarray(dataset.x_test), jnp.asarray(dataset.y_test))
+    res["test_mse"] = (problem.mse(jparams, jnp.asarray(dataset.x_test),
+                                   jnp.asarray(dataset.y_test))
                        if len(dataset.x_test) else float("nan"))
     res["success"] = res["status"] in (R.CONVERGED, R.STALLED)
     res["method"] = name
@@ -445,7 +463,7 @@ def torch_network(model, params):
         "leaky_relu": lambda: torch.nn.LeakyReLU(0.01),
         "tanh": torch.nn.Tanh,
         "sigmoid": torch.nn.Sigmoid,
-        "softplus": _TorchSoftplus,
+        "softplus": _torch_softplus_class(),
     }
     layers = []
     for (W, b), act in zip(params, model.activations):
@@ -462,7 +480,7 @@ def torch_network(model, params):
     return torch.nn.Sequential(*layers)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _torch_softplus_class():
     import torch
 
@@ -473,10 +491,6 @@ def _torch_softplus_class():
             return torch.logaddexp(a, torch.zeros_like(a))
 
     return TorchSoftplus
-
-
-def _TorchSoftplus():  # noqa: N802 - used like a module class
-    return _torch_softplus_class()()
 
 
 def torch_params(net) -> list[tuple[np.ndarray, np.ndarray | None]]:
@@ -543,7 +557,8 @@ def _fit_torch_epochs(problem, params0, o, name, t0) -> Result:
         if name == "torch-adam":
             opt = torch.optim.Adam(params, lr=o["lr"], betas=(o["b1"], o["b2"]), eps=o["eps"])
         else:
-            opt = torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"], nesterov=o["nesterov"])
+            opt = torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"],
+                                  nesterov=o["nesterov"])
         objective = _torch_objective(problem)
         X = torch.from_numpy(np.array(problem.X, np.float64))
         Y = torch.from_numpy(np.array(problem.Y, np.float64))
@@ -582,12 +597,12 @@ def _fit_torch_epochs(problem, params0, o, name, t0) -> Result:
                     with torch.no_grad():
                         for g, p in zip(good, params):
                             p.copy_(g)
-                    status, message = R.DIVERGED, (f"non-finite loss in epoch {epoch + 1}; returned "
-                                                   "the last weights with a finite loss")
+                    status, message = R.DIVERGED, (f"non-finite loss in epoch {epoch + 1}; "
+                                                   "returned the last weights with a finite loss")
                     break
                 epochs = epoch + 1
                 history.append({"iter": epochs, "loss": lv, "time": time.perf_counter() - t0})
-                # Keras EarlyStopping(monitor="loss", patience, min_delta), restore_best_weights=False
+                # Keras EarlyStopping(monitor="loss", patience, min_delta); final weights kept
                 wait += 1
                 if lv < best - o["min_delta"]:
                     best, wait = lv, 0
@@ -647,7 +662,7 @@ def _fit_torch_lbfgs(problem, params0, o, name, t0) -> Result:
             L.backward()
             count["nfev"] += 1
             cache.append((x, L.detach(), [p.grad.detach().clone() for p in params]))
-            return L
+            return L.detach()  # LBFGS only reads its value
 
         def evaluate():
             with torch.enable_grad():
@@ -753,8 +768,8 @@ def _fit_scipy(problem, params0, o, name, t0) -> Result:
         st["njev"] += 1
         return np.vstack([J, np.zeros((pad, n))]) if pad else J
 
-    kw = dict(method=method, ftol=o["ftol"], xtol=o["xtol"], gtol=o["gtol"], max_nfev=o["max_nfev"],
-              x_scale=o["x_scale"])
+    kw = {"method": method, "ftol": o["ftol"], "xtol": o["xtol"], "gtol": o["gtol"],
+          "max_nfev": o["max_nfev"], "x_scale": o["x_scale"]}
     if method == "trf" and o.get("tr_solver") is not None:
         kw["tr_solver"] = o["tr_solver"]
     try:

@@ -358,8 +358,8 @@ def fig_convergence(out, cells, methods, runs, per_fig=4) -> list[tuple[str, str
         name = f"convergence_{start // per_fig + 1}.png"
         fig.savefig(out / name, dpi=100)
         plt.close(fig)
-        figs.append((name, "Convergence histories, one line per run: training loss against "
-                           "iterations and against wall time (compilation included)."))
+        figs.append((name, ("Convergence histories, one line per run: training loss against "
+                            "iterations and against wall time (compilation included).")))
     return figs
 
 
@@ -384,7 +384,7 @@ def fig_histograms(out, rows, cells, methods, threshold, metric) -> list[tuple[s
             ax.hist([p for p in per], bins=bins, stacked=True, label=cells,
                     color=[PALETTE[i % len(PALETTE)] for i in range(len(cells))])
         else:
-            ax.hist(sum(per, []), bins=bins, color=PALETTE[0])
+            ax.hist([v for p in per for v in p], bins=bins, color=PALETTE[0])
         if metric == "train_mse" and np.isfinite(threshold):
             ax.axvline(threshold, color="k", ls="--", lw=1)
         ax.set_xscale("log")
@@ -418,7 +418,9 @@ def fig_fits(out, rows, cells, methods, runs, cellrecs, max_cells=24) -> list[tu
             if ok:
                 best = min(ok, key=lambda r: r["train_mse"])
                 worst = max(ok, key=lambda r: r["train_mse"])
-                for r, color, what in ((best, "#2ca02c", "best"), (worst, "#d62728", "worst")):
+                pick = [(best, "#2ca02c", "best")] + ([(worst, "#d62728", "worst")]
+                                                      if worst is not best else [])
+                for r, color, what in pick:
                     fit = runs[(c, m, r["seed"])]["fit"]
                     ax.plot(fit["x"], [_f(v) for v in fit["y"]], color=color, lw=1.4,
                             label=f"{what} (seed {r['seed']}, MSE {_fmt_num(r['train_mse'])})")
@@ -456,8 +458,10 @@ def fig_freerun(out, rows, cells, methods, runs, cellrecs) -> list[tuple[str, st
             ax.plot(t_hist, tail, color="0.6", lw=1, label="training series (end)")
             ax.plot(np.arange(len(truth)), truth, "k", lw=1.4, label="continuation (truth)")
             if ok:
-                for r, color, what in ((ok[0], "#2ca02c", "best"),
-                                       (ok[len(ok) // 2], "#1f77b4", "median")):
+                pick = [(ok[0], "#2ca02c", "best")]
+                if len(ok) > 2:
+                    pick.append((ok[len(ok) // 2], "#1f77b4", "median"))
+                for r, color, what in pick:
                     pred = [_f(v) for v in runs[(c, m, r["seed"])]["freerun"]]
                     ax.plot(np.arange(len(pred)), pred, color=color, lw=1.2,
                             label=f"{what} free run (seed {r['seed']}, MSE {_fmt_num(r['freerun_mse'])})")
@@ -469,8 +473,8 @@ def fig_freerun(out, rows, cells, methods, runs, cellrecs) -> list[tuple[str, st
         name = f"freerun_{_slug(c)}.png"
         fig.savefig(out / name, dpi=110)
         plt.close(fig)
-        figs.append((name, f"Free-run predictions against the continuation, {c}: the best and the "
-                           f"median run per method."))
+        figs.append((name, (f"Free-run predictions against the continuation, {c}: the best and "
+                            f"the median run per method.")))
     return figs
 
 
@@ -494,8 +498,8 @@ def fig_scaling(out, series, methods) -> list[tuple[str, str]]:
             if has_mem:
                 axes[0, 2].loglog(s["xs"], s["mem"], "o-", color=col[s["method"]],
                                   label=f"{s['method']} (slope {_fmt_num(s['slope_mem'])})")
-        titles = ["time per iteration after the first (s)", "time per run (s, compilation "
-                  "included)", "peak RSS added by training (MB)"]
+        titles = ["time per iteration after the first (s)",
+                  "time per run (s, compilation included)", "peak RSS added by training (MB)"]
         for ax, t in zip(axes[0], titles):
             ax.set_xlabel(xlabel)
             ax.set_title(t, fontsize=9)
@@ -541,8 +545,8 @@ def fig_grad_norms(out, rows, cells) -> list[tuple[str, str]]:
     fig.tight_layout()
     fig.savefig(out / "grad_norms.png", dpi=110)
     plt.close(fig)
-    return [("grad_norms.png", "Per-layer gradient norms of the training loss at the initial "
-                               "weights (vanishing gradients show as a slope across layers).")]
+    return [("grad_norms.png", ("Per-layer gradient norms of the training loss at the initial "
+                                "weights (vanishing gradients show as a slope across layers)."))]
 
 
 def fig_jacobian(out, meta, n: int = 7) -> tuple[list[tuple[str, str]], list[str]]:
@@ -576,9 +580,10 @@ def fig_jacobian(out, meta, n: int = 7) -> tuple[list[tuple[str, str]], list[str
             jm.spy(bj.J, out / name, f"lifted Jacobian, {ordering} ordering ({fig_ref}): "
                    f"{model.arch} {c['activation']}, {len(X)} samples",
                    row_blocks=bj.row_blocks, col_blocks=bj.col_blocks)
-            figs.append((name, f"Sparsity of the lifted (multiple-shooting) Jacobian, {ordering} "
-                               f"ordering (seed 000 Table 3.1, {fig_ref}), for the suite's smallest "
-                               f"network ({model.arch}, cell {c['label']}) on {len(X)} samples."))
+            figs.append((name, (f"Sparsity of the lifted (multiple-shooting) Jacobian, {ordering} "
+                                f"ordering (seed 000 Table 3.1, {fig_ref}), for the suite's "
+                                f"smallest network ({model.arch}, cell {c['label']}) on {len(X)} "
+                                f"samples.")))
     except Exception as exc:  # noqa: BLE001 - the figure is optional; say why it is missing
         return [], [f"Jacobian spy plot skipped: {type(exc).__name__}: {exc}"]
     return figs, []
@@ -667,13 +672,16 @@ def build_report(out, console=None) -> dict:
             else f"a run counts as converged when it finishes without error ({metric} finite)")
     intro = [
         f"Suite **{name}**" + (f" — {meta['description']}" if meta.get("description") else ""),
-        f"Source: `{meta.get('source', '?')}`; liftnn {meta.get('liftnn_version', '?')}; "
-        f"updated {meta.get('updated', '?')}" + (" (quick / reduced size)" if meta.get("quick") else ""),
-        f"{len(rows)} runs: {len(cells)} cells x {len(methods)} methods, seeds "
-        f"{_seed_span(sorted({r['seed'] for r in rows}))}; initialiser(s): {', '.join(inits)}; {crit}.",
-        "Every method of a run starts from the same initial weights (`model.init(seed)`) on the same "
-        "data. Time per run = wall time of its batch, compilation included, divided by the runs in "
-        "the batch (liftnn methods train a cell's seeds in one vectorised call; peers one by one).",
+        (f"Source: `{meta.get('source', '?')}`; liftnn {meta.get('liftnn_version', '?')}; "
+         f"updated {meta.get('updated', '?')}")
+        + (" (quick / reduced size)" if meta.get("quick") else ""),
+        (f"{len(rows)} runs: {len(cells)} cells x {len(methods)} methods, seeds "
+         f"{_seed_span(sorted({r['seed'] for r in rows}))}; initialiser(s): {', '.join(inits)}; "
+         f"{crit}."),
+        ("Every method of a run starts from the same initial weights (`model.init(seed)`) on the "
+         "same data. Time per run = wall time of its batch, compilation included, divided by the "
+         "runs in the batch (liftnn methods train a cell's seeds in one vectorised call; peers one "
+         "by one)."),
     ]
     if meta.get("notes"):
         intro.append(meta["notes"])
@@ -701,8 +709,8 @@ def build_report(out, console=None) -> dict:
     (out / "report.md").write_text("\n".join(md))
 
     # html
-    h = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>liftnn bench: "
-         f"{html.escape(name)}</title><style>{_CSS}</style></head><body>",
+    h = [(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>liftnn bench: "
+          f"{html.escape(name)}</title><style>{_CSS}</style></head><body>"),
          f"<h1>liftnn bench: {html.escape(name)}</h1>"]
     h += [f"<p>{_md_inline(p)}</p>" for p in intro]
     if notices:

@@ -20,6 +20,7 @@ data), so `peak_rss_mb - base_rss_mb` is what the training itself added.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -185,7 +186,7 @@ def _run_liftnn(unit: Unit, model, data) -> list[tuple[int, dict, float, int]]:
     seeds = list(unit.seeds)
     if unit.time_budget is not None:
         opts["time_budget"] = unit.time_budget * len(seeds)  # per-run budget x runs in the batch
-    kw = dict(loss=unit.cell.loss, weight_decay=unit.cell.weight_decay)
+    kw = {"loss": unit.cell.loss, "weight_decay": unit.cell.weight_decay}
     t0 = time.perf_counter()
     try:
         results = ln.train(model, data, method=unit.method, seeds=seeds, **kw, **opts)
@@ -421,7 +422,7 @@ class ResultStore:
                 header = next(csv.reader(fh), [])
             other = {r.get("suite") for r in rows} - {self.suite.name}
             if other:
-                raise LiftnnError(f"{self.csv_path} holds results of suite {sorted(other)[0]!r}, not "
+                raise LiftnnError(f"{self.csv_path} holds results of suite {min(other)!r}, not "
                                   f"{self.suite.name!r}; choose another --out directory")
             if meta is None and rows:
                 raise LiftnnError(f"{self.csv_path} exists without {self.meta_path.name}; cannot tell "
@@ -452,7 +453,7 @@ class ResultStore:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no lock
             return
-        fh = open(self.out / ".bench.lock", "w")
+        fh = open(self.out / ".bench.lock", "w")  # noqa: SIM115 - held open for the whole run
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -551,8 +552,7 @@ class ResultStore:
             self.cells_with_record.add(cr["cell"])
         if recs:
             with open(self.hist_path, "a") as fh:
-                for rec in recs:
-                    fh.write(json.dumps(rec) + "\n")
+                fh.writelines(json.dumps(rec) + "\n" for rec in recs)
                 fh.flush()
                 os.fsync(fh.fileno())
         new = [r for r in result.get("rows", [])
@@ -577,7 +577,7 @@ class ResultStore:
 def plan_units(suite: Suite, done: set, cells_with_record: set = frozenset()) -> list[Unit]:
     """The units still to run: for each cell and method, the seeds without a row yet."""
     kinds = known_methods()
-    units, want = [], set(cells_with_record)
+    units, have = [], set(cells_with_record)
     for cell in suite.cells:
         for method, opts in suite.methods.items():
             pending = [s for s in suite.seeds if (cell.label, method, int(s)) not in done]
@@ -591,10 +591,18 @@ def plan_units(suite: Suite, done: set, cells_with_record: set = frozenset()) ->
                     seeds=tuple(int(s) for s in pending[i:i + size]), data_seed=suite.data_seed,
                     peer=peer, extras=dict(suite.extras), success_metric=suite.success_metric,
                     success_below=suite.success_below, time_budget=suite.time_budget,
-                    want_cell_record=cell.label not in want,
+                    want_cell_record=cell.label not in have,  # the store keeps the first
                 ))
-                want.add(cell.label)
     return units
+
+
+def _cost(unit: Unit) -> float:
+    """A rough size of a unit (runs x samples x weights), to start the biggest units first."""
+    kw = unit.cell.data_kw
+    m = kw.get("n") or kw.get("m") or 100
+    sizes = [int(x) for x in unit.cell.arch.split("-")]
+    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return float(len(unit.seeds)) * float(m) * weights
 
 
 def default_jobs() -> int:
@@ -690,10 +698,8 @@ def _iter_ray(units, jobs: int, fresh: bool):
                     yield u, exc
     finally:
         for r in refs:
-            try:
+            with contextlib.suppress(Exception):
                 ray.cancel(r, force=True)
-            except Exception:  # noqa: BLE001
-                pass
         if started:
             ray.shutdown()
 
@@ -750,8 +756,14 @@ def run_suite(suite: Suite, out, *, jobs: int | None = None, backend: str = "loc
 
 
 def _run(suite, store, jobs, backend, progress, console, report) -> RunSummary:
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     for note in suite.notices:
         console.print(f"[yellow]note:[/] {note}")
@@ -762,6 +774,8 @@ def _run(suite, store, jobs, backend, progress, console, report) -> RunSummary:
     pending = sum(len(u.seeds) for u in units)
     already = total - pending
     fresh = suite.fresh_process or "memory" in suite.extras
+    if jobs > 1 or backend == "ray":  # biggest first, so no worker idles at the end
+        units.sort(key=_cost, reverse=True)
     if backend == "ray":
         it = _iter_ray(units, jobs, fresh)
     elif jobs == 1 and not fresh:

@@ -399,13 +399,13 @@ def _expand_cells(doc: dict, src: str) -> list[Cell]:
         dkeys = list(data)
         dvals = [_as_list(data[k]) for k in dkeys]
         for init, ds, arch, act, *dv in itertools.product(inits, dsets, archs, acts, *dvals):
-            raw.append((i, dict(
-                dataset=ds, data_kw=dict(zip(dkeys, dv)), arch=str(arch), activation=act,
-                output_activation=fields["output_activation"] or "identity",
-                init=init, bias=True if fields["bias"] is None else bool(fields["bias"]),
-                weight_decay=float(fields["weight_decay"] or 0.0), loss=fields["loss"] or "mse",
-                group=entry.get("group", ""),
-            ), entry.get("label")))
+            raw.append((i, {
+                "dataset": ds, "data_kw": dict(zip(dkeys, dv)), "arch": str(arch),
+                "activation": act, "output_activation": fields["output_activation"] or "identity",
+                "init": init, "bias": True if fields["bias"] is None else bool(fields["bias"]),
+                "weight_decay": float(fields["weight_decay"] or 0.0),
+                "loss": fields["loss"] or "mse", "group": entry.get("group", ""),
+            }, entry.get("label")))
     # automatic labels name what varies between cells
     def varies(get):
         return len({json.dumps(get(f), sort_keys=True, default=str) for _, f, _ in raw}) > 1
@@ -444,6 +444,23 @@ def _expand_cells(doc: dict, src: str) -> list[Cell]:
                               f"\"{{activation}} {{arch}} n={{n}}\")")
         seen[c.label] = c
     return cells
+
+
+def _check_cells(cells: list[Cell], data_seed: int, src: str) -> None:
+    """Build each distinct data set and every network; raise LiftnnError naming the cell."""
+    built = {}
+    for c in cells:
+        key = (c.dataset, json.dumps(c.data_kw, sort_keys=True, default=str))
+        try:
+            if key not in built:
+                built[key] = c.load_data(data_seed)
+            data = built[key]
+            c.model().check_data(data.x_train[:1], data.y_train[:1])
+        except LiftnnError as exc:
+            raise LiftnnError(f"{src}: cell {c.label!r}: {exc}") from None
+        except TypeError as exc:
+            raise LiftnnError(f"{src}: cell {c.label!r}: data set {c.dataset!r} rejects its keywords "
+                              f"{c.data_kw}: {exc}") from None
 
 
 def known_methods() -> dict[str, str]:
@@ -536,7 +553,7 @@ def _check_method_options(name: str, opts: dict, src: str) -> None:
 def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None = None,
             quick: bool = False, data_dir: str | os.PathLike | None = None,
             check_availability: bool = True, name: str | None = None,
-            cell_filter=None) -> Suite:
+            cell_filter=None, check_data: bool = True) -> Suite:
     """Read, validate and resolve a suite into concrete cells, seeds and methods.
 
     Args:
@@ -549,6 +566,8 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
         check_availability: move methods whose module or peer extra is missing to `skipped`.
         name: record the suite under this name (the demo uses "demo").
         cell_filter: optional predicate Cell -> bool selecting cells.
+        check_data: build every cell's data set and network once now, so a missing data file,
+            a bad data keyword or an architecture that does not fit the data fails before any run.
     Unknown method names, data sets and bad values raise LiftnnError before any run.
     """
     doc, path = read_suite(name_or_path)
@@ -619,6 +638,8 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
         if c.dataset not in valid:
             raise LiftnnError(f"{src}: cell {c.label!r}: unknown data set {c.dataset!r}; choose one "
                               f"of: {', '.join(valid)}")
+    if check_data:
+        _check_cells(cells, suite.data_seed, src)
     suite.cells = cells
 
     # methods: names checked before any run, unavailable ones skipped with the reason

@@ -119,26 +119,26 @@ def _mlp_backward(model: MLP, params, X, G_out):
 def _graph_backward(model: FeedforwardGraph, w, X, G_out):
     """Unit-wise delta recursion on a feedforward graph (seed 002), batched over samples.
 
-    Units are visited from the largest depth level down; within a level the units do not feed
-    each other, so delta_j = h'_j(z_j) G_j (G_j = dE/do_j = sum_{i in Out(j)} delta_i w_ij,
-    plus dL/dpred at output units) is computed for the whole level at once, and G receives the
-    level's contributions delta_j w_ji at every source unit i.  Returns (dE/dw: (n_edges,),
-    dE/dX: (m, d_in)).
+    Units are visited from the deepest level down; units of one level do not feed each other,
+    so delta_j = h'_j(z_j) G_j, with G_j = dE/do_j = sum_{i in Out(j)} delta_i w_ij (plus dL/dpred
+    at output units), is computed for the whole level at once, and then G receives the level's
+    contributions delta_j w_ji at every source unit i (one product with the level's rows of the
+    weight matrix).  Finally dE/dw_ji = sum_k delta_j o_i for every edge.  Works in the graph's
+    internal unit order (levels contiguous).  Returns (dE/dw: (n_edges,), dE/dX: (m, d_in)).
     """
-    w = model._check_params(w)
-    Z, O = model.forward(w, X)
-    m = X.shape[0]
-    G = jnp.zeros((m, model.n_units), jnp.float64).at[:, jnp.asarray(model.outputs)].add(G_out)
-    D = jnp.zeros_like(G)
-    for (units, *_, groups), Wl in reversed(list(zip(model._levels, model.level_matrices(w)))):
-        Zl, Gl = Z[:, units], G[:, units]
-        delta = jnp.zeros_like(Zl)
-        for name, cols in groups:
-            delta = delta.at[:, cols].set(get_activation(name).df(Zl[:, cols]) * Gl[:, cols])
-        D = D.at[:, units].set(delta)
-        G = G + delta @ Wl                          # G_i += delta_j w_ji for every edge i -> j
-    src, dst = jnp.asarray(model._src), jnp.asarray(model._dst)
-    grad = jnp.sum(D[:, dst] * O[:, src], axis=0)   # dE/dw_ji = sum_k delta_j o_i
+    Z, O, W = model._forward_internal(w, X)
+    n = model.n_units
+    P_out = np.zeros((model.d_out, n))
+    P_out[np.arange(model.d_out), model._out_int] = 1.0
+    G = G_out @ jnp.asarray(P_out)                  # dE/do at the output units, zero elsewhere
+    deltas = []
+    for start, stop, groups in reversed(model._blocks):
+        delta = jnp.concatenate([get_activation(name).df(Z[:, a:b]) * G[:, a:b]
+                                 for name, a, b in groups], axis=1)
+        G = G + delta @ W[start:stop, :]            # G_i += delta_j w_ji for every edge i -> j
+        deltas.append(delta)
+    D = jnp.concatenate([jnp.zeros((X.shape[0], model.n_inputs + 1))] + deltas[::-1], axis=1)
+    grad = jnp.sum(D[:, model._dst_int] * O[:, model._src_int], axis=0)   # delta_j o_i
     return grad, G[:, 1:1 + model.n_inputs]
 
 
@@ -176,7 +176,7 @@ def _check_params(model, params):
 
 @functools.partial(jax.jit, static_argnames=("model", "loss"))
 def _backward_core(model, params, X, Y, loss):
-    """(gradient w.r.t. params, gradient w.r.t. X, loss value); inputs already validated.
+    """(gradient w.r.t. params, gradient w.r.t. X, loss value, prediction); inputs validated.
 
     Compiled once per (model, loss, shapes): models are immutable and hashable.
     """
@@ -188,7 +188,7 @@ def _backward_core(model, params, X, Y, loss):
         backward = _moeller_backward
     pred = model.apply(params, X)
     g, gx = backward(model, params, X, _loss_grad(loss, pred, Y))
-    return g, gx, LOSSES[loss](pred, Y)
+    return g, gx, LOSSES[loss](pred, Y), pred
 
 
 def _backward(model, params, X, Y, loss):
@@ -224,7 +224,7 @@ def backprop(model, params, X, Y, loss: str = "mse"):
 def value_and_backprop(model, params, X, Y, loss: str = "mse"):
     """(L(f(X), Y), backprop(model, params, X, Y, loss)) from one forward and one backward pass."""
     loss, Xa, Ya = _prepare(model, X, Y, loss)
-    g, _, val = _backward(model, params, Xa, Ya, loss)
+    g, _, val, _ = _backward(model, params, Xa, Ya, loss)
     return val, g
 
 
@@ -281,7 +281,8 @@ def optimize_inputs(model, params, target, x0, method: str = "bfgs", max_iter: i
     t_j = jnp.asarray(t)
 
     def fun(x):
-        _, gx, val = _backward_core(model, params, jnp.asarray(x, jnp.float64)[None, :], t_j, "sse")
+        _, gx, val, _ = _backward_core(model, params, jnp.asarray(x, jnp.float64)[None, :], t_j,
+                                       "sse")
         return float(val), np.asarray(gx[0], dtype=float)
 
     opts = {"maxiter": int(max_iter), "gtol": float(tol)}
@@ -289,7 +290,7 @@ def optimize_inputs(model, params, target, x0, method: str = "bfgs", max_iter: i
         opts = {"maxiter": int(max_iter), "gtol": float(tol), "ftol": 1e-15}
     res = minimize(fun, x0a[0], jac=True, method=method.upper() if method != "l-bfgs-b" else "L-BFGS-B",
                    bounds=bounds, options=opts)
-    out = np.asarray(model.apply(params, jnp.asarray(res.x)[None, :]))[0]
+    out = np.asarray(_backward_core(model, params, jnp.asarray(res.x)[None, :], t_j, "sse")[3])[0]
     res.output = out
     res.residual_norm = float(np.linalg.norm(out - t[0]))
     return res

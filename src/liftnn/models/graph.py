@@ -25,6 +25,8 @@ usable by every solver unchanged (ravel_pytree of a single array is the array it
 Evaluation is batched over samples (X: (m, d_in)).  Units with the same *depth* (1 + the largest
 depth among their inputs; bias and input units have depth 0) do not feed each other, so each depth
 level is evaluated with one matrix product; this is the unit-wise recursion above, grouped.
+Internally the units are kept in (depth, transfer function) order so that levels are contiguous
+blocks (see `_build_layout`); `forward` reports every quantity in the user's numbering.
 
 Moeller2Net
 -----------
@@ -42,6 +44,7 @@ See the class docstring for how the report's ambiguous formulas are read.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -192,26 +195,52 @@ class FeedforwardGraph:
         self.unit_activations = tuple(acts[j] for j in computing)
         self.init_spec = init
         self._src, self._dst = src, dst
-        self._levels = self._build_levels(depth, computing, acts)
+        self._build_layout(depth, computing, acts)
         self._frozen = True
 
     # ---- construction helpers --------------------------------------------------------------
-    def _build_levels(self, depth, computing, acts):
-        """Per depth level: units, edge indices with their (row, source) positions, act groups."""
-        levels = []
-        for d in range(1, int(depth.max()) + 1):
-            units = np.array([j for j in computing if depth[j] == d], dtype=np.int64)
-            if units.size == 0:
-                continue
-            row_of = {int(u): r for r, u in enumerate(units)}
-            e_idx = np.array([e for e, j in enumerate(self._dst) if int(j) in row_of], dtype=np.int64)
-            rows = np.array([row_of[int(self._dst[e])] for e in e_idx], dtype=np.int64)
-            groups = {}
-            for r, u in enumerate(units):
-                groups.setdefault(acts[int(u)], []).append(r)
-            groups = tuple((name, np.array(rs, dtype=np.int64)) for name, rs in groups.items())
-            levels.append((units, e_idx, rows, self._src[e_idx], groups))
-        return tuple(levels)
+    def _build_layout(self, depth, computing, acts):
+        """The internal unit order used for evaluation: bias, inputs, then the computing units
+        sorted by (depth, transfer function, number).  In that order every depth level is a
+        contiguous block and every transfer function a contiguous range inside it, so a pass
+        needs only slices, concatenations and one matrix product per level (no scatters).
+
+        Sets: _order (internal -> unit number), _pos (unit number -> internal), _src_int /
+        _dst_int (edge endpoints, internal), _out_int (outputs, internal), _blocks (per level:
+        (start, stop, ((name, start, stop), ...))), _width (unit -> size of its level),
+        _level_of (unit -> index of its level in _blocks).
+        """
+        order = list(range(self.n_inputs + 1)) + sorted(
+            computing, key=lambda j: (int(depth[j]), acts[j], j))
+        pos = np.empty(self.n_units, dtype=np.int64)
+        pos[np.array(order)] = np.arange(self.n_units)
+        blocks, width, level_of = [], {}, {}
+        k = self.n_inputs + 1
+        while k < self.n_units:
+            d = int(depth[order[k]])
+            stop = k
+            while stop < self.n_units and int(depth[order[stop]]) == d:
+                stop += 1
+            groups, g = [], k
+            while g < stop:
+                name = acts[order[g]]
+                h = g
+                while h < stop and acts[order[h]] == name:
+                    h += 1
+                groups.append((name, g, h))
+                g = h
+            blocks.append((k, stop, tuple(groups)))
+            for u in order[k:stop]:
+                width[u] = stop - k
+                level_of[u] = len(blocks) - 1
+            k = stop
+        self._order = np.array(order, dtype=np.int64)
+        self._pos = pos
+        self._src_int, self._dst_int = pos[self._src], pos[self._dst]
+        self._out_int = pos[np.array(self.outputs, dtype=np.int64)]
+        self._blocks = tuple(blocks)
+        self._width = width
+        self._level_of = level_of
 
     @classmethod
     def from_mlp(cls, mlp) -> "FeedforwardGraph":
@@ -259,17 +288,19 @@ class FeedforwardGraph:
         index = self._mlp_index()
         if len(mlp_params) != len(index):
             raise LiftnnError(f"expected {len(index)} layers of MLP params; got {len(mlp_params)}")
-        w = jnp.zeros(self.n_params, dtype=jnp.float64)
+        pieces, where = [], []
         for l, ((EW, Eb), (W, b)) in enumerate(zip(index, mlp_params)):
-            W = jnp.asarray(W, jnp.float64)
-            if W.shape != EW.shape:
-                raise LiftnnError(f"layer {l}: W has shape {W.shape}, expected {EW.shape}")
-            w = w.at[EW.reshape(-1)].set(W.reshape(-1))
+            if jnp.shape(W) != EW.shape:
+                raise LiftnnError(f"layer {l}: W has shape {jnp.shape(W)}, expected {EW.shape}")
+            pieces.append(jnp.ravel(jnp.asarray(W, jnp.float64)))
+            where.append(EW.reshape(-1))
             if Eb is not None:
                 if b is None or jnp.shape(b) != Eb.shape:
                     raise LiftnnError(f"layer {l}: b must have shape {Eb.shape}")
-                w = w.at[Eb].set(jnp.asarray(b, jnp.float64))
-        return w
+                pieces.append(jnp.asarray(b, jnp.float64))
+                where.append(Eb)
+        perm = np.argsort(np.concatenate(where))  # edge e takes the entry that names it
+        return jnp.concatenate(pieces)[perm]
 
     def params_to_mlp(self, w) -> list:
         """Graph weight vector w: (n_edges,) -> MLP params [(W_l, b_l or None), ...]."""
@@ -334,29 +365,30 @@ class FeedforwardGraph:
     def init(self, seed: int = 0) -> jax.Array:
         """Initial weight vector w: (n_edges,) for `seed`.
 
-        Per computing unit j the initialiser is called with fan_in = |In(j) without the bias
-        unit| (at least 1) and fan_out = the number of units at j's depth (the "layer width");
-        j's non-bias weights are one row of that draw and its bias weight the matching bias
-        entry.  For a graph from `from_mlp` this gives every weight the same distribution as the
-        MLP's initialiser (glorot, kaiming, torch_default, normal(scale)).
+        Per computing unit j the initialiser's distribution for fan_in = |In(j) without the bias
+        unit| (at least 1) and fan_out = the number of units at j's depth (the "layer width") is
+        used: j's non-bias weights are one row of a draw W: (fan_out, fan_in) and its bias weight
+        the matching entry of the drawn b.  Units of one level with the same fan_in share one
+        draw (distinct rows).  For a graph from `from_mlp` every weight thus has the same
+        distribution as under the MLP's initialiser (glorot, kaiming, torch_default, normal).
         """
         initf = get_initializer(self.init_spec)
-        comp = self.computing_units
-        keys = jax.random.split(jax.random.PRNGKey(int(seed)), len(comp))
-        width = {}
-        for units, *_ in self._levels:
-            for u in units:
-                width[int(u)] = len(units)
+        groups: dict[tuple[int, int], list[int]] = {}
+        fan_in = {}
+        for j in self.computing_units:
+            fan_in[j] = max(int(np.sum((self._dst == j) & (self._src != 0))), 1)
+            groups.setdefault((self._level_of[j], fan_in[j]), []).append(j)
+        keys = jax.random.split(jax.random.PRNGKey(int(seed)), len(groups))
         w = np.zeros(self.n_params)
-        dst = self._dst
-        for key, j in zip(keys, comp):
-            idx = np.flatnonzero(dst == j)
-            srcs = self._src[idx]
-            nb = idx[srcs != 0]
-            W, b = initf(key, max(len(nb), 1), width[j])
-            w[nb] = np.asarray(W)[0, : len(nb)]
-            if (srcs == 0).any():
-                w[idx[srcs == 0]] = float(np.asarray(b)[0])
+        for key, ((_, fi), units) in zip(keys, groups.items()):
+            W, b = initf(key, fi, self._width[units[0]])
+            W, b = np.asarray(W), np.asarray(b)
+            for r, j in enumerate(units):
+                idx = np.flatnonzero(self._dst == j)
+                srcs = self._src[idx]
+                nb = idx[srcs != 0]
+                w[nb] = W[r, : len(nb)]
+                w[idx[srcs == 0]] = b[r]
         return jnp.asarray(w, dtype=jnp.float64)
 
     def flatten(self, params) -> jax.Array:
@@ -373,37 +405,47 @@ class FeedforwardGraph:
                               f"got shape {w.shape}")
         return w
 
-    def level_matrices(self, w) -> list:
-        """One dense (n_level_units, n_units) weight matrix per depth level, scattered from w."""
-        return [jnp.zeros((len(units), self.n_units), jnp.float64).at[rows, srcs].set(w[e_idx])
-                for units, e_idx, rows, srcs, _ in self._levels]
+    def weight_matrix(self, w) -> jax.Array:
+        """The (n_units, n_units) matrix with entry [j, i] = w_ji (zero where no edge)."""
+        w = self._check_params(w)
+        return jnp.zeros((self.n_units, self.n_units), jnp.float64).at[self._dst, self._src].set(w)
+
+    def _internal_matrix(self, w) -> jax.Array:
+        """weight_matrix in the internal unit order (lower triangular by construction)."""
+        return jnp.zeros((self.n_units, self.n_units), jnp.float64).at[
+            self._dst_int, self._src_int].set(w)
+
+    def _forward_internal(self, w, X):
+        """(Z, O, W) in the internal unit order: Z, O of shape (m, n_units), W from
+        _internal_matrix.  Level by level: Z_level = O_before @ W[level, before]^T,
+        O_level = h(Z_level) per transfer-function range."""
+        W = self._internal_matrix(w)
+        m = X.shape[0]
+        O_parts = [jnp.ones((m, 1), jnp.float64), X]
+        Z_parts = [jnp.zeros((m, self.n_inputs + 1), jnp.float64)]
+        for start, stop, groups in self._blocks:
+            A = jnp.concatenate(O_parts, axis=1) @ W[start:stop, :start].T
+            O_parts.append(jnp.concatenate(
+                [get_activation(name).f(A[:, a - start:b - start]) for name, a, b in groups], axis=1))
+            Z_parts.append(A)
+        return jnp.concatenate(Z_parts, axis=1), jnp.concatenate(O_parts, axis=1), W
 
     # ---- evaluation -------------------------------------------------------------------------
     def forward(self, params, X) -> tuple[jax.Array, jax.Array]:
-        """Forward pass keeping every unit: (Z, O), both of shape (m, n_units).
+        """Forward pass keeping every unit: (Z, O), both of shape (m, n_units), columns in unit
+        numbering.
 
         O[:, 0] = 1 (bias unit), O[:, 1:1+d_in] = X (fake units); for computing units
         Z[:, j] = sum_{i in In(j)} O[:, i] w_ji and O[:, j] = h_j(Z[:, j]) (seed 002).
         Z is zero in the bias and input columns.
         """
         w = self._check_params(params)
-        X = jnp.asarray(X, jnp.float64)
-        m = X.shape[0]
-        O = jnp.zeros((m, self.n_units), jnp.float64)
-        O = O.at[:, 0].set(1.0).at[:, 1:1 + self.n_inputs].set(X)
-        Z = jnp.zeros_like(O)
-        for (units, *_, groups), Wl in zip(self._levels, self.level_matrices(w)):
-            A = O @ Wl.T
-            out = jnp.zeros_like(A)
-            for name, cols in groups:
-                out = out.at[:, cols].set(get_activation(name).f(A[:, cols]))
-            Z = Z.at[:, units].set(A)
-            O = O.at[:, units].set(out)
-        return Z, O
+        return _graph_forward(self, w, jnp.asarray(X, jnp.float64))
 
     def apply(self, params, X, **_ignored) -> jax.Array:
         """Network output: the output units' o_j, shape (m, d_out)."""
-        return self.forward(params, X)[1][:, jnp.asarray(self.outputs)]
+        w = self._check_params(params)
+        return _graph_apply(self, w, jnp.asarray(X, jnp.float64))
 
     def __call__(self, params, X, **kw):
         return self.apply(params, X, **kw)
@@ -516,16 +558,7 @@ class Moeller2Net:
     def forward(self, params, X) -> dict:
         """All intermediate quantities, each (m, .): h_star, h0, A2 (= W2 h* + h0 1), H_star,
         H0, A3 (= W3 H* + H0 1), z."""
-        W1, W2, W3 = self._weights(params)
-        Y = jnp.asarray(X, jnp.float64)
-        h_star = Y @ W1.T                       # (m, 5), no activation
-        h0 = jax.nn.sigmoid(h_star[:, 0])       # (m,)   sigmoid(W1[0] . y)
-        A2 = h_star @ W2.T + h0[:, None]        # (m, 4)
-        H_star = jnp.tanh(A2)
-        H0 = jnp.tanh(A2[:, 0])                 # (m,)   tanh(W2[0] . h* + h0)
-        A3 = H_star @ W3.T + H0[:, None]        # (m, 3)
-        return {"h_star": h_star, "h0": h0, "A2": A2, "H_star": H_star, "H0": H0, "A3": A3,
-                "z": jnp.tanh(A3)}
+        return _moeller_forward(self._weights(params), jnp.asarray(X, jnp.float64))
 
     def apply(self, params, X, **_ignored) -> jax.Array:
         """Output z(y), shape (m, 3)."""
@@ -540,3 +573,28 @@ class Moeller2Net:
 
     def describe(self) -> dict:
         return {"type": "Moeller2Net", "init": self.init_name}
+
+
+# Compiled passes (models are immutable and hashable, so they are static arguments).
+@functools.partial(jax.jit, static_argnums=0)
+def _graph_forward(model: FeedforwardGraph, w, X):
+    Z, O, _ = model._forward_internal(w, X)
+    return Z[:, model._pos], O[:, model._pos]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _graph_apply(model: FeedforwardGraph, w, X):
+    return model._forward_internal(w, X)[1][:, model._out_int]
+
+
+@jax.jit
+def _moeller_forward(Ws, Y):
+    W1, W2, W3 = Ws
+    h_star = Y @ W1.T                       # (m, 5), no activation
+    h0 = jax.nn.sigmoid(h_star[:, 0])       # (m,)   sigmoid(W1[0] . y)
+    A2 = h_star @ W2.T + h0[:, None]        # (m, 4)
+    H_star = jnp.tanh(A2)
+    H0 = jnp.tanh(A2[:, 0])                 # (m,)   tanh(W2[0] . h* + h0)
+    A3 = H_star @ W3.T + H0[:, None]        # (m, 3)
+    return {"h_star": h_star, "h0": h0, "A2": A2, "H_star": H_star, "H0": H0, "A3": A3,
+            "z": jnp.tanh(A3)}

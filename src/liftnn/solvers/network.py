@@ -1,0 +1,85 @@
+"""Classical training of networks: cg, bfgs, lbfgs, newton, newton-cg, gn, lm.
+
+`fit(problem, params0, *, method, **options)` is what `ln.train` calls for these methods.  The
+network's weights are flattened to theta (problem.flatten) and
+
+- cg, bfgs, lbfgs, newton, newton-cg minimise the training objective
+  C(theta) = loss(f_theta(X), Y) + weight_decay / 2 ||theta||^2  (problem.fun) with
+  liftnn.solvers.api.minimize's solvers;
+- gn, lm work on the single-shooting residuals r(theta) (problem.residual), with
+  C = 1/2 ||r||^2 the same objective (least-squares losses "mse" and "sse" only).  For lm the
+  damping is scaled (mu_scale = c^2, c = residual_scale of the loss) so that `mu` is MATLAB
+  trainlm's mu on the unscaled errors f_theta(X) - Y: trainlm solves
+  (J_e^T J_e + mu I) d = -J_e^T e, and r = c e.
+
+Defaults for networks: max_iter 1000 (cg, bfgs, lbfgs), 200 (newton, newton-cg), 500 (gn, lm);
+gtol = 1e-8 on ||grad C||_inf; the other options as in liftnn.solvers.api.  With validation data
+(problem.X_val) `patience` watches the validation loss, recorded as history "val_loss".
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+
+from liftnn.errors import LiftnnError
+from liftnn.models.losses import is_least_squares, residual_scale
+from liftnn.solvers.api import _LEAST_SQUARES, _MINIMIZE, _least_squares, _minimize
+from liftnn.solvers.result import Result
+
+METHODS = tuple(_MINIMIZE) + tuple(_LEAST_SQUARES)
+
+
+@functools.lru_cache(maxsize=32)
+def _val_loss(problem):
+    return jax.jit(lambda theta: problem.val_loss(problem.unflatten(theta)))
+
+
+def fit(problem, params0, *, method: str, **options) -> Result:
+    """Train a network from params0 with a classical method (module docstring).
+
+    Args:
+        problem: a liftnn.problem.TrainingProblem (model, X: (m, d_in), Y: (m, d_out), loss,
+            weight_decay, optional X_val / Y_val).
+        params0: the model's initial params (e.g. model.init(seed)).
+        method: "cg", "bfgs", "lbfgs", "newton", "newton-cg", "gn" or "lm".
+        **options: the common options and the method's own (liftnn.solvers.api.method_options).
+
+    Returns:
+        Result with params (the best iterate, unflattened), params_last, x, x_last,
+        fun = the objective C at x (a scalar for every method; gn / lm also cost = fun and
+        residual = r(x)), nit, nfev, njev, nhev, status, success, message, history, time_s.
+    """
+    if method not in METHODS:
+        raise LiftnnError(f"unknown classical method {method!r}; choose one of: "
+                          f"{', '.join(METHODS)}")
+    try:
+        theta0 = np.asarray(problem.flatten(params0), dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 - malformed params
+        raise LiftnnError(f"params0 do not fit the model: {exc}") from None
+    n = getattr(problem.model, "n_params", theta0.size)
+    if theta0.shape != (n,):
+        raise LiftnnError(f"params0 have {theta0.size} entries; the model has {n}")
+    if not np.all(np.isfinite(theta0)):
+        raise LiftnnError("params0 contain non-finite values")
+    monitor = None
+    if problem.X_val is not None:
+        val = _val_loss(problem)
+        monitor = lambda theta: float(val(theta))  # noqa: E731
+    if method in _LEAST_SQUARES:
+        if not is_least_squares(problem.loss):
+            raise LiftnnError(f"{method!r} needs a least-squares loss ('mse' or 'sse'); the "
+                              f"problem uses {problem.loss!r}")
+        if method == "lm" and "mu_scale" not in options:
+            n_entries = int(np.prod(problem.Y.shape))
+            options = {**options, "mu_scale": residual_scale(problem.loss, n_entries) ** 2}
+        res = _least_squares(problem.residual, theta0, method, monitor, **options)
+        res["residual"] = res["fun"]
+        res["fun"] = res["cost"]
+    else:
+        res = _minimize(problem.fun, theta0, method, monitor, **options)
+    res["params"] = problem.unflatten(res["x"])
+    res["params_last"] = problem.unflatten(res["x_last"])
+    return res
