@@ -67,13 +67,19 @@ def _crash_fit(problem, params0, *, method, **_):
 
 @pytest.fixture
 def fake_methods(monkeypatch):
-    mod = types.ModuleType(FAKE)
+    mod = types.ModuleType(FAKE)  # "vectorised" (has fit_many): one unit per cell and method
     mod.fit = lambda problem, params0, *, method, **o: (
         _crash_fit if method == "fake-crash" else _fake_fit)(problem, params0, method=method, **o)
+    mod.fit_many = lambda problem, p0s, *, method, **o: [
+        mod.fit(problem, p, method=method, **o) for p in p0s]
+    loop = types.ModuleType(FAKE + "_loop")  # not vectorised: one unit per seed
+    loop.fit = lambda problem, params0, *, method, **o: _fake_fit(problem, params0, method=method)
     monkeypatch.setitem(sys.modules, FAKE, mod)
+    monkeypatch.setitem(sys.modules, FAKE + "_loop", loop)
     methods = importlib.import_module("liftnn.train").METHODS
     monkeypatch.setitem(methods, "fake-gd", FAKE)
     monkeypatch.setitem(methods, "fake-crash", FAKE)
+    monkeypatch.setitem(methods, "fake-loop", FAKE + "_loop")
     monkeypatch.setitem(methods, "fake-missing", "liftnn_no_such_module_for_tests")
     # the fake methods compile nothing; keep JAX's caches for the evaluation code around them
     monkeypatch.setattr(runner, "CLEAR_CACHES", False)
@@ -183,6 +189,19 @@ def test_same_initial_weights_for_every_method(tmp_path, fake_methods, monkeypat
     np.testing.assert_array_equal(y1, y2)
 
 
+def test_units_batch_a_cells_seeds_and_resume_only_the_missing_ones(tmp_path, fake_methods):
+    s = suite.resolve(tiny(tmp_path, methods="fake-gd = {}\nfake-loop = {}"), seeds=3)
+    units = runner.plan_units(s, set())
+    assert sorted((u.method, u.seeds) for u in units) == sorted(
+        [("fake-gd", (0, 1, 2))] * 2 + [("fake-loop", (0, 1, 2))] * 2)
+    done = {(s.cells[0].label, "fake-gd", 1)}
+    assert [u.seeds for u in runner.plan_units(s, done) if u.method == "fake-gd"] == [(0, 2), (0, 1, 2)]
+    out = tmp_path / "out"
+    runner.run_suite(s, out, jobs=1, progress=False, report=False)
+    rows = rows_of(out)
+    assert {(r["method"], r["batch_size"]) for r in rows} == {("fake-gd", "3"), ("fake-loop", "3")}
+
+
 def test_rerun_skips_finished_runs(tmp_path, fake_methods):
     p, out = tiny(tmp_path), tmp_path / "out"
     run(p, out)
@@ -206,6 +225,7 @@ def test_crashing_method_is_recorded_and_the_suite_goes_on(tmp_path, fake_method
     assert all("boom: this method crashed" in r["message"] and r["success"] == "false" for r in err)
     ok = [r for r in rows if r["method"] == "fake-crash" and r["seed"] == "0"]
     assert all(r["status"] == "max_iter" for r in ok)  # the batch failed; seed 0 reran alone
+    assert all("rerun alone" in r["message"] for r in ok)
     assert all(r["status"] == "max_iter" for r in rows if r["method"] == "fake-gd")
     report.build_report(out)
     assert "Errors (2 runs)" in (out / "report.md").read_text()
@@ -322,6 +342,9 @@ def test_unknown_backend_and_missing_ray(tmp_path, fake_methods, monkeypatch):
 
 
 def test_lectures_suite_without_module_says_so(tmp_path, monkeypatch):
+    import liftnn.bench
+
+    monkeypatch.delattr(liftnn.bench, "lectures", raising=False)
     monkeypatch.setitem(sys.modules, "liftnn.bench.lectures", None)
     s = suite.resolve("seeds-lectures")
     assert s.kind == "lectures"
@@ -332,10 +355,13 @@ def test_lectures_suite_without_module_says_so(tmp_path, monkeypatch):
 def test_lectures_suite_delegates(tmp_path, monkeypatch):
     mod = types.ModuleType("liftnn.bench.lectures")
     called = []
-    mod.run_lectures = lambda out_dir: called.append(Path(out_dir))
+    mod.run_lectures = lambda out_dir, quick=False: called.append((Path(out_dir), quick))
+    import liftnn.bench
+
+    monkeypatch.setattr(liftnn.bench, "lectures", mod, raising=False)
     monkeypatch.setitem(sys.modules, "liftnn.bench.lectures", mod)
-    runner.run_suite(suite.resolve("seeds-lectures"), tmp_path / "o", progress=False)
-    assert called == [tmp_path / "o"]
+    runner.run_suite(suite.resolve("seeds-lectures", quick=True), tmp_path / "o", progress=False)
+    assert called == [(tmp_path / "o", True)]
     assert json.loads((tmp_path / "o" / "suite.json").read_text())["kind"] == "lectures"
 
 

@@ -680,8 +680,8 @@ def build_report(out, console=None) -> dict:
          f"{crit}."),
         ("Every method of a run starts from the same initial weights (`model.init(seed)`) on the "
          "same data. Time per run = wall time of its batch, compilation included, divided by the "
-         "runs in the batch (liftnn methods train a cell's seeds in one vectorised call; peers one "
-         "by one)."),
+         "runs in the batch (liftnn methods train a cell's seeds in one call, vectorised where the "
+         "method supports it; peers run one seed at a time)."),
     ]
     if meta.get("notes"):
         intro.append(meta["notes"])

@@ -1,9 +1,13 @@
 """Running a resolved suite: work units, local processes or Ray, and a crash-safe results store.
 
-Work unit = (cell, method, group of seeds).  liftnn methods train a group in one
-`ln.train(..., seeds=[...])` call (vectorised where the method supports it); the per-run time is
-the batch's wall time, compilation included (JAX caches are cleared at the start of every unit),
-divided by the runs in it.  Peers (liftnn.bench.peers) run one seed per unit via `fit_peer`.
+Work unit = (cell, method, group of seeds).  liftnn methods train a cell's seeds in one
+`ln.train(..., seeds=[...])` call (vectorised with jax.vmap where the method has `fit_many`: alm
+and the first-order methods; a loop otherwise); the per-run time is the call's wall time,
+compilation included, divided by the runs in it.  Peers (liftnn.bench.peers, `fit_peer`) run one
+seed per unit; their per-run time is that run's wall time.  Compilation is paid once per (cell,
+method) and worker: JAX's caches are cleared when a worker starts a (cell, method) it has not run
+before, so a batch never profits from code compiled for an earlier one, and a JAX-based peer
+(scipy-lm, scipy-trf) compiles in its first run of a cell on each worker.
 Every run of a cell starts from `model.init(seed)` on the same data (data_seed).
 
 Units run in this process (`jobs=1`), in a pool of spawned processes (`jobs>1`; JAX is unsafe after
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import math
 import multiprocessing as mp
@@ -53,6 +58,7 @@ MAX_HISTORY = 400
 #: clear JAX's compilation caches at the start of every liftnn unit, so each unit's time includes
 #: its own compilation (False lets units share compiled code: faster, but not the protocol)
 CLEAR_CACHES = True
+_COMPILED: set = set()  # (cell, method) pairs this process has run since its caches were cleared
 
 
 def columns_for(suite: Suite) -> list[str]:
@@ -264,9 +270,10 @@ def execute_unit(unit: Unit) -> dict:
 
     import liftnn  # noqa: F401  (float64 on in spawned workers)
 
-    if CLEAR_CACHES and not unit.peer:
-        jax.clear_caches()  # every unit pays its own compilation
     cell = unit.cell
+    if CLEAR_CACHES and (cell.label, unit.method) not in _COMPILED:
+        jax.clear_caches()  # each (cell, method) pays its own compilation on this worker
+        _COMPILED.add((cell.label, unit.method))
     try:
         data = cell.load_data(unit.data_seed)
         model = cell.model()
@@ -287,7 +294,10 @@ def execute_unit(unit: Unit) -> dict:
         extra, record = {}, {"type": "run", "cell": cell.label, "method": unit.method,
                              "seed": int(seed)}
         if res.get("status") != ERROR:
-            _measure(unit, model, data, seed, res, extra, record)
+            try:
+                _measure(unit, model, data, seed, res, extra, record)
+            except Exception as exc:  # noqa: BLE001 - the run finished; keep it, say what failed
+                record["measure_error"] = _one_line(exc)
         else:
             record["traceback"] = res.get("traceback", "")
         if "memory" in unit.extras:
@@ -575,7 +585,11 @@ class ResultStore:
 
 # --- planning and running ----------------------------------------------------------------------
 def plan_units(suite: Suite, done: set, cells_with_record: set = frozenset()) -> list[Unit]:
-    """The units still to run: for each cell and method, the seeds without a row yet."""
+    """The units still to run: for each cell and method, the seeds without a row yet.
+
+    liftnn methods: one unit per cell with all its pending seeds (or groups of suite.seed_batch);
+    peers: one unit per seed.
+    """
     kinds = known_methods()
     units, have = [], set(cells_with_record)
     for cell in suite.cells:
@@ -601,7 +615,7 @@ def _cost(unit: Unit) -> float:
     kw = unit.cell.data_kw
     m = kw.get("n") or kw.get("m") or 100
     sizes = [int(x) for x in unit.cell.arch.split("-")]
-    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    weights = sum(a * b for a, b in itertools.pairwise(sizes))
     return float(len(unit.seeds)) * float(m) * weights
 
 
@@ -844,8 +858,14 @@ def _run_lectures(suite: Suite, out: Path, console) -> RunSummary:
     elif (out / "results.csv").exists():
         raise LiftnnError(f"{out} holds a results.csv of another suite; choose another --out")
     meta_path.write_text(json.dumps({"suite": suite.name, "kind": "lectures", "source": suite.source,
-                                     "description": suite.description}, indent=2))
+                                     "description": suite.description, "quick": suite.quick},
+                                    indent=2))
     t0 = time.perf_counter()
-    lectures.run_lectures(out)
+    import inspect
+
+    if "quick" in inspect.signature(lectures.run_lectures).parameters:
+        lectures.run_lectures(out, quick=suite.quick)
+    else:
+        lectures.run_lectures(out)
     return RunSummary(out=out, planned_runs=0, written=0, skipped_done=0, errors=0,
                       elapsed_s=time.perf_counter() - t0)

@@ -7,6 +7,7 @@ deterministic for a given seed.  Arrays are float64 with samples as rows.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def gauss_bump(seed: int = 0, n: int = 40, a: float = 2.0, b: float = 1.5, c: fl
 
     n points evenly on [lo, hi] (default [c - 3, c + 3], so the bump and both tails are
     sampled); b > 0.  The test set is the noise-free curve on n_test points of the same interval.
+    Shapes: x_train, y_train (n, 1); x_test, y_test (n_test, 1).
     """
     n = _count("n", n)
     n_test = _count("n_test", n_test, 0)
@@ -105,6 +107,7 @@ def teacher(seed: int = 0, d0: int = 5, noise: float = 0.1, m: int | None = None
 
     Args: d0 input dimension (>= 1); noise delta0 (>= 0); m training samples (default 250; `n` is
     accepted as an alias); m_test test samples (>= 0).
+    Shapes: x_train (m, d0), y_train (m, 1), x_test (m_test, d0), y_test (m_test, 1).
     meta records mu, Sigma, Sigma0, the teacher weights and every argument.
     """
     m = _count("m", _alias("m", m, "n", n, 250))
@@ -115,7 +118,7 @@ def teacher(seed: int = 0, d0: int = 5, noise: float = 0.1, m: int | None = None
     mu = 0.2 * rng.standard_normal(d0)
     sigma0 = 0.2 * rng.standard_normal((d0, d0))
     sizes = (d0, 20, 5, 1)
-    Ws = [np.sqrt(2.0 / i) * rng.standard_normal((o, i)) for i, o in zip(sizes[:-1], sizes[1:])]
+    Ws = [np.sqrt(2.0 / i) * rng.standard_normal((o, i)) for i, o in itertools.pairwise(sizes)]
 
     def net(A):
         H = _softplus(A @ Ws[0].T)
@@ -200,7 +203,8 @@ def santafe(seed: int = 0, n: int | None = None, lags: int = 80, data_dir=None,
     t = lags .. 999 (920 pairs with lags = 80); n (alias n_train, default 600) of them drawn with
     the seed for training, the other pairs for testing.  meta: "series" (the normalised 1000
     training points), "continuation" (the normalised 100 points), "mean", "std", "lags", for a
-    free-run prediction of the continuation (liftnn.bench.freerun).
+    free-run prediction of the continuation (liftnn.bench.freerun).  Shapes: x_train (n, lags),
+    y_train (n, 1), x_test (T - lags - n, lags), y_test (T - lags - n, 1), T = 1000.
     """
     n, lags = _narx_args(n, n_train, lags)
     where = data_dir if data_dir is not None else os.environ.get("LIFTNN_SANTAFE_DIR")
@@ -253,12 +257,16 @@ def _laser_series() -> np.ndarray:
 def laser(seed: int = 0, n: int | None = None, lags: int = 80, n_train: int | None = None) -> Dataset:
     """A chaotic laser-intensity series generated here (stand-in for the Santa Fe data).
 
-    The Lorenz-Haken equations (see LASER_PARAMS: sigma = 2, r = 15, b = 0.25, start (1, 1, 1))
-    are integrated with scipy's DOP853 (rtol 1e-10), the transient t < 100 dropped, and the
+    The Lorenz-Haken single-mode laser equations (field E, polarisation P, z = pump - inversion)
+
+        dE/dt = sigma (P - E),   dP/dt = r E - P - E z,   dz/dt = E P - b z
+
+    (see LASER_PARAMS: sigma = 2, r = 15, b = 0.25, start (1, 1, 1)) are integrated with scipy's DOP853 (rtol 1e-10), the transient t < 100 dropped, and the
     intensity E^2 sampled every 0.47 time units (about 7 samples per pulsation, as in set A) and
     scaled to a peak of 255 (set A's range; not quantised).  The first 1000 points are the
     training series and the next 100 the continuation; the series does not depend on the seed.
-    Same NARX pairs, normalisation, keywords and meta as "santafe".
+    Same NARX pairs, normalisation, keywords and meta as "santafe": x_train (n, lags),
+    y_train (n, 1), x_test (1000 - lags - n, lags), y_test (1000 - lags - n, 1).
     """
     n, lags = _narx_args(n, n_train, lags)
     s = _laser_series()
@@ -275,6 +283,7 @@ def diabetes(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
 
     A seeded random split (test_fraction of the rows for testing, in (0, 1)); features and target
     standardised with the training split's mean and std (applied to both splits).
+    Shapes: x_train (442 - n_test, 10), y_train (442 - n_test, 1), n_test = round(442 tf).
     """
     tf = _finite("test_fraction", test_fraction)
     if not 0.0 < tf < 1.0:
@@ -287,7 +296,7 @@ def diabetes(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
     raw = load_diabetes()
     X, y = np.asarray(raw.data, dtype=np.float64), np.asarray(raw.target, dtype=np.float64)[:, None]
     m = X.shape[0]
-    n_test = min(max(int(round(tf * m)), 1), m - 1)
+    n_test = min(max(round(tf * m), 1), m - 1)
     perm = _rng(seed).permutation(m)
     te, tr = np.sort(perm[:n_test]), np.sort(perm[n_test:])
     xm, xs = X[tr].mean(0), X[tr].std(0)
@@ -310,6 +319,7 @@ def moeller2(seed: int = 0, m: int | None = None, noise: float = 0.05, m_test: i
     entries N(0, 1.5^2 / fan_in); inputs y ~ N(0, I_6) for m training (default 20; alias n) and
     m_test test samples; targets z = tanh(A3 + noise * N(0, 1)), A3 = W3 H* + H0 1 the teacher's
     output pre-activation (liftnn.models.graph.Moeller2Net), so targets stay in (-1, 1).
+    Shapes: x_train (m, 6), y_train (m, 3), x_test (m_test, 6), y_test (m_test, 3).
     """
     import jax.numpy as jnp
 

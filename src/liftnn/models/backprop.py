@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import OptimizeResult, minimize
 
-from liftnn._validate import as_2d_finite, check_choice
+from liftnn._validate import as_2d_finite, check_choice, check_positive
 from liftnn.errors import LiftnnError
 from liftnn.models.activations import get_activation
 from liftnn.models.graph import FeedforwardGraph, Moeller2Net
@@ -240,7 +240,7 @@ def input_gradient(model, params, X, Y, loss: str = "mse"):
     return _backward(model, params, Xa, Ya, loss)[1]
 
 
-_OPT_METHODS = ("bfgs", "l-bfgs-b", "cg")
+_OPT_METHODS = {"bfgs": "BFGS", "l-bfgs-b": "L-BFGS-B", "cg": "CG"}  # name -> scipy's
 
 
 def optimize_inputs(model, params, target, x0, method: str = "bfgs", max_iter: int = 500,
@@ -271,8 +271,7 @@ def optimize_inputs(model, params, target, x0, method: str = "bfgs", max_iter: i
     model.check_data(x0a, t)
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise LiftnnError(f"max_iter must be a positive integer; got {max_iter!r}")
-    if not (np.isfinite(tol) and tol > 0):
-        raise LiftnnError(f"tol must be > 0; got {tol!r}")
+    tol = check_positive("tol", tol)
     if bounds is not None and method != "l-bfgs-b":
         raise LiftnnError(f"bounds need method='l-bfgs-b'; got method={method!r}")
     if bounds is not None and len(bounds) != model.d_in:
@@ -285,11 +284,11 @@ def optimize_inputs(model, params, target, x0, method: str = "bfgs", max_iter: i
                                        "sse")
         return float(val), np.asarray(gx[0], dtype=float)
 
-    opts = {"maxiter": int(max_iter), "gtol": float(tol)}
+    opts = {"maxiter": int(max_iter), "gtol": tol}
     if method == "l-bfgs-b":
-        opts = {"maxiter": int(max_iter), "gtol": float(tol), "ftol": 1e-15}
-    res = minimize(fun, x0a[0], jac=True, method=method.upper() if method != "l-bfgs-b" else "L-BFGS-B",
-                   bounds=bounds, options=opts)
+        opts["ftol"] = 1e-15  # stop on the gradient, not on a small relative decrease
+    res = minimize(fun, x0a[0], jac=True, method=_OPT_METHODS[method], bounds=bounds,
+                   options=opts)
     out = np.asarray(_backward_core(model, params, jnp.asarray(res.x)[None, :], t_j, "sse")[3])[0]
     res.output = out
     res.residual_norm = float(np.linalg.norm(out - t[0]))

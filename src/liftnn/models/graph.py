@@ -90,7 +90,8 @@ class FeedforwardGraph:
             the last k units.
         activation: transfer function of the computing units: one name for every non-output unit,
             a sequence with one name per computing unit (d_in+1 .. n_units-1; then
-            `output_activation` is not used), or a mapping {unit: name} overriding the defaults.
+            `output_activation` is not used), or a mapping {unit: name} overriding the defaults
+            ("tanh" for non-output units, `output_activation` for output units).
         output_activation: transfer function of the output units (when `activation` is a name or
             a mapping that does not name them).
         n_units: total number of units including the bias and input units; default
@@ -160,6 +161,7 @@ class FeedforwardGraph:
                 raise LiftnnError(f"outputs {outs} repeat a unit")
 
         acts = {}
+        canonical_name(output_activation)
         if isinstance(activation, Mapping):
             for j in computing:
                 acts[j] = "tanh" if j not in outs else output_activation
@@ -170,6 +172,7 @@ class FeedforwardGraph:
                                       f"unit ({d_in + 1}..{n - 1})")
                 acts[u] = name
         elif isinstance(activation, str):
+            canonical_name(activation)  # checked even when every unit is an output
             for j in computing:
                 acts[j] = output_activation if j in outs else activation
         elif isinstance(activation, Sequence):
@@ -196,6 +199,7 @@ class FeedforwardGraph:
         self.init_spec = init
         self._src, self._dst = src, dst
         self._build_layout(depth, computing, acts)
+        self._hash = hash(self._key())  # computed once: graphs are static jit arguments
         self._frozen = True
 
     # ---- construction helpers --------------------------------------------------------------
@@ -243,7 +247,7 @@ class FeedforwardGraph:
         self._level_of = level_of
 
     @classmethod
-    def from_mlp(cls, mlp) -> "FeedforwardGraph":
+    def from_mlp(cls, mlp) -> FeedforwardGraph:
         """The graph of an MLP: layer by layer, every unit fed by all units of the previous layer
         (and by the bias unit when the MLP has biases).  Units are numbered layer by layer, so
         hidden layer l occupies a contiguous block; the MLP's activations are kept.
@@ -284,28 +288,30 @@ class FeedforwardGraph:
         return out
 
     def params_from_mlp(self, mlp_params) -> jax.Array:
-        """MLP params [(W_l, b_l), ...] (W_l: (out, in)) -> graph weight vector w: (n_edges,)."""
+        """MLP params [(W_l, b_l), ...] (W_l: (out, in)) -> graph weight vector w: (n_edges,).
+
+        A conversion of concrete arrays (done in NumPy; not meant for use inside jit)."""
         index = self._mlp_index()
         if len(mlp_params) != len(index):
             raise LiftnnError(f"expected {len(index)} layers of MLP params; got {len(mlp_params)}")
-        pieces, where = [], []
+        w = np.zeros(self.n_params)
         for l, ((EW, Eb), (W, b)) in enumerate(zip(index, mlp_params)):
-            if jnp.shape(W) != EW.shape:
-                raise LiftnnError(f"layer {l}: W has shape {jnp.shape(W)}, expected {EW.shape}")
-            pieces.append(jnp.ravel(jnp.asarray(W, jnp.float64)))
-            where.append(EW.reshape(-1))
+            W = np.asarray(W, dtype=np.float64)
+            if W.shape != EW.shape:
+                raise LiftnnError(f"layer {l}: W has shape {W.shape}, expected {EW.shape}")
+            w[EW] = W
             if Eb is not None:
-                if b is None or jnp.shape(b) != Eb.shape:
+                if b is None or np.shape(b) != Eb.shape:
                     raise LiftnnError(f"layer {l}: b must have shape {Eb.shape}")
-                pieces.append(jnp.asarray(b, jnp.float64))
-                where.append(Eb)
-        perm = np.argsort(np.concatenate(where))  # edge e takes the entry that names it
-        return jnp.concatenate(pieces)[perm]
+                w[Eb] = np.asarray(b, dtype=np.float64)
+        return jnp.asarray(w)
 
     def params_to_mlp(self, w) -> list:
-        """Graph weight vector w: (n_edges,) -> MLP params [(W_l, b_l or None), ...]."""
-        w = self._check_params(w)
-        return [(w[EW], None if Eb is None else w[Eb]) for EW, Eb in self._mlp_index()]
+        """Graph weight vector w: (n_edges,) -> MLP params [(W_l, b_l or None), ...] (NumPy
+        conversion of concrete arrays, like params_from_mlp)."""
+        w = np.asarray(self._check_params(w))
+        return [(jnp.asarray(w[EW]), None if Eb is None else jnp.asarray(w[Eb]))
+                for EW, Eb in self._mlp_index()]
 
     # ---- immutability / hashing (usable as a static jit argument) ---------------------------
     def __setattr__(self, name, value):
@@ -318,10 +324,13 @@ class FeedforwardGraph:
                 self.init_name)
 
     def __eq__(self, other):
-        return isinstance(other, FeedforwardGraph) and self._key() == other._key()
+        if other is self:
+            return True
+        return (isinstance(other, FeedforwardGraph) and self._hash == other._hash
+                and self._key() == other._key())
 
     def __hash__(self):
-        return hash(self._key())
+        return self._hash
 
     def __repr__(self):
         return (f"FeedforwardGraph(n_inputs={self.n_inputs}, n_units={self.n_units}, "
@@ -353,11 +362,11 @@ class FeedforwardGraph:
         """Transfer function name h_j of computing unit j."""
         return self.unit_activations[j - self.n_inputs - 1]
 
-    def In(self, j: int) -> tuple[int, ...]:  # noqa: N802 - seed 002's notation
+    def In(self, j: int) -> tuple[int, ...]:
         """In(j): the units that feed unit j (seed 002)."""
         return tuple(i for i, k in self.edges if k == j)
 
-    def Out(self, j: int) -> tuple[int, ...]:  # noqa: N802 - seed 002's notation
+    def Out(self, j: int) -> tuple[int, ...]:
         """Out(j): the units unit j feeds (seed 002)."""
         return tuple(k for i, k in self.edges if i == j)
 
@@ -372,16 +381,10 @@ class FeedforwardGraph:
         draw (distinct rows).  For a graph from `from_mlp` every weight thus has the same
         distribution as under the MLP's initialiser (glorot, kaiming, torch_default, normal).
         """
-        initf = get_initializer(self.init_spec)
-        groups: dict[tuple[int, int], list[int]] = {}
-        fan_in = {}
-        for j in self.computing_units:
-            fan_in[j] = max(int(np.sum((self._dst == j) & (self._src != 0))), 1)
-            groups.setdefault((self._level_of[j], fan_in[j]), []).append(j)
-        keys = jax.random.split(jax.random.PRNGKey(int(seed)), len(groups))
+        groups = self._init_groups()
+        draws = _graph_init_fn(self)(jax.random.PRNGKey(int(seed)))
         w = np.zeros(self.n_params)
-        for key, ((_, fi), units) in zip(keys, groups.items()):
-            W, b = initf(key, fi, self._width[units[0]])
+        for (W, b), units in zip(draws, groups.values()):
             W, b = np.asarray(W), np.asarray(b)
             for r, j in enumerate(units):
                 idx = np.flatnonzero(self._dst == j)
@@ -390,6 +393,14 @@ class FeedforwardGraph:
                 w[nb] = W[r, : len(nb)]
                 w[idx[srcs == 0]] = b[r]
         return jnp.asarray(w, dtype=jnp.float64)
+
+    def _init_groups(self) -> dict[tuple[int, int], list[int]]:
+        """(level, fan_in) -> the computing units drawn together by `init`."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for j in self.computing_units:
+            fan_in = max(int(np.sum((self._dst == j) & (self._src != 0))), 1)
+            groups.setdefault((self._level_of[j], fan_in), []).append(j)
+        return groups
 
     def flatten(self, params) -> jax.Array:
         """Params are already the flat vector w."""
@@ -526,10 +537,7 @@ class Moeller2Net:
 
     def init(self, seed: int = 0) -> list:
         """[(W1, None), (W2, None), (W3, None)] drawn with the initialiser (its biases dropped)."""
-        initf = get_initializer(self.init_spec)
-        keys = jax.random.split(jax.random.PRNGKey(int(seed)), 3)
-        return [(jnp.asarray(initf(k, i, o)[0], jnp.float64), None)
-                for k, (o, i) in zip(keys, self.shapes)]
+        return [(W, None) for W in _moeller_init_fn(self)(jax.random.PRNGKey(int(seed)))]
 
     def _weights(self, params):
         try:
@@ -576,6 +584,21 @@ class Moeller2Net:
 
 
 # Compiled passes (models are immutable and hashable, so they are static arguments).
+@functools.lru_cache(maxsize=64)
+def _graph_init_fn(model: FeedforwardGraph):
+    """One jitted function drawing every init group's (W, b) from a key (compiled once)."""
+    initf = get_initializer(model.init_spec)
+    shapes = [(fan_in, model._width[units[0]])
+              for (_, fan_in), units in model._init_groups().items()]
+
+    def draw(key):
+        keys = jax.random.split(key, len(shapes))
+        return [tuple(jnp.asarray(a, jnp.float64) for a in initf(k, i, o))
+                for k, (i, o) in zip(keys, shapes)]
+
+    return jax.jit(draw)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _graph_forward(model: FeedforwardGraph, w, X):
     Z, O, _ = model._forward_internal(w, X)
@@ -585,6 +608,18 @@ def _graph_forward(model: FeedforwardGraph, w, X):
 @functools.partial(jax.jit, static_argnums=0)
 def _graph_apply(model: FeedforwardGraph, w, X):
     return model._forward_internal(w, X)[1][:, model._out_int]
+
+
+@functools.lru_cache(maxsize=16)
+def _moeller_init_fn(model: Moeller2Net):
+    """One jitted function drawing W1, W2, W3 from a key (compiled once per initialiser)."""
+    initf = get_initializer(model.init_spec)
+
+    def draw(key):
+        keys = jax.random.split(key, 3)
+        return [jnp.asarray(initf(k, i, o)[0], jnp.float64) for k, (o, i) in zip(keys, model.shapes)]
+
+    return jax.jit(draw)
 
 
 @jax.jit

@@ -139,7 +139,8 @@ def least_squares(residual: Callable, x0, method: str = "lm", **options) -> Resu
     Returns a Result as scipy.optimize.least_squares: x, fun = r(x) (the residual vector),
     cost = 1/2 ||r(x)||^2, jac = J(x), grad = J^T r, optimality = ||grad||_inf, plus nit, nfev
     (residual evaluations), njev (Jacobian evaluations), nhev = 0, status, success, message,
-    history (loss = cost), x_last, fun_last (cost of the last accepted iterate), time_s.
+    history (loss = cost), x_last, fun_last (cost of the last accepted iterate), time_s, and
+    min_rank (smallest rank of J met, gn) or mu (the final damping, lm).
 
     Raises LiftnnError before any iteration for an unknown method or option, an impossible
     option value, x0 not a finite 1-D vector, a residual that is not a 1-D vector, or non-finite

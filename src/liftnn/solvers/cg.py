@@ -17,7 +17,9 @@ min(1, 1.01 * 2 (f_k - f_{k-1}) / (g_k^T d_k)), the step that would reproduce th
 on a quadratic (N&W eq. 3.60; scipy's choice), with f_{-1} = f_0 + ||g_0|| / 2.
 
 Options (besides the common ones): variant = "pr+" | "fr", restart = None (n) or an integer,
-mu = 1e-4, eta = 0.1, max_ls = 50.
+mu = 1e-4, eta = 0.1, max_ls = 50.  History entries: "cg_beta" (the beta that built the next
+direction; 0 at a periodic restart) and "restart" (this iteration's direction was reset to -g
+because it was not a descent direction); the Result counts all restarts in "restarts".
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def make_cg(ev, o: dict):
             restarts += 1
         else:
             beta = cg_beta(variant, new.g, it.g)
-        info["beta"] = beta
+        info["cg_beta"] = beta
         d_new = -new.g + beta * d
         return CGState(d_new, it.f, since, restarts), Step(new, ls.step, info=info)
 

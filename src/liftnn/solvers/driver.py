@@ -164,7 +164,7 @@ def _output_shape(fun: Callable, x: np.ndarray, what: str) -> tuple:
                           f"{type(exc).__name__}: {exc}") from None
 
 
-def _cached(builder):
+def cached_by_function(builder):
     """lru_cache on the function argument, falling back to no caching for unhashable ones."""
     cached = functools.lru_cache(maxsize=64)(builder)
 
@@ -190,7 +190,7 @@ class ScalarFunctions:
     scalar: Callable  # the (un-jitted) scalar function itself, for solvers that build on it
 
 
-@_cached
+@cached_by_function
 def scalar_functions(fun: Callable, squeeze: bool) -> ScalarFunctions:
     """Compile f, (f, grad f), the Hessian (jax.hessian) and the forward-over-reverse product
     H v = d/de grad f(x + e v) for `fun` (squeeze: fun returns shape (1,))."""
@@ -213,7 +213,7 @@ class ResidualFunctions:
     rj: Callable
 
 
-@_cached
+@cached_by_function
 def residual_functions(res: Callable, forward: bool) -> ResidualFunctions:
     """Compile r and (r, J) with J = dr/dx (m, n) from jax.jacfwd (forward: n <= m, n JVPs) or
     jax.jacrev (m < n, m VJPs); the residual comes out of the same trace as the Jacobian."""
@@ -318,13 +318,15 @@ class ResidualEvaluator:
     def f(self, x) -> float:
         """The cost 1/2 ||r(x)||^2 (NaN when r is not finite): one residual evaluation."""
         r = self.r(x)
-        return 0.5 * float(r @ r) if np.all(np.isfinite(r)) else math.nan
+        with np.errstate(over="ignore"):  # a finite but huge trial residual: cost inf, rejected
+            return 0.5 * float(r @ r) if np.all(np.isfinite(r)) else math.nan
 
     def iterate(self, x) -> Iterate:
         self.njev += 1
         r, J = self.fns.rj(x)
         r, J = np.asarray(r, dtype=np.float64), np.asarray(J, dtype=np.float64)
-        cost = 0.5 * float(r @ r) if np.all(np.isfinite(r)) else math.nan
+        with np.errstate(over="ignore"):
+            cost = 0.5 * float(r @ r) if np.all(np.isfinite(r)) else math.nan
         return Iterate(x, cost, J.T @ r if np.all(np.isfinite(J)) else J.sum(0) * np.nan, r, J)
 
     def fg(self, x) -> tuple[float, np.ndarray]:
@@ -424,10 +426,10 @@ def run(method: str, solver: tuple, ev, x0: np.ndarray, o: dict,
                 break
             prev, it = it, st.it
             nit += 1
-            h = record(nit, it, st.step, st.info)
-            history.append(h)
             if it.f < best.f:
                 best = it
+            h = record(nit, it, st.step, st.info)
+            history.append(h)
             if st.status is not None:
                 status, message = st.status, st.message
                 break

@@ -127,7 +127,7 @@ def make_lm(ev, o: dict):
                 info = {"mu": mu, "trials": trials}
                 return LMState(mu), Step(new, float(np.linalg.norm(d)), info=info)
             mu *= mu_inc
-            if mu > mu_max:
+            if mu > mu_max * (1.0 + 1e-9):  # mu = mu_max (up to rounding) is still tried
                 return LMState(mu), Step(None, 0.0, R.STALLED,
                                          f"mu = {mu:g} exceeded mu_max = {mu_max:g} (trainlm's "
                                          f"stopping rule): no step reduced the cost",

@@ -21,6 +21,11 @@ Two searches:
   its gradient together.  Used by BFGS, L-BFGS (the curvature condition guarantees y^T s > 0) and
   nonlinear CG (with eta < 1/2 it keeps Fletcher-Reeves directions descent directions).
 
+Both searches also demand a strict decrease, f(x + a d) < f(x): when mu a phi'(0) is below the
+rounding level of f(x) the Armijo inequality alone would accept steps that change nothing, and a
+run near its minimum would creep on forever; instead the search fails there (as scipy's "precision
+loss"), which ends the run with status line_search_failed at the best iterate.
+
 Non-finite trial values: NaN or +inf at a trial step counts as "step too long" (the search backs
 off from it, as from a failed Armijo test); -inf means f is unbounded below along d, and the
 search stops at once with ``unbounded=True`` (the solver then reports the run as diverged).
@@ -96,6 +101,17 @@ def check_armijo_parameters(mu, shrink) -> tuple[float, float]:
     return mu, shrink
 
 
+_ROUNDING = 1e3 * np.finfo(np.float64).eps
+
+
+def _rounding_note(f0: float, spread: float) -> str:
+    """A hint when every trial value was within rounding of f0 (x is as good as f resolves)."""
+    if math.isfinite(spread) and spread <= _ROUNDING * max(abs(f0), np.finfo(np.float64).tiny):
+        return (f"; every trial value was within {spread:.2g} of f(x) = {f0:.17g}, i.e. at "
+                f"rounding level: x is as accurate as the precision of f allows")
+    return ""
+
+
 def _check_direction(slope: float) -> None:
     if not (math.isfinite(slope) and slope < 0.0):
         raise LiftnnError(f"d is not a descent direction: g^T d = {slope!r} (must be < 0)")
@@ -107,6 +123,7 @@ def armijo(f: Callable[[np.ndarray], float], x: np.ndarray, d: np.ndarray, f0: f
     """Backtracking line search for the sufficient-decrease (Armijo) condition.
 
         find a = step0 * shrink^k (k = 0, 1, ...) with  f(x + a d) <= f0 + mu a slope
+                                                         (and f(x + a d) < f0)
 
     (Nocedal & Wright, Algorithm 3.1; seed 001's first Wolfe condition, parameter mu).
 
@@ -122,18 +139,21 @@ def armijo(f: Callable[[np.ndarray], float], x: np.ndarray, d: np.ndarray, f0: f
     _check_direction(slope)
     a = float(step0)
     fa, xa = math.inf, x
+    spread = 0.0
     for k in range(1, int(max_evals) + 1):
         xa = x + a * d
         fa = float(f(xa))
+        spread = max(spread, abs(fa - f0)) if not math.isnan(fa) else math.inf
         if fa == -math.inf:
             return LineSearchResult(a, xa, fa, None, k, 0, False, True,
                                     f"f = -inf at step {a:g}: unbounded below along d")
-        if math.isfinite(fa) and fa <= f0 + mu * a * slope:
+        if fa <= f0 + mu * a * slope and fa < f0:
             return LineSearchResult(a, xa, fa, None, k, 0, True, False, "sufficient decrease")
         a *= shrink
     return LineSearchResult(a / shrink, xa, fa, None, int(max_evals), 0, False, False,
                             f"no sufficient decrease (mu = {mu:g}) after {int(max_evals)} "
-                            f"backtracking steps (last step {a / shrink:.3g})")
+                            f"backtracking steps (last step {a / shrink:.3g})"
+                            + _rounding_note(f0, spread))
 
 
 def _cubic_min(a, fa, da, b, fb, db) -> float:
@@ -174,13 +194,15 @@ def strong_wolfe(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.nda
     dphi0 = float(np.dot(g0, d))
     _check_direction(dphi0)
     n_eval = 0
+    spread = 0.0  # largest |phi(a) - phi(0)| over the trials
 
     def phi(a):
-        nonlocal n_eval
+        nonlocal n_eval, spread
         n_eval += 1
         xa = x + a * d
         fa, ga = fg(xa)
         fa = float(fa)
+        spread = max(spread, abs(fa - f0)) if not math.isnan(fa) else math.inf
         ga = np.asarray(ga, dtype=np.float64)
         da = float(np.dot(ga, d))
         if not (math.isfinite(fa) and math.isfinite(da)):
@@ -198,10 +220,11 @@ def strong_wolfe(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.nda
 
     def failed(a, xa, fa, ga, why):
         return LineSearchResult(a, xa, fa, ga, n_eval, n_eval, False, False,
-                                f"strong Wolfe search (mu = {mu:g}, eta = {eta:g}) failed: {why}")
+                                f"strong Wolfe search (mu = {mu:g}, eta = {eta:g}) failed: {why}"
+                                + _rounding_note(f0, spread))
 
     def armijo_ok(a, fa):
-        return fa <= f0 + mu * a * dphi0
+        return fa <= f0 + mu * a * dphi0 and fa < f0
 
     def curvature_ok(da):
         return abs(da) <= -eta * dphi0

@@ -67,7 +67,8 @@ def fit(problem, params0, *, method: str, **options) -> Result:
     monitor = None
     if problem.X_val is not None:
         val = _val_loss(problem)
-        monitor = lambda theta: float(val(theta))  # noqa: E731
+        def monitor(theta):
+            return float(val(theta))
     if method in _LEAST_SQUARES:
         if not is_least_squares(problem.loss):
             raise LiftnnError(f"{method!r} needs a least-squares loss ('mse' or 'sse'); the "

@@ -25,6 +25,10 @@ jax.lax.while_loop; nhev counts the Hessian-vector products.
 Options (besides the common ones): line_search = "armijo" | "wolfe", mu = 1e-4 (sufficient
 decrease), eta = 0.9 (curvature, for "wolfe"), shrink = 0.5 (Armijo backtracking factor),
 max_ls = 50; newton: shift0 = 1e-3, shift_factor = 10; newton-cg: cg_max_iter = None (20 n).
+History entries: newton "shift" (the alpha used, 0 when H itself was positive definite; Result
+"shifted_iterations"); newton-cg "cg_iters" (Hessian-vector products of the inner solve) and
+"negative_curvature" (the inner solve stopped at p^T H p <= 0; Result
+"negative_curvature_exits").
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from liftnn.solvers import result as R
-from liftnn.solvers.driver import Iterate, Step, _cached, choice, integer, number
+from liftnn.solvers.driver import Iterate, Step, cached_by_function, choice, integer, number
 from liftnn.solvers.linesearch import (
     armijo,
     check_armijo_parameters,
@@ -141,7 +145,7 @@ class _NewtonCG(NamedTuple):
     direction: object  # jitted (x, g, tol, maxiter) -> (d, n_hvp, negative_curvature)
 
 
-@_cached
+@cached_by_function
 def newton_cg_direction(fun_scalar) -> _NewtonCG:
     """Compile the truncated-CG inner solve of N&W Algorithm 7.1 for the scalar function."""
     grad = jax.grad(fun_scalar)
@@ -157,11 +161,11 @@ def newton_cg_direction(fun_scalar) -> _NewtonCG:
         rr0 = g @ g
 
         def cond(c):
-            z, r, p, rr, j, done, neg = c
+            _z, _r, _p, _rr, j, done, _neg = c
             return jnp.logical_and(~done, j < maxiter)
 
         def body(c):
-            z, r, p, rr, j, done, neg = c
+            z, r, p, rr, j, _done, neg = c
             Hp = hvp(x, p)
             pHp = p @ Hp
             neg_now = pHp <= 0.0
@@ -176,8 +180,8 @@ def newton_cg_direction(fun_scalar) -> _NewtonCG:
             return (z_out, jnp.where(neg_now, r, r_new), jnp.where(neg_now, p, p_new),
                     jnp.where(neg_now, rr, rr_new), j + 1, neg_now | conv, neg | neg_now)
 
-        z, r, p, rr, j, done, neg = jax.lax.while_loop(
-            cond, body, (z0, r0, p0, rr0, jnp.asarray(0), rr0 == 0.0, jnp.asarray(False)))
+        init = (z0, r0, p0, rr0, jnp.asarray(0), rr0 == 0.0, jnp.asarray(False))
+        z, _r, _p, _rr, j, _done, neg = jax.lax.while_loop(cond, body, init)
         z = jnp.where(jnp.all(z == 0.0), -g, z)
         return z, j, neg
 
