@@ -11,27 +11,29 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from liftnn import datasets  # noqa: E402
-from liftnn.errors import LiftnnError  # noqa: E402
-from liftnn.models import MLP  # noqa: E402
-from liftnn.models.backprop import backprop, input_gradient, optimize_inputs  # noqa: E402
-from liftnn.models.graph import FeedforwardGraph, Moeller2Net  # noqa: E402
-from liftnn.models.io import load_model, save_model  # noqa: E402
-from liftnn.problem import TrainingProblem  # noqa: E402
-from liftnn.solvers.api import least_squares, minimize  # noqa: E402
-from liftnn.train import METHODS, train  # noqa: E402
+from liftnn import datasets
+from liftnn.compile_cache import enable_compile_cache
+from liftnn.errors import LiftnnError
+from liftnn.models import MLP
+from liftnn.models.backprop import backprop, input_gradient, optimize_inputs
+from liftnn.models.graph import FeedforwardGraph, Moeller2Net
+from liftnn.models.io import load_model, save_model
+from liftnn.problem import TrainingProblem
+from liftnn.solvers.api import least_squares, minimize
+from liftnn.train import METHODS, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MLP",
     "METHODS",
-    "LiftnnError",
-    "TrainingProblem",
+    "MLP",
     "FeedforwardGraph",
+    "LiftnnError",
     "Moeller2Net",
+    "TrainingProblem",
     "backprop",
     "datasets",
+    "enable_compile_cache",
     "input_gradient",
     "least_squares",
     "load_model",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -17,6 +16,14 @@ from rich.console import Console
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="liftnn: train neural networks as nonlinear optimal control problems.")
 console = Console(stderr=True)
+
+
+@app.callback()
+def _setup() -> None:
+    """liftnn: train neural networks as nonlinear optimal control problems."""
+    from liftnn.compile_cache import enable_compile_cache
+
+    enable_compile_cache()  # LIFTNN_COMPILE_CACHE=off switches it off
 
 
 def fail(msg: str) -> None:
@@ -42,7 +49,7 @@ def parse_options(pairs: list[str]) -> dict:
 @app.command()
 def train(
     problem: str = typer.Option("sin2", help="data set name (liftnn.datasets.names())"),
-    n: Optional[int] = typer.Option(None, help="number of training points (where the data set takes n)"),
+    n: int | None = typer.Option(None, help="number of training points (where the data set takes n)"),
     arch: str = typer.Option("1-16-16-1", help="layer sizes, e.g. 1-16-16-1"),
     activation: str = typer.Option("relu", help="hidden activation"),
     output_activation: str = typer.Option("identity"),
@@ -50,10 +57,10 @@ def train(
     method: str = typer.Option("adam", help="training method"),
     seed: int = typer.Option(0, help="initial-weight seed"),
     data_seed: int = typer.Option(0, help="data seed (noise draws)"),
-    max_iter: Optional[int] = typer.Option(None, help="iteration / epoch limit"),
+    max_iter: int | None = typer.Option(None, help="iteration / epoch limit"),
     opt: list[str] = typer.Option([], "--opt", help="extra method option key=value (repeatable)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
-    save_model: Optional[Path] = typer.Option(None, help="write PATH.json + PATH.npz"),
+    save_model: Path | None = typer.Option(None, help="write PATH.json + PATH.npz"),
 ):
     """Train one network and report train/test MSE, time and status."""
     import liftnn as ln
@@ -93,12 +100,12 @@ def train(
         )
 
 
-from liftnn.bench.commands import register as _register_bench  # noqa: E402
+from liftnn.bench.commands import register as _register_bench
 
 _register_bench(app)  # bench, report, demo
 
 
-from liftnn.diagnostics.inspect_cmd import inspect as _inspect  # noqa: E402
+from liftnn.diagnostics.inspect_cmd import inspect as _inspect
 
 app.command("inspect")(_inspect)
 

@@ -681,7 +681,8 @@ def build_report(out, console=None) -> dict:
         ("Every method of a run starts from the same initial weights (`model.init(seed)`) on the "
          "same data. Time per run = wall time of its batch, compilation included, divided by the "
          "runs in the batch (liftnn methods train a cell's seeds in one call, vectorised where the "
-         "method supports it; peers run one seed at a time)."),
+         "method supports it; peers run one seed at a time)."
+         + (f" XLA compilation cache: {meta['compile_cache']}." if meta.get("compile_cache") else "")),
     ]
     if meta.get("notes"):
         intro.append(meta["notes"])

@@ -93,6 +93,17 @@ class Unit:
 
 
 # --- executing one unit (in a worker) ---------------------------------------------------------
+def _cache_state() -> str:
+    """How compilation was paid for: recorded so warm-cache timings are never read as cold ones."""
+    from liftnn.compile_cache import active_dir
+
+    d = active_dir()
+    if d is None:
+        return "off (every process compiles)"
+    n = sum(1 for _ in Path(d).glob("*")) if Path(d).is_dir() else 0
+    return f"on: {d} ({n} entries when this run started)"
+
+
 def _maxrss_mb() -> float:
     try:
         import resource
@@ -269,6 +280,9 @@ def execute_unit(unit: Unit) -> dict:
     import jax
 
     import liftnn  # noqa: F401  (float64 on in spawned workers)
+    from liftnn.compile_cache import enable_compile_cache
+
+    enable_compile_cache()  # same setting as the parent (LIFTNN_COMPILE_CACHE)
 
     cell = unit.cell
     if CLEAR_CACHES and (cell.label, unit.method) not in _COMPILED:
@@ -526,6 +540,7 @@ class ResultStore:
             success_metric=s.success_metric, success_below=s.success_below,
             notices=list(dict.fromkeys(meta.get("notices", []) + s.notices)),
             columns=self.columns, liftnn_version=liftnn.__version__,
+            compile_cache=_cache_state(),
             updated=time.strftime("%Y-%m-%d %H:%M:%S"),
         )
         meta.setdefault("created", meta["updated"])
@@ -641,14 +656,45 @@ def _shutdown(ex, kill: bool) -> None:
         ex.shutdown(wait=True)
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _worker_threads(workers: int):
+    """Share the cores among worker processes: BLAS / OpenMP / XLA threads per worker =
+    cores // workers, so parallel units do not oversubscribe the machine (which would slow and
+    blur every timing).  Variables the user set are left alone."""
+    per = max(1, (os.cpu_count() or 1) // max(1, workers))
+    saved = {k: os.environ.get(k) for k in (*THREAD_VARS, "XLA_FLAGS")}
+    try:
+        for k in THREAD_VARS:
+            os.environ.setdefault(k, str(per))
+        flags = os.environ.get("XLA_FLAGS", "")
+        if per == 1 and "xla_cpu_multi_thread_eigen" not in flags:
+            os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
+        yield per
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _iter_pool(units, jobs: int, fresh: bool):
     """Units in spawned worker processes; a unit whose worker died is retried once, alone."""
+    ctx = mp.get_context("spawn")
+    workers = max(1, min(jobs, len(units)))
+    with _worker_threads(workers):  # workers (spawned on demand, also later) read these at start
+        yield from _pool_units(units, workers, fresh, ctx)
+
+
+def _pool_units(units, workers, fresh, ctx):
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    ctx = mp.get_context("spawn")
     retry = []
-    ex = ProcessPoolExecutor(max_workers=max(1, min(jobs, len(units))), mp_context=ctx,
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                              max_tasks_per_child=1 if fresh else None)
     kill = True
     try:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
@@ -56,13 +55,13 @@ def _suffixed(path: Path, tag: str) -> Path:
     return path.with_name(f"{path.stem}{tag}{path.suffix or '.png'}")
 
 
-def _check_dir(path: Optional[Path], flag: str):
+def _check_dir(path: Path | None, flag: str):
     if path is not None and path.parent and not path.parent.exists():
         _fail(f"{flag}: folder {path.parent} does not exist")
 
 
 # ---- the three checks -------------------------------------------------------------------
-def hessian_check(problem, params, *, method: str, k: Optional[int], seed: int, plot: Path,
+def hessian_check(problem, params, *, method: str, k: int | None, seed: int, plot: Path,
                   title: str) -> dict:
     """Curvature report of problem at params, plus the spectrum plot."""
     from liftnn.diagnostics.curvature import curvature_report, plot_spectrum
@@ -282,9 +281,9 @@ def _print_tables(res: dict, modes: list[str]):
 
 # ---- the command --------------------------------------------------------------------------
 def inspect(
-    problem: Optional[str] = typer.Option(None, help="data set (default sin2; --jacobian alone: "
+    problem: str | None = typer.Option(None, help="data set (default sin2; --jacobian alone: "
                                           "random data of the architecture's shape)"),
-    n: Optional[int] = typer.Option(None, help="number of training points N"),
+    n: int | None = typer.Option(None, help="number of training points N"),
     arch: str = typer.Option("1-16-16-1", help="layer sizes, e.g. 1-16-16-1"),
     activation: str = typer.Option("tanh", help="hidden activation"),
     output_activation: str = typer.Option("identity"),
@@ -296,10 +295,10 @@ def inspect(
     jacobian: bool = typer.Option(False, "--jacobian", help="lifted Jacobian and its spy plots"),
     gradcheck: bool = typer.Option(False, "--gradcheck", help="backprop vs jax.grad vs finite differences"),
     method: str = typer.Option("auto", help="spectrum: auto, dense or lanczos"),
-    k: Optional[int] = typer.Option(None, help="Lanczos steps (method lanczos)"),
+    k: int | None = typer.Option(None, help="Lanczos steps (method lanczos)"),
     c: float = typer.Option(1.0, help="lifted output-row scaling 1/sqrt(c)"),
-    plot: Optional[Path] = typer.Option(None, help="spectrum PNG (default inspect_spectrum.png)"),
-    spy: Optional[Path] = typer.Option(None, help="spy PNG (and FILE_banded.png); default "
+    plot: Path | None = typer.Option(None, help="spectrum PNG (default inspect_spectrum.png)"),
+    spy: Path | None = typer.Option(None, help="spy PNG (and FILE_banded.png); default "
                                        "inspect_jacobian.png"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ):

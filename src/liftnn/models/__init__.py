@@ -7,10 +7,10 @@ from liftnn.models.mlp import MLP, parse_arch
 
 __all__ = [
     "ACTIVATIONS",
-    "Activation",
     "INITIALIZERS",
     "LOSSES",
     "MLP",
+    "Activation",
     "get_activation",
     "get_initializer",
     "get_loss",

@@ -8,7 +8,8 @@ For ReLU the derivative is the generalised one, 1[a > 0].
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -15,7 +15,7 @@ init(key, fan_in, fan_out) -> (W, b).
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -8,9 +8,8 @@ network has no biases.  Samples are rows: X has shape (m, d_in), the output (m, 
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import functools
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
