@@ -21,9 +21,10 @@ from liftnn.problem import TrainingProblem
 from liftnn.solvers.result import Result
 
 _FIRST_ORDER = ("gd", "momentum", "nesterov", "adam", "rmsprop", "adadelta", "rprop")
+FIRST_ORDER = "liftnn.solvers.first_order"
 METHODS: dict[str, str] = {
     "alm": "liftnn.lifted.alm",
-    **{m: "liftnn.solvers.first_order" for m in _FIRST_ORDER},
+    **{m: FIRST_ORDER for m in _FIRST_ORDER},
     **{m: "liftnn.solvers.network" for m in ("cg", "bfgs", "lbfgs", "newton", "newton-cg", "gn", "lm")},
 }
 
@@ -51,6 +52,10 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
         **options: passed to the method (max_iter, gtol, time_budget, patience, callback, ...).
     """
     mod = _module(method)
+    if any(r > 0.0 for r in getattr(model, "dropout", ())) and METHODS[method] != FIRST_ORDER:
+        raise LiftnnError(f"dropout is a stochastic training rule for the first-order methods "
+                          f"(gd, momentum, nesterov, adam, rmsprop, adadelta, rprop); {method!r} "
+                          f"trains the deterministic network: build the model with dropout=0")
     problem = TrainingProblem(
         model, dataset.x_train, dataset.y_train, loss=loss, weight_decay=weight_decay,
         X_val=dataset.x_test if validation and len(dataset.x_test) else None,

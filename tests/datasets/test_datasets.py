@@ -241,3 +241,12 @@ def test_moeller2_data_fit_the_network():
 def test_bad_input_is_refused(name, kw, match):
     with pytest.raises(ln.LiftnnError, match=match):
         load(name, **kw)
+
+
+def test_dataset_test_part_must_match_the_training_width():
+    from liftnn.datasets import Dataset
+
+    with pytest.raises(ln.LiftnnError, match="x_test has 3 columns"):
+        Dataset(np.ones((3, 2)), np.ones((3, 1)), np.ones((4, 3)), np.ones((4, 1)))
+    d = Dataset(np.ones((3, 1)), np.ones(3), [], [])
+    assert d.x_test.shape == (0, 1) and d.y_test.shape == (0, 1)

@@ -181,3 +181,13 @@ def test_model_is_immutable_and_hashable():
     assert a == b and hash(a) == hash(b) and a != ln.MLP((2, 3, 1), activation="relu")
     with pytest.raises(AttributeError):
         a.sizes = (1, 1)
+
+
+def test_dropout_in_training_without_a_key_is_refused():
+    mlp = ln.MLP((1, 4, 1), dropout=0.5)
+    with pytest.raises(ln.LiftnnError, match="needs a random key"):
+        mlp.apply(mlp.init(0), np.ones((2, 1)), train=True)
+    plain = ln.MLP((1, 4, 1))  # no dropout: train=True without a key is just the forward pass
+    p = plain.init(0)
+    np.testing.assert_array_equal(plain.apply(p, np.ones((2, 1)), train=True),
+                                  plain.apply(p, np.ones((2, 1))))

@@ -294,3 +294,29 @@ def test_minimize_first_order_bad_input():
         fo.minimize_first_order(lambda w: jnp.log(w[0] - 5.0), W0, "gd")
     with pytest.raises(LiftnnError, match="unknown first-order method"):
         fo.minimize_first_order(quad, W0, "bfgs")
+
+
+def test_dropout_trains_with_masks_and_reports_the_deterministic_loss():
+    """Dropout (seed 003) in training: the steps use masked gradients (so the path differs from
+    the plain network's), the reported loss is the deterministic (inference) one, and the
+    result is reproducible; methods that train the deterministic network refuse the model."""
+    ds = ln.datasets.load("sin2", n=30, seed=0)
+    plain = ln.MLP([1, 12, 12, 1], activation="tanh")
+    drop = ln.MLP([1, 12, 12, 1], activation="tanh", dropout=[0.2, 0.1])
+    p0 = plain.init(3)
+    for bs in (None, 10):
+        a = ln.train(plain, ds, method="adam", params0=p0, max_iter=60, patience=None, lr=1e-2,
+                     batch_size=bs)
+        b = ln.train(drop, ds, method="adam", params0=p0, max_iter=60, patience=None, lr=1e-2,
+                     batch_size=bs)
+        b2 = ln.train(drop, ds, method="adam", params0=p0, max_iter=60, patience=None, lr=1e-2,
+                      batch_size=bs)
+        assert not np.allclose(a.x, b.x)
+        np.testing.assert_array_equal(b.x, b2.x)
+        det = float(np.mean((np.asarray(drop.apply(b.params, ds.x_train)) - ds.y_train) ** 2))
+        assert b.fun == pytest.approx(det, rel=1e-10)
+        assert b.fun < b.history[0]["loss"]
+    with pytest.raises(ln.LiftnnError, match="dropout"):
+        ln.train(drop, ds, method="lm", params0=p0)
+    with pytest.raises(ln.LiftnnError, match="dropout"):
+        ln.train(drop, ds, method="gd", params0=p0, line_search="armijo")

@@ -11,6 +11,19 @@ from liftnn._validate import as_2d_finite, check_choice
 from liftnn.errors import LiftnnError
 
 
+def _test_part(name: str, arr, width: int) -> np.ndarray:
+    """Test inputs / targets: may be empty; otherwise 2-D (or 1-D when width is 1) of that width."""
+    a = np.asarray(arr, dtype=np.float64) if not isinstance(arr, np.ndarray) else arr
+    if a.size == 0:
+        return np.zeros((0, width))
+    if a.ndim == 1 and width == 1:
+        a = a.reshape(-1, 1)
+    out = as_2d_finite(name, a)
+    if out.shape[1] != width:
+        raise LiftnnError(f"{name} has {out.shape[1]} columns but the training data have {width}")
+    return out
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Training and test data, samples as rows.
@@ -30,8 +43,8 @@ class Dataset:
         yt = as_2d_finite("y_train", self.y_train)
         if xt.shape[0] != yt.shape[0]:
             raise LiftnnError(f"x_train has {xt.shape[0]} samples but y_train has {yt.shape[0]}")
-        xs = as_2d_finite("x_test", np.reshape(self.x_test, (-1, xt.shape[1])), allow_empty=True)
-        ys = as_2d_finite("y_test", np.reshape(self.y_test, (-1, yt.shape[1])), allow_empty=True)
+        xs = _test_part("x_test", self.x_test, xt.shape[1])
+        ys = _test_part("y_test", self.y_test, yt.shape[1])
         if xs.shape[0] != ys.shape[0]:
             raise LiftnnError(f"x_test has {xs.shape[0]} samples but y_test has {ys.shape[0]}")
         for name, arr in (("x_train", xt), ("y_train", yt), ("x_test", xs), ("y_test", ys)):

@@ -142,6 +142,9 @@ class MLP:
     def apply(self, params: Params, X, *, key=None, train: bool = False) -> jax.Array:
         """Network output f(X), shape (m, d_out).  Dropout (inverted scaling) only if train."""
         Z = jnp.asarray(X)
+        if train and key is None and any(r > 0.0 for r in self.dropout):
+            raise LiftnnError("dropout in training mode needs a random key: apply(..., train=True, "
+                              "key=jax.random.key(seed))")
         drop = self.dropout if train and key is not None else (0.0,) * (self.n_layers - 1)
         keys = jax.random.split(key, self.n_layers) if (train and key is not None) else [None] * self.n_layers
         for j, (W, b) in enumerate(params):

@@ -250,6 +250,10 @@ class _Objective:
     key: tuple
     f: Callable = field(compare=False, hash=False)
     val: Callable | None = field(default=None, compare=False, hash=False)
+    # f_train(theta, X, Y, key): the objective with dropout masks drawn from key (training mode);
+    # None when the model has no dropout.  Steps use its gradient; C, the stopping rules and the
+    # history use f (inference mode, dropout off).
+    f_train: Callable | None = field(default=None, compare=False, hash=False)
 
 
 @functools.lru_cache(maxsize=32)
@@ -270,7 +274,15 @@ def _network_objective(model, loss, weight_decay: float) -> _Objective:
             c = c + 0.5 * weight_decay * jnp.sum(theta**2)
         return c
 
-    return _Objective(("network", model, loss, float(weight_decay)), f, data_loss)
+    f_train = None
+    if any(r > 0.0 for r in getattr(model, "dropout", ())):
+        def f_train(theta, X, Y, key):
+            c = lossf(model.apply(model.unflatten(theta), X, key=key, train=True), Y)
+            if weight_decay:
+                c = c + 0.5 * weight_decay * jnp.sum(theta**2)
+            return c
+
+    return _Objective(("network", model, loss, float(weight_decay)), f, data_loss, f_train)
 
 
 @functools.lru_cache(maxsize=64)
@@ -376,14 +388,20 @@ def _compiled(obj: _Objective, method: str, armijo: bool, batch_size: int | None
         tx = _make_tx(method, hp)
         nb, rem = divmod(m, batch_size)
 
+        ekey = jax.random.fold_in(key, e)
+        dkey = jax.random.fold_in(ekey, 1)  # dropout masks: per epoch and batch
+
         def step(carry, idx):
             w, opt = carry
-            _, gb = vg(w, X[idx], Y[idx])
+            if obj.f_train is None:
+                _, gb = vg(w, X[idx], Y[idx])
+            else:
+                gb = jax.grad(obj.f_train)(w, X[idx], Y[idx], jax.random.fold_in(dkey, idx[0]))
             upd, opt = tx.update(gb, opt, w)
             return (optax.apply_updates(w, upd), opt), None
 
         def epoch(_):
-            perm = jax.random.permutation(jax.random.fold_in(key, e), m)
+            perm = jax.random.permutation(ekey, m)
             carry = (s["theta"], s["opt"])
             carry, _ = jax.lax.scan(step, carry, perm[: nb * batch_size].reshape(nb, batch_size))
             if rem:
@@ -395,11 +413,14 @@ def _compiled(obj: _Objective, method: str, armijo: bool, batch_size: int | None
         nsteps = nb + (1 if rem else 0)
         return w1, opt1, f1, g1, hp["lr"], nsteps + 1, nsteps + 1, jnp.bool_(False)
 
-    def full_batch_step(s, start, hp, data):
+    def full_batch_step(s, start, hp, data, key, e):
         tx = _make_tx(method, hp)
 
         def step(_):
-            upd, opt1 = tx.update(s["g"], s["opt"], s["theta"])
+            g = s["g"]  # the full-batch gradient at theta, from the previous evaluation
+            if obj.f_train is not None:  # dropout: the gradient of the masked network
+                g = jax.grad(obj.f_train)(s["theta"], data[0], data[1], jax.random.fold_in(key, e))
+            upd, opt1 = tx.update(g, s["opt"], s["theta"])
             return optax.apply_updates(s["theta"], upd), opt1
 
         w1, opt1 = _select(start, (s["theta"], tx.init(s["theta"])), step(None))
@@ -414,7 +435,7 @@ def _compiled(obj: _Objective, method: str, armijo: bool, batch_size: int | None
         elif armijo:
             w1, opt1, f1, g1, step, dnf, dnj, ls_fail = armijo_step(s, start, hp, data)
         else:
-            w1, opt1, f1, g1, step, dnf, dnj, ls_fail = full_batch_step(s, start, hp, data)
+            w1, opt1, f1, g1, step, dnf, dnj, ls_fail = full_batch_step(s, start, hp, data, key, e)
         gn1 = _gnorm(g1)  # NaN / inf when any entry is
         mon1 = monitor(w1, f1, data)
 
@@ -774,6 +795,9 @@ def fit_many(problem, params0_list, *, method: str = "adam", **options) -> list[
             raise LiftnnError(f"initial params {i} contain non-finite values")
         thetas.append(th)
     obj = _network_objective(model, problem.loss, float(problem.weight_decay))
+    if obj.f_train is not None and o.get("line_search") is not None:
+        raise LiftnnError("line_search='armijo' searches on the deterministic loss; it cannot be "
+                          "combined with dropout (use a fixed step)")
     data = (problem.X, problem.Y)
     if problem.X_val is not None:
         data = data + (problem.X_val, problem.Y_val)
