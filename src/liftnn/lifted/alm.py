@@ -22,7 +22,9 @@ Stopping (`stop`): "kkt" (Evens' eps-KKT: scaled ||grad L_beta||_inf <= eps and 
 "thesis" ((1 + thesis_eps) C_{k+1} > C_k, C = training loss of the simulated network), "stall"
 (the best simulated loss has not improved by a factor (1 - thesis_eps) for `patience` outer
 iterations while the current simulated loss stays within `near_best` times the best, i.e. the
-iterate has settled rather than still travelling), "auto" (default: kkt or stall, whichever comes
+iterate has settled rather than still travelling; counted only once the simulated loss has
+improved on the start at least once, since the first outer iterations often trade loss for
+feasibility), "auto" (default: kkt or stall, whichever comes
 first); plus max_outer and time_budget.  The returned weights are those of the
 outer iterate whose *simulated* network (the states recomputed from the weights, i.e. a feasible
 point) has the lowest training loss, so a run never returns an infeasible or non-finite network.
@@ -311,6 +313,7 @@ def fit_many(problem, params0_list, *, method="alm", **options):
     n_ls = np.zeros(K, int)
     ls_fail = np.zeros(K, int)
     stall = np.zeros(K, int)
+    moved = np.zeros(K, bool)  # the simulated loss has improved on the start at least once
     hist = [[{"iter": 0, "loss": float(f0[i]), "train_mse": float(mse0[i]), "h_inf": 0.0,
               "grad_norm": float("nan"), "beta": float(beta[i]), "gn_iters": 0, "lin_iters": 0,
               "step": float("nan"), "nfev": 1, "njev": 0, "nhev": 0,
@@ -357,7 +360,8 @@ def fit_many(problem, params0_list, *, method="alm", **options):
                 tr = jnp.where(jnp.asarray(active), jnp.maximum(tr * o["t_decay"], o["t_min"]), tr)
             # best simulated (feasible) network
             improved = active & finite & (loss_k < (1.0 - o["thesis_eps"]) * best_loss)
-            settled = active & finite & ~improved & (loss_k <= o["near_best"] * best_loss)
+            moved = moved | improved  # the start is not a place to settle in: count only after
+            settled = active & finite & moved & ~improved & (loss_k <= o["near_best"] * best_loss)
             stall = np.where(improved | ~settled, 0, stall + 1)
             best_loss = np.where(better, loss_k, best_loss)
             best_mse = np.where(better, mse_k, best_mse)
