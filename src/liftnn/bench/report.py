@@ -172,6 +172,52 @@ def aggregate(rows, meta) -> tuple[list[dict], list[str], list[str], str | None]
     return stats, cells, methods, ref
 
 
+def _reach_time(history, target: float) -> float:
+    """Wall time (on the run's batch clock) of the first history entry with loss <= target."""
+    for e in history or []:
+        f, t = _f(e.get("loss", math.nan)), _f(e.get("time", math.nan))
+        if math.isfinite(f) and f <= target and math.isfinite(t):
+            return t
+    return math.nan
+
+
+def work_stats(rows, runs, cellrecs, cells, methods, ref) -> list[dict]:
+    """Work to reach the reference method's final loss, per (cell, method).
+
+    For each seed the target is the reference run's final training objective (the `loss`
+    column); a run reaches it at the first history entry with loss <= target (times on the
+    batch clock, compilation included, divided by the runs in the batch, as time_s is).  Work =
+    that time / the time of one full-batch forward + backward pass on the cell (measured by the
+    bench, cell record `fwd_bwd_s`).
+    """
+    if not ref:
+        return []
+    by = {(r["cell"], r["method"], r["seed"]): r for r in rows if r["status"] != "error"}
+    out = []
+    for c in cells:
+        fb = _f(cellrecs.get(c, {}).get("fwd_bwd_s", math.nan))
+        for m in methods:
+            reached, times, k = [], [], 0
+            for (cc, mm, seed), r in by.items():
+                if cc != c or mm != m or (c, ref, seed) not in by:
+                    continue
+                k += 1
+                target = _f(by[(c, ref, seed)].get("loss", math.nan))
+                hist = runs.get((c, m, seed), {}).get("history")
+                t = _reach_time(hist, target * (1.0 + 1e-9)) if math.isfinite(target) else math.nan
+                bs = _f(r.get("batch_size", 1.0))
+                bs = bs if math.isfinite(bs) and bs >= 1 else 1.0
+                if math.isfinite(t):
+                    reached.append(t / bs)
+            if k == 0:
+                continue
+            tm = _median(reached) if reached else math.nan
+            out.append({"cell": c, "method": m, "reached": f"{len(reached)}/{k}",
+                        "median_time": tm, "fwd_bwd_s": fb,
+                        "work": tm / fb if math.isfinite(fb) and fb > 0 else math.nan})
+    return out
+
+
 def method_totals(stats, methods, cells) -> list[dict]:
     """Per method over all cells: "15+18+14 = 47/60" converged and the median-time range."""
     out = []
@@ -660,6 +706,16 @@ def build_report(out, console=None) -> dict:
     slope_body = [[s["group"], s["method"], "m" if s["x"] == "n" else "parameters",
                    _fmt_num(s["slope_iter"]), _fmt_num(s["slope_time"]), _fmt_num(s["slope_mem"])]
                   for s in series]
+    work = work_stats(rows, runs, cellrecs, cells, methods, ref)
+    work_head = ["cell", "method", f"reached {ref}'s final loss", "median time to reach (s)",
+                 "one forward + backward (s)", "work (forward + backward passes)"]
+    work_body = [[w["cell"], w["method"], w["reached"], _fmt_num(w["median_time"]),
+                  _fmt_num(w["fwd_bwd_s"]), _fmt_num(w["work"])] for w in work]
+    work_intro = (f"Time for each run to reach the final training loss of {ref}'s run from the "
+                  "same initial weights (first history entry at or below it; per run, "
+                  "compilation included, like time per run), in seconds and in multiples of one "
+                  "full-batch forward + backward pass on the cell's data. Medians over the runs "
+                  "that reached it.")
     opt_body = [[m, json.dumps(o, sort_keys=True) if o else "(defaults)"]
                 for m, o in meta.get("methods", {}).items() if m in methods]
     errors = [r for r in rows if r["status"] == "error"]
@@ -696,6 +752,9 @@ def build_report(out, console=None) -> dict:
         md += ["## Notes", ""] + [f"- {n}" for n in notices] + [""]
     md += ["## Summary per method", "", _md_table(t_head, t_body), "",
            "## Per cell and method", "", _md_table(head, body), ""]
+    if work_body:
+        md += [f"## Work to reach {ref}'s final loss", "", work_intro, "",
+               _md_table(work_head, work_body), ""]
     if slope_body:
         md += ["## Scaling (log-log slopes)", "", _md_table(slope_head, slope_body), ""]
     if opt_body:
@@ -718,6 +777,9 @@ def build_report(out, console=None) -> dict:
         h += ["<h2>Notes</h2>"] + [f"<div class='note'>{html.escape(n)}</div>" for n in notices]
     h += ["<h2>Summary per method</h2>", _html_table(t_head, t_body),
           "<h2>Per cell and method</h2>", _html_table(head, body)]
+    if work_body:
+        h += [f"<h2>Work to reach {html.escape(ref)}'s final loss</h2>",
+              f"<p>{html.escape(work_intro)}</p>", _html_table(work_head, work_body)]
     if slope_body:
         h += ["<h2>Scaling (log-log slopes)</h2>", _html_table(slope_head, slope_body)]
     if opt_body:
@@ -736,7 +798,7 @@ def build_report(out, console=None) -> dict:
         console.print(f"report: {out / 'report.html'} ({len(figures)} figures)")
     return {"md": out / "report.md", "html": out / "report.html",
             "figures": [out / f for f, _ in figures], "stats": stats, "totals": totals,
-            "slopes": series, "notes": notices}
+            "slopes": series, "work": work, "notes": notices}
 
 
 def _md_inline(text: str) -> str:

@@ -252,9 +252,38 @@ def _run_peer(unit: Unit, model, data) -> list[tuple[int, dict, float, int]]:
     return out
 
 
-def _cell_record(unit: Unit, data) -> dict | None:
-    """Data needed to redraw fit / free-run figures without rerunning (1-D or NARX cells)."""
+def fwd_bwd_seconds(model, data, loss: str = "mse", reps: int = 5, calls: int = 20) -> float:
+    """Seconds of one full-batch forward + backward pass (jitted value_and_grad of the loss at
+    model.init(0) on all training samples; compiled and warmed first, median of `reps` blocks of
+    `calls` calls): the unit of the bench's work measure."""
+    import jax
+
+    from liftnn.models.losses import get_loss
+
+    lossf = get_loss(loss)
+    X, Y = jax.numpy.asarray(data.x_train), jax.numpy.asarray(data.y_train)
+    vg = jax.jit(jax.value_and_grad(lambda p: lossf(model.apply(p, X), Y)))
+    p = model.init(0)
+    jax.block_until_ready(vg(p))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            out = vg(p)
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - t0) / calls)
+    return float(np.median(times))
+
+
+def _cell_record(unit: Unit, data, model=None) -> dict | None:
+    """Data needed to redraw fit / free-run figures without rerunning (1-D or NARX cells), and
+    the time of one full-batch forward + backward pass (the work unit of the report)."""
     rec = {"type": "cell", "cell": unit.cell.label, "dataset": unit.cell.dataset}
+    if model is not None:
+        try:
+            rec["fwd_bwd_s"] = fwd_bwd_seconds(model, data, unit.cell.loss)
+        except Exception as exc:  # noqa: BLE001 - the measure is optional; say why it is missing
+            rec["fwd_bwd_error"] = _one_line(exc)
     if data.d_in == 1 and data.d_out == 1 and data.n <= 5000:
         rec.update(x_train=data.x_train[:, 0], y_train=data.y_train[:, 0],
                    x_test=data.x_test[:, 0], y_test=data.y_test[:, 0])
@@ -318,7 +347,7 @@ def execute_unit(unit: Unit) -> dict:
             extra.update(peak_rss_mb=peak_rss, base_rss_mb=base_rss)
         rows.append(_row(unit, seed, res, wall, bsize, model, data, extra))
         records.append(_jsonable(record))
-    cell_record = _cell_record(unit, data) if unit.want_cell_record else None
+    cell_record = _cell_record(unit, data, model) if unit.want_cell_record else None
     return {"rows": rows, "records": records, "cell_record": cell_record, "interrupted": interrupted}
 
 
