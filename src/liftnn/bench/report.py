@@ -172,23 +172,48 @@ def aggregate(rows, meta) -> tuple[list[dict], list[str], list[str], str | None]
     return stats, cells, methods, ref
 
 
-def _reach_time(history, target: float) -> float:
-    """Wall time (on the run's batch clock) of the first history entry with loss <= target."""
+def _reach_time(history, target: float) -> tuple[float, float]:
+    """(time of the first history entry with loss <= target, time of the last entry), both on
+    the run's own history clock; NaN when never reached."""
+    t_reach, t_last = math.nan, math.nan
     for e in history or []:
         f, t = _f(e.get("loss", math.nan)), _f(e.get("time", math.nan))
-        if math.isfinite(f) and f <= target and math.isfinite(t):
-            return t
-    return math.nan
+        if math.isfinite(t):
+            t_last = t
+            if math.isnan(t_reach) and math.isfinite(f) and f <= target:
+                t_reach = t
+    return t_reach, t_last
 
 
-def work_stats(rows, runs, cellrecs, cells, methods, ref) -> list[dict]:
+def _cell_fwd_bwd(meta, label: str) -> float:
+    """One full-batch forward + backward pass on a cell, measured now (for results whose cell
+    records predate the measure); NaN when the cell cannot be rebuilt here."""
+    try:
+        from liftnn import datasets
+        from liftnn.bench.runner import fwd_bwd_seconds
+        from liftnn.models import MLP
+
+        c = next(c for c in meta.get("config", {}).get("cells", []) if c["label"] == label)
+        model = MLP(c["arch"], activation=c["activation"], bias=c.get("bias", True),
+                    output_activation=c.get("output_activation", "identity"))
+        data = datasets.load(c["dataset"], seed=int(meta.get("config", {}).get("data_seed", 0)),
+                             **c.get("data_kw", {}))
+        return fwd_bwd_seconds(model, data, c.get("loss", "mse"))
+    except Exception:  # noqa: BLE001 - optional measure
+        return math.nan
+
+
+def work_stats(rows, runs, cellrecs, cells, methods, ref, meta=None) -> list[dict]:
     """Work to reach the reference method's final loss, per (cell, method).
 
-    For each seed the target is the reference run's final training objective (the `loss`
-    column); a run reaches it at the first history entry with loss <= target (times on the
-    batch clock, compilation included, divided by the runs in the batch, as time_s is).  Work =
-    that time / the time of one full-batch forward + backward pass on the cell (measured by the
-    bench, cell record `fwd_bwd_s`).
+    For each seed the target is the final training objective of the reference run from the same
+    initial weights (the `loss` column: the objective of the network it returned).  A run's time
+    to reach it is its time per run (time_s: compilation included, a batch's wall time divided
+    by its runs) minus the part of its history after the first entry at or below the target
+    (history clocks are batch clocks, so that part is divided by the runs in the batch too).
+    Work = that time / one full-batch forward + backward pass on the cell's data (cell record
+    `fwd_bwd_s`, else measured while the report is built).  Histories are thinned to at most
+    400 entries, so long first-order runs may be found a little late (never early).
     """
     if not ref:
         return []
@@ -196,19 +221,25 @@ def work_stats(rows, runs, cellrecs, cells, methods, ref) -> list[dict]:
     out = []
     for c in cells:
         fb = _f(cellrecs.get(c, {}).get("fwd_bwd_s", math.nan))
+        if not math.isfinite(fb) and meta is not None:
+            fb = _cell_fwd_bwd(meta, c)
         for m in methods:
-            reached, times, k = [], [], 0
+            reached, k = [], 0
             for (cc, mm, seed), r in by.items():
                 if cc != c or mm != m or (c, ref, seed) not in by:
                     continue
                 k += 1
                 target = _f(by[(c, ref, seed)].get("loss", math.nan))
+                if m == ref:  # it ends at its own final loss
+                    reached.append(_f(r["time_s"]))
+                    continue
                 hist = runs.get((c, m, seed), {}).get("history")
-                t = _reach_time(hist, target * (1.0 + 1e-9)) if math.isfinite(target) else math.nan
+                t, t_last = (_reach_time(hist, target * (1.0 + 1e-9)) if math.isfinite(target)
+                             else (math.nan, math.nan))
                 bs = _f(r.get("batch_size", 1.0))
                 bs = bs if math.isfinite(bs) and bs >= 1 else 1.0
                 if math.isfinite(t):
-                    reached.append(t / bs)
+                    reached.append(_f(r["time_s"]) - max(0.0, t_last - t) / bs)
             if k == 0:
                 continue
             tm = _median(reached) if reached else math.nan
@@ -706,16 +737,16 @@ def build_report(out, console=None) -> dict:
     slope_body = [[s["group"], s["method"], "m" if s["x"] == "n" else "parameters",
                    _fmt_num(s["slope_iter"]), _fmt_num(s["slope_time"]), _fmt_num(s["slope_mem"])]
                   for s in series]
-    work = work_stats(rows, runs, cellrecs, cells, methods, ref)
+    work = work_stats(rows, runs, cellrecs, cells, methods, ref, meta)
     work_head = ["cell", "method", f"reached {ref}'s final loss", "median time to reach (s)",
                  "one forward + backward (s)", "work (forward + backward passes)"]
     work_body = [[w["cell"], w["method"], w["reached"], _fmt_num(w["median_time"]),
                   _fmt_num(w["fwd_bwd_s"]), _fmt_num(w["work"])] for w in work]
     work_intro = (f"Time for each run to reach the final training loss of {ref}'s run from the "
-                  "same initial weights (first history entry at or below it; per run, "
-                  "compilation included, like time per run), in seconds and in multiples of one "
-                  "full-batch forward + backward pass on the cell's data. Medians over the runs "
-                  "that reached it.")
+                  "same initial weights: its time per run (compilation included) less the part "
+                  "of its history after the first entry at or below that loss; in seconds and in "
+                  "multiples of one full-batch forward + backward pass on the cell's data. "
+                  "Medians over the runs that reached it.")
     opt_body = [[m, json.dumps(o, sort_keys=True) if o else "(defaults)"]
                 for m, o in meta.get("methods", {}).items() if m in methods]
     errors = [r for r in rows if r["status"] == "error"]
