@@ -24,7 +24,12 @@ Two searches:
 Both searches also demand a strict decrease, f(x + a d) < f(x): when mu a phi'(0) is below the
 rounding level of f(x) the Armijo inequality alone would accept steps that change nothing, and a
 run near its minimum would creep on forever; instead the search fails there (as scipy's "precision
-loss"), which ends the run with status line_search_failed at the best iterate.
+loss"), which ends the run with status line_search_failed at the best iterate.  The one exception is
+in `strong_wolfe`, which has slopes: where phi(a) is within rounding of phi(0) (|phi(a) - phi(0)|
+<= 1e3 eps |phi(0)|) the values cannot tell a decrease, but the slopes still can, and the search
+accepts the step on Hager and Zhang's (2005) approximate Wolfe conditions
+(2 mu - 1) phi'(0) >= phi'(a) and |phi'(a)| <= eta |phi'(0)|: the gradient then keeps shrinking
+until the solver's gtol test ends the run as converged.
 
 Non-finite trial values: NaN or +inf at a trial step counts as "step too long" (the search backs
 off from it, as from a failed Armijo test); -inf means f is unbounded below along d, and the
@@ -229,6 +234,14 @@ def strong_wolfe(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.nda
     def curvature_ok(da):
         return abs(da) <= -eta * dphi0
 
+    f_noise = _ROUNDING * max(abs(f0), np.finfo(np.float64).tiny)
+
+    def approx_wolfe_ok(fa, da):
+        # Hager-Zhang: phi(a) indistinguishable from phi(0), slopes show the step is good
+        return abs(fa - f0) <= f_noise and da <= (2.0 * mu - 1.0) * dphi0 and curvature_ok(da)
+
+    approx_msg = "approximate Wolfe conditions hold (phi at rounding level of phi(0))"
+
     def zoom(lo, hi):
         # lo = (a, f, dphi) satisfies sufficient decrease with the lowest f so far; hi the other end
         a_lo, f_lo, d_lo, x_lo, g_lo = lo
@@ -246,6 +259,8 @@ def strong_wolfe(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.nda
             xa, fa, ga, da = phi(a)
             if fa == -math.inf:
                 return unbounded(a, xa)
+            if approx_wolfe_ok(fa, da):
+                return done(a, xa, fa, ga, approx_msg)
             if not armijo_ok(a, fa) or fa >= f_lo:
                 a_hi, f_hi, d_hi = a, fa, da
             else:
@@ -263,6 +278,8 @@ def strong_wolfe(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.nda
         xa, fa, ga, da = phi(a)
         if fa == -math.inf:
             return unbounded(a, xa)
+        if approx_wolfe_ok(fa, da):
+            return done(a, xa, fa, ga, approx_msg)
         if not armijo_ok(a, fa) or (not first and fa >= f_prev):
             return zoom((a_prev, f_prev, d_prev, x_prev, g_prev), (a, fa, da))
         if curvature_ok(da):
