@@ -25,9 +25,26 @@ def test_alm_fits_sin2_tanh_and_reports_the_simulated_network(tanh_problem):
         # the returned weights are a feasible network: its own loss is what fun reports
         assert r.fun == pytest.approx(float(prob.objective(r.params)), rel=1e-10)
         assert r.train_mse <= r.history[0]["train_mse"]
-        assert r.status in ("converged", "max_iter", "line_search_failed")
+        assert r.status in ("converged", "stalled", "max_iter", "line_search_failed")
         assert r.nit == sum(h["gn_iters"] for h in r.history)
         assert np.all(np.isfinite(r.x))
+
+
+def test_give_up_stops_a_run_whose_best_does_not_improve(tanh_problem):
+    """give_up = 1 with a patience that never fires: the first outer iteration (after the loss
+    first improved on the start) that does not improve the best by thesis_eps ends the run as
+    stalled, returning the best simulated network of the history."""
+    model, data, prob = tanh_problem
+    r = ln.train(model, data, method="alm", seed=0, stop="stall", patience=1000, give_up=1,
+                 max_outer=50)
+    assert r.status == "stalled" and "did not improve" in r.message
+    assert r.outer_iterations < 50
+    best = min(h["loss"] for h in r.history)
+    assert r.fun == pytest.approx(best, rel=1e-12)
+    assert r.fun == pytest.approx(float(prob.objective(r.params)), rel=1e-10)
+    last_gain = max(i for i, h in enumerate(r.history[1:], 1)
+                    if h["loss"] < 0.99 * min(g["loss"] for g in r.history[:i]))
+    assert r.outer_iterations == last_gain + 1
 
 
 def test_vectorised_runs_equal_single_runs(tanh_problem):
@@ -92,6 +109,7 @@ def test_interrupt_returns_best_feasible_iterate(tanh_problem):
     (dict(relu_mode="magic"), "ReLU mode"),
     (dict(linear_solver="lu"), "linear solver"),
     (dict(max_outer=0), "max_outer"),
+    (dict(give_up=0), "give_up"),
     (dict(frobnicate=1), "unknown option"),
 ])
 def test_bad_options_fail_before_work(tanh_problem, opts, needle):
