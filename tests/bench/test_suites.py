@@ -20,7 +20,7 @@ from liftnn.errors import LiftnnError
 
 SHIPPED = suite.suite_names()
 EXPECTED = {"thesis-sine", "thesis-sin2", "init-study", "santafe", "evens", "scaling", "deep",
-            "seeds-lectures"}
+            "seeds-lectures", "relu-modes"}
 
 
 def test_every_suite_is_shipped():
@@ -38,7 +38,8 @@ def test_shipped_suite_validates_and_expands(name):
     quick = suite._expand_cells(suite._overlay(doc, doc.get("quick", {})), str(path))
     assert quick
     known = suite.known_methods()
-    assert set(doc["methods"]) <= set(known), set(doc["methods"]) - set(known)
+    bases = {suite.base_method(m) for m in doc["methods"]}
+    assert bases <= set(known), bases - set(known)
     for c in cells:  # every architecture is a valid network
         suite.Cell.model(c)
 
@@ -179,6 +180,34 @@ def test_quick_thesis_sin2_with_adam_smoke(tmp_path):
     assert all(r["status"] != "error" for r in rows), [r["message"] for r in rows]
     assert all(r["batch_size"] == "2" for r in rows)
     assert list(out.glob("fits_*.png")) and list(out.glob("convergence_*.png"))
+
+
+def test_method_variants_run_their_base_method_with_their_own_options(tmp_path):
+    """relu-modes: "alm@gd" etc. are alm with a relu_mode each, one row per variant and seed."""
+    s = suite.resolve("relu-modes", check_availability=False)
+    assert s.methods == {"alm@complementarity": {"relu_mode": "complementarity"},
+                         "alm@softplus": {"relu_mode": "softplus"}, "alm@gd": {"relu_mode": "gd"}}
+    assert s.reference == "alm@complementarity"
+    units = runner.plan_units(s, set())
+    assert {u.method for u in units} == set(s.methods) and not any(u.peer for u in units)
+    with pytest.raises(LiftnnError, match="unknown method 'nosuch@x'"):
+        suite.resolve("relu-modes", methods=["nosuch@x"], check_availability=False)
+    with pytest.raises(LiftnnError, match="unknown method 'alm@'"):
+        suite.resolve("relu-modes", methods=["alm@"], check_availability=False)
+    with pytest.raises(LiftnnError, match="unknown option"):
+        suite.resolve(_variant_file(tmp_path), check_availability=False)
+    _, rows, out = _bench("relu-modes", tmp_path, ["alm@gd", "alm@softplus"])  # quick: 2 seeds
+    assert {r["method"] for r in rows} == {"alm@gd", "alm@softplus"} and len(rows) == 4
+    assert all(r["status"] != "error" for r in rows), [r["message"] for r in rows]
+    assert "alm@softplus" in (out / "report.md").read_text()
+
+
+def _variant_file(tmp_path):
+    text = suite.read_suite("relu-modes")[1].read_text().replace(
+        '"alm@gd" = { relu_mode = "gd" }', '"alm@gd" = { relu_mod = "gd" }')
+    p = tmp_path / "bad-variant.toml"
+    p.write_text(text)
+    return p
 
 
 @pytest.mark.slow

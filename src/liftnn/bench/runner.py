@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from liftnn.bench.suite import Cell, Suite, known_methods
+from liftnn.bench.suite import Cell, Suite, base_method, known_methods
 from liftnn.errors import LiftnnError
 
 ERROR = "error"
@@ -206,7 +206,7 @@ def _run_liftnn(unit: Unit, model, data) -> list[tuple[int, dict, float, int]]:
     kw = {"loss": unit.cell.loss, "weight_decay": unit.cell.weight_decay}
     t0 = time.perf_counter()
     try:
-        results = ln.train(model, data, method=unit.method, seeds=seeds, **kw, **opts)
+        results = ln.train(model, data, method=base_method(unit.method), seeds=seeds, **kw, **opts)
         wall = time.perf_counter() - t0
         return [(s, r, wall, len(seeds)) for s, r in zip(seeds, results)]
     except Exception as exc:  # noqa: BLE001 - recorded, then retried one seed at a time
@@ -220,7 +220,7 @@ def _run_liftnn(unit: Unit, model, data) -> list[tuple[int, dict, float, int]]:
     for s in seeds:
         t1 = time.perf_counter()
         try:
-            r = ln.train(model, data, method=unit.method, seeds=[s], **kw, **opts)[0]
+            r = ln.train(model, data, method=base_method(unit.method), seeds=[s], **kw, **opts)[0]
             r["message"] = (str(r.get("message", "")) + f" [batch failed ({batch_msg}); rerun "
                             f"alone]").strip()
             out.append((s, r, time.perf_counter() - t1, 1))
@@ -241,7 +241,7 @@ def _run_peer(unit: Unit, model, data) -> list[tuple[int, dict, float, int]]:
         p0 = model.init(int(s))
         t0 = time.perf_counter()
         try:
-            r = peers.fit_peer(unit.method, model, data, p0, loss=unit.cell.loss,
+            r = peers.fit_peer(base_method(unit.method), model, data, p0, loss=unit.cell.loss,
                                weight_decay=unit.cell.weight_decay, **opts)
             wall = time.perf_counter() - t0
             r["time_s"] = wall  # wall time of the whole fit, setup included, as for liftnn
@@ -641,7 +641,7 @@ def plan_units(suite: Suite, done: set, cells_with_record: set = frozenset()) ->
             pending = [s for s in suite.seeds if (cell.label, method, int(s)) not in done]
             if not pending:
                 continue
-            peer = kinds.get(method) == "peer"
+            peer = kinds.get(base_method(method)) == "peer"
             size = 1 if peer else (suite.seed_batch or len(pending))
             for i in range(0, len(pending), size):
                 units.append(Unit(

@@ -43,6 +43,7 @@ these tables; unknown keys are errors that name the key and the file:
     [methods]                    # method name -> options passed to ln.train / fit_peer
     alm = {}
     adam = { lr = 1e-3, patience = 10, max_iter = 4000 }
+    "alm@gd" = { relu_mode = "gd" }   # a variant: method "alm", its own options and rows
 
     [extras]                     # suite-specific measurements (each adds result columns)
     freerun = { steps = 100 }    # NARX free-run prediction of the continuation (freerun_mse)
@@ -463,8 +464,14 @@ def _check_cells(cells: list[Cell], data_seed: int, src: str) -> None:
                               f"{c.data_kw}: {exc}") from None
 
 
+def base_method(name: str) -> str:
+    """The method a suite entry runs: "alm@gd" is a variant of "alm" (its own options, its own
+    rows and report lines); a plain name is itself."""
+    return name.split("@", 1)[0]
+
+
 def known_methods() -> dict[str, str]:
-    """Every method name a suite may use -> "liftnn" or "peer"."""
+    """Every method name a suite may use -> "liftnn" or "peer" (variants: see base_method)."""
     from liftnn.train import METHODS
 
     names = {m: "liftnn" for m in METHODS}
@@ -485,6 +492,7 @@ def method_available(name: str) -> tuple[bool, str]:
     """(True, "") if `name` can run here, else (False, why) -- a missing module or peer extra."""
     import importlib
 
+    name = base_method(name)
     kind = known_methods()[name]
     if kind == "peer":
         try:
@@ -511,6 +519,7 @@ def _check_method_options(name: str, opts: dict, src: str) -> None:
 
     from liftnn.train import METHODS
 
+    name = base_method(name)
     if name not in METHODS:
         try:
             from liftnn.bench import peers
@@ -649,7 +658,7 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
     if not chosen:
         raise LiftnnError("no methods given")
     for m in chosen:
-        if m not in known:
+        if base_method(m) not in known or (m != base_method(m) and not m.split("@", 1)[1]):
             peers = [k for k, v in known.items() if v == "peer"]
             libm = [k for k, v in known.items() if v == "liftnn"]
             raise LiftnnError(f"unknown method {m!r}; liftnn methods: {', '.join(sorted(libm))}; "
@@ -673,7 +682,7 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
             raise LiftnnError("none of the methods can run here: " + "; ".join(
                 f"{m}: {why}" for m, why in suite.skipped.items()))
     ref = s.get("reference")
-    if ref is not None and ref not in known:
+    if ref is not None and base_method(ref) not in known:
         raise LiftnnError(f"{src}: suite.reference {ref!r} is not a method name")
     suite.reference = ref if ref in suite.methods else None
     return suite
