@@ -22,10 +22,13 @@ Stopping (`stop`): "kkt" (Evens' eps-KKT: scaled ||grad L_beta||_inf <= eps and 
 "thesis" ((1 + thesis_eps) C_{k+1} > C_k, C = training loss of the simulated network), "stall"
 (the best simulated loss has not improved by a factor (1 - thesis_eps) for `patience` outer
 iterations while the current simulated loss stays within `near_best` times the best, i.e. the
-iterate has settled rather than still travelling; counted only once the simulated loss has
+iterate has settled rather than still travelling, and ||h||_inf <= settle_h (default 1e-2: a
+lifted point still far from feasible has not settled, however flat its simulated loss); counted
+only once the simulated loss has
 improved on the start at least once, since the first outer iterations often trade loss for
-feasibility; and, with status "stalled", `give_up` (default 2 patience) outer iterations without
-such an improvement wherever the iterate is, so a run that wandered off its best stops), "auto" (default: kkt or stall, whichever comes
+feasibility; and, with status "stalled", `give_up` (default 2 patience) outer iterations that
+improved neither the best simulated loss nor ||h||_inf, wherever the iterate is, so a run that
+wandered off its best stops), "auto" (default: kkt or stall, whichever comes
 first); plus max_outer and time_budget.  The returned weights are those of the
 outer iterate whose *simulated* network (the states recomputed from the weights, i.e. a feasible
 point) has the lowest training loss, so a run never returns an infeasible or non-finite network.
@@ -83,6 +86,7 @@ DEFAULTS = dict(
     patience=3,
     near_best=1.5,
     give_up=None,  # None: 2 * patience
+    settle_h=1e-2,  # "settled" also needs ||h||_inf <= settle_h (the lifted point nearly feasible)
 
     restart=True,
     t0=1.0,
@@ -114,6 +118,9 @@ def _check_options(opts: dict, problem) -> dict:
             raise LiftnnError(f"ialm needs beta0 > 1 (beta_k = beta0^k); got {o['beta0']}")
     for k in ("beta0_factor", "eps0", "eps_min", "xi", "t0", "t_decay", "near_best"):
         check_positive(k, o[k])
+    if not (isinstance(o["settle_h"], (int, float)) and o["settle_h"] > 0):
+        raise LiftnnError(f"settle_h must be a number > 0 (inf: no feasibility test); got "
+                          f"{o['settle_h']!r}")
     for k in ("eps_kkt", "damping", "alpha", "t_min", "thesis_eps"):
         check_positive(k, o[k], strict=False)
     if not 0 < o["gamma"] < 1 or not 0 < o["ls_factor"] < 1 or not 0 < o["ls_sigma"] < 1:
@@ -154,11 +161,10 @@ def _compiled(model, relu_mode, mode, c, m, mu_w, damping, max_inner, ls_factor,
         def phi(p, z):
             return gnm.merit(p, z, X, Y, omega, s2, mu_w, acts, out_act, c)
 
-        def value_and_gnorm(p, z):
-            f, (gp, gz) = jax.value_and_grad(phi, argnums=(0, 1))(p, z)
+        def gnorm(gp, gz):  # the scaled ||grad Phi||_inf of the inner stopping test
             a = jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in jax.tree_util.tree_leaves(gp)]))
             b = jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in gz]))
-            return f, jnp.maximum(a, m * b)
+            return jnp.maximum(a, m * b)
 
         # Evaluate-first loop: each pass measures (Phi, scaled ||grad Phi||_inf) at the current
         # point, stops there if it is below eps, else takes one damped GN step with an Armijo
@@ -168,9 +174,10 @@ def _compiled(model, relu_mode, mode, c, m, mu_w, damping, max_inner, ls_factor,
 
         def body(s):
             p, z, f, gn, k, nlin, nls, status = s
-            f, gn = value_and_gnorm(p, z)
             tt = gnm.terms(p, z, X, Y, acts, out_act, c)
             E = [h + o for h, o in zip(tt.H, omega)]
+            f, gp, gz = gnm.merit_value_and_grad(p, z, X, tt, E, s2, mu_w, c)
+            gn = gnorm(gp, gz)
             cd = gnm.condense(p, z, tt, E, s2, c)
             theta = ravel_pytree(p)[0]
             dth, it = linsolve.reduced_step(mode, p, z, X, tt, cd, c, theta, mu_w, damping)
@@ -364,15 +371,19 @@ def fit_many(problem, params0_list, *, method="alm", **options):
                 jnp.asarray(rs), u0[0], u0[1], jnp.asarray(better), best_params)
             beta = np.where(active & finite, beta_new, beta)
             eps = np.where(active & finite, eps_new, eps)
+            h_prev_k = h_prev
             h_prev = np.where(active & finite, hinf, h_prev)
             if smooth:
                 tr = np.where(active, np.maximum(tr * o["t_decay"], o["t_min"]), tr)
             # best simulated (feasible) network
             improved = active & finite & (loss_k < (1.0 - o["thesis_eps"]) * best_loss)
             moved = moved | improved  # the start is not a place to settle in: count only after
-            settled = active & finite & moved & ~improved & (loss_k <= o["near_best"] * best_loss)
+            settled = (active & finite & moved & ~improved & (loss_k <= o["near_best"] * best_loss)
+                       & (hinf <= o["settle_h"]))
             stall = np.where(improved | ~settled, 0, stall + 1)
-            since_best = np.where(improved | ~moved, 0, since_best + active)
+            # give_up counts outer iterations that improved neither the best loss nor feasibility
+            h_down = hinf < h_prev_k
+            since_best = np.where(improved | ~moved, 0, since_best + (active & ~h_down))
             best_loss = np.where(better, loss_k, best_loss)
             best_mse = np.where(better, mse_k, best_mse)
             now = time.perf_counter() - t_start

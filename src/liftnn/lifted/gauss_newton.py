@@ -128,6 +128,39 @@ def merit(params, Z, X, Y, E_shift, s2, mu_w, acts, out_act, c):
     return val
 
 
+def merit_value_and_grad(params, Z, X, t: Terms, E: list, s2, mu_w, c):
+    """Phi (see `merit`) and its gradient from the residual pieces, without autodiff.
+
+    With E_j = H_j + omega_j, g_o = c sigma_out' * F and e_j = sigma_j' * E_j (rows = samples):
+
+        dPhi/dZ_j = s^2 E_j - s^2 e_{j+1} W_{j+1}     (j < L),   dPhi/dZ_L = s^2 E_L + g_o W_out
+        dPhi/dW_j = -s^2 e_j^T Z_{j-1},  dPhi/db_j = -s^2 sum_i e_j,
+        dPhi/dW_out = g_o^T Z_L,  dPhi/db_out = sum_i g_o,   plus mu_w theta on every parameter.
+
+    Returns (Phi, grads shaped like params, [dPhi/dZ_j]).
+    """
+    L = len(Z)
+    val = 0.5 * jnp.sum(t.F ** 2) + 0.5 * s2 * sum(jnp.sum(Ej ** 2) for Ej in E)
+    leaves = jax.tree_util.tree_leaves(params)
+    if mu_w:
+        val = val + 0.5 * mu_w * sum(jnp.sum(q ** 2) for q in leaves)
+    go = c * t.Do * t.F
+    e = [Dj * Ej for Dj, Ej in zip(t.D, E)]
+    gz = []
+    for j in range(L):
+        nxt = -s2 * (e[j + 1] @ params[j + 1][0]) if j + 1 < L else go @ params[-1][0]
+        gz.append(s2 * E[j] + nxt)
+    gp = []
+    zprev = X
+    for j, (W, b) in enumerate(params[:-1]):
+        gp.append((-s2 * (e[j].T @ zprev), None if b is None else -s2 * jnp.sum(e[j], axis=0)))
+        zprev = Z[j]
+    gp.append((go.T @ zprev, None if params[-1][1] is None else jnp.sum(go, axis=0)))
+    if mu_w:
+        gp = jax.tree_util.tree_map(lambda g, q: g + mu_w * q, gp, params)
+    return val, gp, gz
+
+
 class Condensed(NamedTuple):
     """The per-sample elimination: costates n_j, delta_j = sigma_j' n_j, G, rh and R norms."""
 
