@@ -347,3 +347,19 @@ def test_unbounded_below_ends_as_diverged_with_the_last_finite_iterate(method):
 def test_bad_input_is_rejected_before_any_iteration(call, match):
     with pytest.raises(LiftnnError, match=match):
         call()
+
+
+def test_gn_that_creeps_without_progress_ends_stalled():
+    """Seed 003's small network: from seed 0 plain Gauss-Newton reaches a point where its step is
+    ~2^-42 of the unit step; the run ends "stalled" after stall_iters idle iterations with the
+    best iterate, not at max_iter, and lm from the same start does better."""
+    d = ln.datasets.load("sin2", n=20)
+    model = ln.MLP("1-4-1", activation="tanh")
+    r = ln.train(model, d, method="gn", seed=0, gtol=1e-8, max_iter=500)
+    assert r.status == R.STALLED and "no progress" in r.message and r.nit < 100
+    assert r.fun == pytest.approx(min(h["loss"] for h in r.history), rel=1e-12)
+    idle = [a["loss"] - b["loss"] <= 1e-12 * abs(a["loss"]) for a, b in zip(r.history, r.history[1:])]
+    assert all(idle[-10:]) and len(idle) >= 10
+    assert ln.train(model, d, method="lm", seed=0).fun < r.fun
+    with pytest.raises(ln.LiftnnError, match="stall_iters"):
+        ln.train(model, d, method="gn", seed=0, stall_iters=0)

@@ -12,6 +12,11 @@ run on the single-shooting residuals of liftnn.problem.TrainingProblem.residual.
 singular values below rcond * s_max dropped), a descent direction whenever J^T r != 0
 (g^T d = -||P_J r||^2); then Armijo backtracking from a = 1 (or strong Wolfe) on C.
 
+Where the Gauss-Newton model is poor (J^T J nearly singular: the unit step overshoots by many
+orders and the line search keeps only a sliver of it) gn can creep without progress; after
+`stall_iters` (10) iterations in a row that each lowered the cost by less than 1e-12 of itself it
+ends with status "stalled" at the best iterate instead of running to max_iter.
+
 "lm" (Marquardt 1963; MATLAB trainlm):
 
     d(mu) = -(J^T J + mu * mu_scale * I)^{-1} J^T r
@@ -38,12 +43,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from liftnn.errors import LiftnnError
 from liftnn.solvers import result as R
 from liftnn.solvers.driver import Iterate, Step, number
 from liftnn.solvers.newton import line_search_step, validate_line_search
 
 GN_DEFAULTS = {"line_search": "armijo", "mu": 1e-4, "eta": 0.9, "shrink": 0.5, "max_ls": 50,
-               "rcond": None}
+               "rcond": None, "stall_iters": 10}
+#: a gn iteration whose cost decrease is below this fraction of the cost made no real progress
+GN_NEGLIGIBLE = 1e-12
 LM_DEFAULTS = {"mu": 1e-3, "mu_dec": 0.1, "mu_inc": 10.0, "mu_max": 1e10, "mu_min": 1e-20,
                "mu_scale": 1.0, "rcond": None}
 
@@ -53,6 +61,9 @@ def validate(method: str, o: dict) -> dict:
     if o["rcond"] is not None:
         number(o, "rcond", 0.0, 1.0, hi_open=True)
     if method == "gn":
+        if isinstance(o["stall_iters"], bool) or not isinstance(o["stall_iters"], int) \
+                or o["stall_iters"] < 1:
+            raise LiftnnError(f"stall_iters must be an integer >= 1; got {o['stall_iters']!r}")
         return validate_line_search(o)
     number(o, "mu", 0.0, lo_open=True)
     number(o, "mu_dec", 0.0, 1.0, lo_open=True, hi_open=True)
@@ -81,20 +92,34 @@ def gauss_newton_direction(J: np.ndarray, r: np.ndarray, rcond: float | None = N
 def make_gn(ev, o: dict):
     """(init, step, summary) of Gauss-Newton with a line search (module docstring)."""
 
-    def init(it: Iterate) -> int:
-        return 0  # smallest rank of J seen (min over iterations), 0 before the first
+    class GNState(NamedTuple):
+        min_rank: int  # smallest rank of J seen (min over iterations), 0 before the first
+        idle: int  # iterations in a row whose cost decrease was negligible
 
-    def step(min_rank: int, it: Iterate):
+    def init(it: Iterate) -> GNState:
+        return GNState(0, 0)
+
+    def step(state: GNState, it: Iterate):
         d, rank = gauss_newton_direction(it.J, it.r, o["rcond"])
-        min_rank = rank if min_rank == 0 else min(min_rank, rank)
+        min_rank = rank if state.min_rank == 0 else min(state.min_rank, rank)
         info = {"rank": rank}
         if not (np.all(np.isfinite(d)) and float(it.g @ d) < 0.0):
-            return min_rank, Step(None, 0.0, R.STALLED,
-                                  "the Gauss-Newton direction is not a descent direction: "
-                                  "J^T r is at rounding level", info)
-        return min_rank, line_search_step(ev, it, d, o, info)
+            return GNState(min_rank, state.idle), Step(
+                None, 0.0, R.STALLED, "the Gauss-Newton direction is not a descent direction: "
+                "J^T r is at rounding level", info)
+        st = line_search_step(ev, it, d, o, info)
+        idle = 0
+        if st.it is not None and it.f - st.it.f <= GN_NEGLIGIBLE * abs(it.f):
+            idle = state.idle + 1
+            if idle >= o["stall_iters"]:
+                st = Step(st.it, st.step, R.STALLED,
+                          f"no progress: the cost fell by less than {GN_NEGLIGIBLE:g} of itself "
+                          f"in {idle} iterations in a row (last step length {st.step:.3g}); the "
+                          f"Gauss-Newton direction is poor here (J^T J nearly singular, rank "
+                          f"{rank}): lm's damping is the remedy", info)
+        return GNState(min_rank, idle), st
 
-    return init, step, lambda min_rank: {"min_rank": min_rank}
+    return init, step, lambda state: {"min_rank": state.min_rank}
 
 
 class LMState(NamedTuple):
