@@ -25,12 +25,13 @@ iterations while the current simulated loss stays within `near_best` times the b
 iterate has settled rather than still travelling, and ||h||_inf <= settle_h (default 1e-2: a
 lifted point still far from feasible has not settled, however flat its simulated loss); counted
 only once the simulated loss has improved on the start at least once, since the first outer
-iterations often trade loss for feasibility; and, with status "stalled", `give_up` (default 2 patience) outer iterations that
-improved neither the best simulated loss nor ||h||_inf, wherever the iterate is, so a run that
-wandered off its best stops), "auto" (default: kkt or stall, whichever comes
-first); plus max_outer and time_budget.  The returned weights are those of the
-outer iterate whose *simulated* network (the states recomputed from the weights, i.e. a feasible
-point) has the lowest training loss, so a run never returns an infeasible or non-finite network.
+iterations often trade loss for feasibility; and, with status "stalled", `give_up` (default
+2 patience) outer iterations that improved neither the best simulated loss nor ||h||_inf,
+wherever the iterate is, so a run that wandered off its best stops), "auto" (default: kkt or
+stall, whichever comes first); plus max_outer and time_budget.  The returned weights are those
+of the outer iterate whose *simulated* network (the states recomputed from the weights, i.e. a
+feasible point) has the lowest training loss, so a run never returns an infeasible or
+non-finite network.
 
 Several initialisations run in one call: `fit_many` stacks them and vmaps the jitted inner solve;
 the outer bookkeeping is vectorised over seeds, each with its own stop mask.
