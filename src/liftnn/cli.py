@@ -61,7 +61,8 @@ def train(
     data_seed: int = typer.Option(0, help="data seed (noise draws)"),
     max_iter: int | None = typer.Option(None, help="iteration / epoch limit"),
     opt: list[str] = typer.Option([], "--opt", help="extra method option key=value (repeatable)"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object (one per line "
+                                                         "with --seeds)"),
     save_model: Path | None = typer.Option(None, help="write PATH.json + PATH.npz"),
 ):
     """Train one network and report train/test MSE, time and status.

@@ -118,7 +118,7 @@ def test_merit_gradient_equals_autodiff_and_finite_differences(sizes, act, bias,
     val, gp, gz = gnm.merit_value_and_grad(params, Z, X, t, E, s2, mu_w, c)
     ref_val, (rp, rz) = jax.value_and_grad(phi, argnums=(0, 1))(params, Z)
     assert float(val) == pytest.approx(float(ref_val), rel=1e-13)
-    flat = lambda tree: np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(tree)])  # noqa: E731
+    flat = lambda tree: np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(tree)])
     np.testing.assert_allclose(flat(gp), flat(rp), rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(flat(gz), flat(rz), rtol=1e-10, atol=1e-13)
     # central differences along a random direction in (theta, Z)

@@ -658,7 +658,7 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
     if not chosen:
         raise LiftnnError("no methods given")
     for m in chosen:
-        if base_method(m) not in known or (m != base_method(m) and not m.split("@", 1)[1]):
+        if base_method(m) not in known or m.endswith("@"):  # "alm@": a variant needs a label
             peers = [k for k, v in known.items() if v == "peer"]
             libm = [k for k, v in known.items() if v == "liftnn"]
             raise LiftnnError(f"unknown method {m!r}; liftnn methods: {', '.join(sorted(libm))}; "
