@@ -120,11 +120,14 @@ def terms(params, Z, X, Y, acts, out_act, c) -> Terms:
 def merit(params, Z, X, Y, E_shift, s2, mu_w, acts, out_act, c):
     """Phi = 1/2 ||F||^2 + s^2/2 sum_j ||H_j + omega_j||^2 + mu_w/2 ||theta||^2 (= L_beta + const)."""
     t = terms(params, Z, X, Y, acts, out_act, c)
-    val = 0.5 * jnp.sum(t.F ** 2)
-    for Hj, Oj in zip(t.H, E_shift):
-        val = val + 0.5 * s2 * jnp.sum((Hj + Oj) ** 2)
+    return _merit_value(params, t, [Hj + Oj for Hj, Oj in zip(t.H, E_shift)], s2, mu_w)
+
+
+def _merit_value(params, t: Terms, E: list, s2, mu_w):
+    """Phi from the residual pieces, E_j = H_j + omega_j."""
+    val = 0.5 * jnp.sum(t.F ** 2) + 0.5 * s2 * sum(jnp.sum(Ej ** 2) for Ej in E)
     if mu_w:
-        val = val + 0.5 * mu_w * sum(jnp.sum(p ** 2) for p in jax.tree_util.tree_leaves(params))
+        val = val + 0.5 * mu_w * sum(jnp.sum(q ** 2) for q in jax.tree_util.tree_leaves(params))
     return val
 
 
@@ -140,10 +143,7 @@ def merit_value_and_grad(params, Z, X, t: Terms, E: list, s2, mu_w, c):
     Returns (Phi, grads shaped like params, [dPhi/dZ_j]).
     """
     L = len(Z)
-    val = 0.5 * jnp.sum(t.F ** 2) + 0.5 * s2 * sum(jnp.sum(Ej ** 2) for Ej in E)
-    leaves = jax.tree_util.tree_leaves(params)
-    if mu_w:
-        val = val + 0.5 * mu_w * sum(jnp.sum(q ** 2) for q in leaves)
+    val = _merit_value(params, t, E, s2, mu_w)
     go = c * t.Do * t.F
     e = [Dj * Ej for Dj, Ej in zip(t.D, E)]
     gz = []

@@ -43,9 +43,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from liftnn.errors import LiftnnError
 from liftnn.solvers import result as R
-from liftnn.solvers.driver import Iterate, Step, number
+from liftnn.solvers.driver import Iterate, Step, integer, number
 from liftnn.solvers.newton import line_search_step, validate_line_search
 
 GN_DEFAULTS = {"line_search": "armijo", "mu": 1e-4, "eta": 0.9, "shrink": 0.5, "max_ls": 50,
@@ -61,9 +60,7 @@ def validate(method: str, o: dict) -> dict:
     if o["rcond"] is not None:
         number(o, "rcond", 0.0, 1.0, hi_open=True)
     if method == "gn":
-        if isinstance(o["stall_iters"], bool) or not isinstance(o["stall_iters"], int) \
-                or o["stall_iters"] < 1:
-            raise LiftnnError(f"stall_iters must be an integer >= 1; got {o['stall_iters']!r}")
+        integer(o, "stall_iters", 1)
         return validate_line_search(o)
     number(o, "mu", 0.0, lo_open=True)
     number(o, "mu_dec", 0.0, 1.0, lo_open=True, hi_open=True)
