@@ -16,8 +16,9 @@ from liftnn.compile_cache import enable_compile_cache
 from liftnn.errors import LiftnnError
 from liftnn.models import MLP
 from liftnn.models.backprop import backprop, input_gradient, optimize_inputs
-from liftnn.models.graph import FeedforwardGraph, Moeller2Net
+from liftnn.models.feedforward_graph import FeedforwardGraph
 from liftnn.models.io import load_model, save_model
+from liftnn.models.moeller import Moeller2Net
 from liftnn.problem import TrainingProblem
 from liftnn.solvers.api import least_squares, minimize
 from liftnn.train import METHODS, train

@@ -1,7 +1,17 @@
-"""Input checks shared by every front door.  Each raises LiftnnError naming the problem."""
+"""Input and option checks shared by every front door and solver (one home for them).
+
+Each raises LiftnnError naming the bad argument, before any work starts:
+
+- arrays: `as_2d_finite`, `check_data` (inputs/targets against a model's widths);
+- scalars: `check_positive`, `check_choice`;
+- option dicts (validated in place, so a solver reads the checked value back): `number`,
+  `integer`, `choice`, `callable_or_none`, and `merge_options` (defaults + user options, unknown
+  names rejected with the valid ones listed).
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -37,14 +47,22 @@ def as_2d_finite(name: str, a: Any, allow_empty: bool = False) -> np.ndarray:
     return arr
 
 
-def check_pair(x_name: str, x: Any, y_name: str, y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Validate inputs and targets together: both finite, 2-D, the same number of rows."""
-    X = as_2d_finite(x_name, x)
-    Y = as_2d_finite(y_name, y)
-    if X.shape[0] != Y.shape[0]:
-        raise LiftnnError(
-            f"{x_name} has {X.shape[0]} samples but {y_name} has {Y.shape[0]}: they must match"
-        )
+def check_data(X: Any, Y: Any, d_in: int, d_out: int, names: tuple[str, str] = ("X", "Y")):
+    """X: (m, d_in) and, unless Y is None, Y: (m, d_out), both finite (every model's check_data).
+
+    Returns X, or (X, Y), as float64 arrays.
+    """
+    xn, yn = names
+    X = as_2d_finite(xn, X)
+    if X.shape[1] != d_in:
+        raise LiftnnError(f"{xn} has {X.shape[1]} features but the network takes {d_in}")
+    if Y is None:
+        return X
+    Y = as_2d_finite(yn, Y)
+    if Y.shape[0] != X.shape[0]:
+        raise LiftnnError(f"{xn} has {X.shape[0]} samples but {yn} has {Y.shape[0]}")
+    if Y.shape[1] != d_out:
+        raise LiftnnError(f"{yn} has {Y.shape[1]} columns but the network outputs {d_out}")
     return X, Y
 
 
@@ -64,3 +82,68 @@ def check_positive(name: str, value: float, strict: bool = True) -> float:
     if not np.isfinite(v) or (v <= 0 if strict else v < 0):
         raise LiftnnError(f"{name} must be {'> 0' if strict else '>= 0'}; got {value!r}")
     return v
+
+
+# --- option dicts, checked in place ---------------------------------------------------------
+
+
+def merge_options(method: str, options: dict, defaults: dict) -> dict:
+    """defaults + options; an unknown option name raises LiftnnError listing the valid ones."""
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise LiftnnError(f"unknown option(s) {', '.join(map(repr, unknown))} for method "
+                          f"{method!r}; valid options: {', '.join(sorted(defaults))}")
+    return {**defaults, **options}
+
+
+def number(o: dict, name: str, lo: float | None = None, hi: float | None = None,
+           lo_open: bool = False, hi_open: bool = False) -> float:
+    """Validate o[name] as a finite number in the given range (in place); raise naming it.
+
+    The message reads e.g. "lr must be > 0; got 0.0" or "beta must be >= 0 and < 1; got 1.0".
+    """
+    v = o[name]
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise LiftnnError(f"{name} must be a number; got {v!r}")
+    v = float(v)
+    bad = not math.isfinite(v)
+    if lo is not None:
+        bad |= v <= lo if lo_open else v < lo
+    if hi is not None:
+        bad |= v >= hi if hi_open else v > hi
+    if bad:
+        parts = []
+        if lo is not None:
+            parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+        if hi is not None:
+            parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+        rng = " and ".join(parts) if parts else "finite"
+        raise LiftnnError(f"{name} must be {rng}; got {o[name]!r}")
+    o[name] = v
+    return v
+
+
+def integer(o: dict, name: str, lo: int, allow_none: bool = False) -> int | None:
+    """Validate o[name] as an integer >= lo (or None when allowed), in place."""
+    v = o[name]
+    if v is None and allow_none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise LiftnnError(f"{name} must be an integer >= {lo}{' or None' if allow_none else ''}; "
+                          f"got {v!r}")
+    o[name] = int(v)
+    return int(v)
+
+
+def choice(o: dict, name: str, choices: tuple) -> str:
+    """Validate o[name] as one of `choices`."""
+    if o[name] not in choices:
+        raise LiftnnError(f"{name} must be one of {', '.join(map(repr, choices))}; got {o[name]!r}")
+    return o[name]
+
+
+def callable_or_none(o: dict, name: str):
+    """Validate o[name] as a callable or None."""
+    if o[name] is not None and not callable(o[name]):
+        raise LiftnnError(f"{name} must be callable or None; got {o[name]!r}")
+    return o[name]

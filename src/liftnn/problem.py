@@ -5,6 +5,11 @@
 For the least-squares losses ("mse", "sse") the objective is also 1/2 ||r(theta)||^2 with the
 single-shooting residual r = c (f_theta(X) - Y) stacked with sqrt(weight_decay) theta, which is
 what Gauss-Newton and Levenberg-Marquardt use.
+
+The formula lives in `loss_value` / `objective_value` (pure functions of the model, the loss name,
+the weights and the data); TrainingProblem's methods and the compiled first-order loop
+(liftnn.solvers.first_order, which needs the data as arguments so that one compiled program serves
+every data set of the same shape) both call them.
 """
 
 from __future__ import annotations
@@ -19,6 +24,25 @@ import numpy as np
 from liftnn._validate import check_positive
 from liftnn.errors import LiftnnError
 from liftnn.models.losses import get_loss, is_least_squares, residual_scale
+
+
+def loss_value(model, loss: str, params, X, Y, key=None):
+    """loss(f_params(X), Y).  With a PRNG key the model runs in training mode (dropout masks)."""
+    out = model.apply(params, X) if key is None else model.apply(params, X, key=key, train=True)
+    return get_loss(loss)(out, Y)
+
+
+def objective_value(model, loss: str, weight_decay: float, params, X, Y, theta=None, key=None):
+    """C = loss(f_params(X), Y) + weight_decay / 2 ||theta||^2, theta = the flat params (pass it
+    when it is at hand; it is only needed for weight_decay > 0)."""
+    c = loss_value(model, loss, params, X, Y, key)
+    if weight_decay:
+        if theta is None:
+            from jax.flatten_util import ravel_pytree
+
+            theta = ravel_pytree(params)[0]
+        c = c + 0.5 * weight_decay * jnp.sum(theta**2)
+    return c
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,16 +90,16 @@ class TrainingProblem:
 
     # --- objective, in params and in the flat vector theta ------------------------------------
     def data_loss(self, params, X=None, Y=None):
+        """loss(f_params(X), Y) on the training data (or the X, Y given)."""
         X = self.X if X is None else X
         Y = self.Y if Y is None else Y
-        return get_loss(self.loss)(self.model.apply(params, X), Y)
+        return loss_value(self.model, self.loss, params, X, Y)
 
     def objective(self, params, X=None, Y=None):
         """C(params) = loss + weight_decay/2 ||theta||^2."""
-        c = self.data_loss(params, X, Y)
-        if self.weight_decay:
-            c = c + 0.5 * self.weight_decay * jnp.sum(self.flatten(params) ** 2)
-        return c
+        X = self.X if X is None else X
+        Y = self.Y if Y is None else Y
+        return objective_value(self.model, self.loss, self.weight_decay, params, X, Y)
 
     def fun(self, theta):
         """C as a function of the flat parameter vector."""

@@ -1,40 +1,31 @@
 """`ln.train(model, dataset, method=..., seed=...)`: the one front door for training networks.
 
 Every method starts from `model.init(seed)` (the same initial weights for every method given the
-seed) and minimises the same objective (see liftnn.problem.TrainingProblem).  Methods are looked
-up in METHODS, name -> "module:function"; the function has the signature
+seed) and minimises the same objective (liftnn.problem.TrainingProblem).  The method is resolved
+once, in the table liftnn.methods.METHODS (name -> Method record with fit / fit_many); the
+trainers receive the problem and the initial weights only:
 
-    fit(problem: TrainingProblem, params0, *, method: str, **options) -> Result
+    fit(problem, params0, **options) -> Result
+    fit_many(problem, params0_list, **options) -> list[Result]     (vectorised `seeds=[...]`)
 
-and a module may also offer `fit_many(problem, params0_list, *, method, **options) -> list[Result]`
-to train several initialisations in one vectorised call (used for `seeds=[...]`).
+Timing has one home: this front door sets ``time_s`` (wall seconds of the method's call; with
+`seeds` the batch's wall time / K, and ``batch_time_s`` the whole), overwriting anything a trainer
+reports (a single run: batch_time_s = time_s).  docs/solvers.md lists the methods and the Result fields.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
+
+import numpy as np
 
 from liftnn._validate import check_choice
 from liftnn.errors import LiftnnError
+from liftnn.methods import FIRST_ORDER, METHODS, Method
 from liftnn.problem import TrainingProblem
 from liftnn.solvers.result import Result
 
-_FIRST_ORDER = ("gd", "momentum", "nesterov", "adam", "rmsprop", "adadelta", "rprop")
-FIRST_ORDER = "liftnn.solvers.first_order"
-METHODS: dict[str, str] = {
-    "alm": "liftnn.lifted.alm",
-    **{m: FIRST_ORDER for m in _FIRST_ORDER},
-    **{m: "liftnn.solvers.network" for m in ("cg", "bfgs", "lbfgs", "newton", "newton-cg", "gn", "lm")},
-}
-
-
-def _module(method: str):
-    check_choice("method", method, METHODS)
-    try:
-        return importlib.import_module(METHODS[method])
-    except ImportError as exc:  # pragma: no cover - a method whose module is missing
-        raise LiftnnError(f"method {method!r} is not available: {exc}") from None
+__all__ = ["METHODS", "train"]
 
 
 def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, params0=None,
@@ -51,11 +42,9 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
         validation: use the test set as validation data (for `patience` on validation loss).
         **options: passed to the method (max_iter, gtol, time_budget, patience, callback, ...).
     """
-    mod = _module(method)
-    if any(r > 0.0 for r in getattr(model, "dropout", ())) and METHODS[method] != FIRST_ORDER:
-        raise LiftnnError(f"dropout is a stochastic training rule for the first-order methods "
-                          f"(gd, momentum, nesterov, adam, rmsprop, adadelta, rprop); {method!r} "
-                          f"trains the deterministic network: build the model with dropout=0")
+    check_choice("method", method, METHODS)
+    spec = METHODS[method]
+    _check_dropout(model, spec)
     problem = TrainingProblem(
         model, dataset.x_train, dataset.y_train, loss=loss, weight_decay=weight_decay,
         X_val=dataset.x_test if validation and len(dataset.x_test) else None,
@@ -67,10 +56,10 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
             raise LiftnnError("seeds is empty")
         p0s = [model.init(s) for s in seeds]
         t0 = time.perf_counter()
-        if hasattr(mod, "fit_many"):
-            results = mod.fit_many(problem, p0s, method=method, **options)
+        if spec.fit_many is not None:
+            results = spec.fit_many(problem, p0s, **options)
         else:
-            results = [mod.fit(problem, p, method=method, **options) for p in p0s]
+            results = [spec.fit(problem, p, **options) for p in p0s]
         wall = time.perf_counter() - t0
         for s, r in zip(seeds, results):
             _finish(r, problem, dataset, model, method, s)
@@ -79,14 +68,20 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
         return results
     p0 = params0 if params0 is not None else model.init(int(seed))
     t0 = time.perf_counter()
-    res = mod.fit(problem, p0, method=method, **options)
-    res["time_s"] = time.perf_counter() - t0
+    res = spec.fit(problem, p0, **options)
+    res["time_s"] = res["batch_time_s"] = time.perf_counter() - t0
     return _finish(res, problem, dataset, model, method, seed)
 
 
-def _finish(res: Result, problem, dataset, model, method, seed) -> Result:
-    import numpy as np
+def _check_dropout(model, spec: Method) -> None:
+    if any(r > 0.0 for r in getattr(model, "dropout", ())) and spec.family != FIRST_ORDER:
+        raise LiftnnError(f"dropout is a stochastic training rule for the first-order methods "
+                          f"(gd, momentum, nesterov, adam, rmsprop, adadelta, rprop); "
+                          f"{spec.name!r} trains the deterministic network: build the model "
+                          f"with dropout=0")
 
+
+def _finish(res: Result, problem, dataset, model, method, seed) -> Result:
     params = res["params"]
     res["method"] = method
     res["seed"] = int(seed)
@@ -96,5 +91,6 @@ def _finish(res: Result, problem, dataset, model, method, seed) -> Result:
     res["test_mse"] = (problem.mse(params, dataset.x_test, dataset.y_test)
                        if len(dataset.x_test) else float("nan"))
     if not np.isfinite(res["train_mse"]):
-        raise RuntimeError(f"{method} returned non-finite parameters; it must return its last good iterate")
+        raise RuntimeError(f"{method} returned non-finite parameters; it must return its last good "
+                           f"iterate")
     return res

@@ -32,9 +32,10 @@ from scipy.optimize import OptimizeResult, minimize
 from liftnn._validate import as_2d_finite, check_choice, check_positive
 from liftnn.errors import LiftnnError
 from liftnn.models.activations import get_activation
-from liftnn.models.graph import FeedforwardGraph, Moeller2Net
+from liftnn.models.feedforward_graph import FeedforwardGraph
 from liftnn.models.losses import LOSSES
 from liftnn.models.mlp import MLP
+from liftnn.models.moeller import Moeller2Net
 
 # ---- loss derivative ---------------------------------------------------------------------------
 

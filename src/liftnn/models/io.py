@@ -1,6 +1,6 @@
 """Saved models: PATH.json (architecture) + PATH.npz (arrays), loadable with NumPy alone.
 
-DESIGN.md sec. 3 ("Saved models"): never pickle.  For an MLP
+docs/solvers.md ("Saved models"): never pickle.  For an MLP
 
     PATH.json  {"format_version": 1, "type": "MLP", "sizes": [1, 16, 16, 1],
                 "activations": ["relu", "relu"], "output_activation": "identity",
@@ -28,9 +28,10 @@ import numpy as np
 
 from liftnn.errors import LiftnnError
 from liftnn.models.activations import canonical_name
-from liftnn.models.graph import FeedforwardGraph, Moeller2Net
+from liftnn.models.feedforward_graph import FeedforwardGraph
 from liftnn.models.initializers import get_initializer
 from liftnn.models.mlp import MLP
+from liftnn.models.moeller import Moeller2Net
 
 FORMAT_VERSION = 1
 _TYPES = ("MLP", "FeedforwardGraph", "Moeller2Net")

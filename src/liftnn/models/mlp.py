@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from liftnn._validate import as_2d_finite
+from liftnn._validate import check_data
 from liftnn.errors import LiftnnError
 from liftnn.models.activations import canonical_name, get_activation
 from liftnn.models.initializers import get_initializer, initializer_name
@@ -171,17 +171,7 @@ class MLP:
 
     def check_data(self, X, Y=None):
         """Validate X (and Y) against the network's input and output sizes."""
-        X = as_2d_finite("X", X)
-        if X.shape[1] != self.d_in:
-            raise LiftnnError(f"X has {X.shape[1]} features but the network takes {self.d_in}")
-        if Y is None:
-            return X
-        Y = as_2d_finite("Y", Y)
-        if Y.shape[0] != X.shape[0]:
-            raise LiftnnError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
-        if Y.shape[1] != self.d_out:
-            raise LiftnnError(f"Y has {Y.shape[1]} columns but the network outputs {self.d_out}")
-        return X, Y
+        return check_data(X, Y, self.d_in, self.d_out)
 
     def describe(self) -> dict:
         """A JSON-able description (what model files store)."""

@@ -46,7 +46,7 @@ from liftnn.solvers.driver import (
     ResidualEvaluator,
     ScalarEvaluator,
     check_x0,
-    merge_options,
+    common_options,
     run,
 )
 from liftnn.solvers.result import Result
@@ -83,7 +83,7 @@ def method_options(method: str) -> dict:
 
 def _prepare(table: dict, method: str, options: dict):
     defaults, max_iter, validate, make = table[method]
-    o = merge_options(method, options, defaults, max_iter)
+    o = common_options(method, options, defaults, max_iter)
     validate(o)
     return o, make
 
@@ -107,10 +107,6 @@ def minimize(fun: Callable, x0, method: str = "bfgs", **options) -> Result:
     option value (negative tolerance, mu >= eta, ...), x0 not a finite 1-D vector, fun not
     returning a scalar, or a non-finite value or gradient at x0.
     """
-    return _minimize(fun, x0, method, None, **options)
-
-
-def _minimize(fun, x0, method, monitor, **options) -> Result:
     t0 = time.perf_counter()
     if method in _LEAST_SQUARES:
         raise LiftnnError(f"method {method!r} is a least-squares method: call "
@@ -119,13 +115,18 @@ def _minimize(fun, x0, method, monitor, **options) -> Result:
     if method in FIRST_ORDER_METHODS:
         from liftnn.solvers.first_order import minimize_first_order
 
-        if monitor is not None:  # pragma: no cover - network.fit sends first-order elsewhere
-            raise LiftnnError("first-order methods take no monitor here")
         return minimize_first_order(fun, x0, method, **options)
+    res = _minimize(fun, x0, method, None, **options)
+    res["time_s"] = time.perf_counter() - t0
+    return res
+
+
+def _minimize(fun, x0, method, monitor, **options) -> Result:
+    """minimize with a classical `method` (a key of _MINIMIZE) and an optional monitor."""
     o, make = _prepare(_MINIMIZE, method, options)
     x = check_x0(x0)
     ev = ScalarEvaluator(fun, x)
-    return run(method, make(ev, o), ev, x, o, monitor=monitor, t_start=t0)
+    return run(method, make(ev, o), ev, x, o, monitor=monitor)
 
 
 def least_squares(residual: Callable, x0, method: str = "lm", **options) -> Result:
@@ -146,16 +147,19 @@ def least_squares(residual: Callable, x0, method: str = "lm", **options) -> Resu
     option value, x0 not a finite 1-D vector, a residual that is not a 1-D vector, or non-finite
     residuals / Jacobian at x0.
     """
-    return _least_squares(residual, x0, method, None, **options)
-
-
-def _least_squares(residual, x0, method, monitor, **options) -> Result:
     t0 = time.perf_counter()
     if method in MINIMIZE_METHODS:
         raise LiftnnError(f"method {method!r} minimises a scalar function: call "
                           f"minimize(fun, x0, method={method!r}) with fun = 1/2 ||r||^2")
     check_choice("least-squares method", method, _LEAST_SQUARES)
+    res = _least_squares(residual, x0, method, None, **options)
+    res["time_s"] = time.perf_counter() - t0
+    return res
+
+
+def _least_squares(residual, x0, method, monitor, **options) -> Result:
+    """least_squares with `method` (a key of _LEAST_SQUARES) and an optional monitor."""
     o, make = _prepare(_LEAST_SQUARES, method, options)
     x = check_x0(x0)
     ev = ResidualEvaluator(residual, x)
-    return run(method, make(ev, o), ev, x, o, monitor=monitor, t_start=t0)
+    return run(method, make(ev, o), ev, x, o, monitor=monitor)

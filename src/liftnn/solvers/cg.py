@@ -29,8 +29,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from liftnn._validate import choice, integer
 from liftnn.solvers import result as R
-from liftnn.solvers.driver import Iterate, Step, choice, integer
+from liftnn.solvers.driver import Iterate, Step
 from liftnn.solvers.linesearch import check_wolfe_parameters, strong_wolfe
 
 CG_DEFAULTS = {"variant": "pr+", "restart": None, "mu": 1e-4, "eta": 0.1, "max_ls": 50}

@@ -1,6 +1,6 @@
 """The one driver loop behind the classical solvers (cg, bfgs, lbfgs, newton, newton-cg, gn, lm).
 
-A solver is two small functions in the style of optimistix (STYLE.md): ``init(it) -> state`` and
+A solver is two small functions in the style of optimistix (docs/solvers.md): ``init(it) -> state`` and
 ``step(state, it) -> (state, Step)``, where `it` is the current `Iterate` (x, f, g, and for least
 squares r and J) and a `Step` carries the next iterate (or None when the step failed), the step
 length and, when the solver itself must stop, a status and message.  Everything else - options,
@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from liftnn._validate import callable_or_none, integer, merge_options, number
 from liftnn.errors import LiftnnError
 from liftnn.solvers import result as R
 
@@ -64,71 +65,22 @@ COMMON_DEFAULTS: dict[str, Any] = {
 # ---------------------------------------------------------------------------------------------
 
 
-def merge_options(method: str, options: dict, method_defaults: dict,
-                  max_iter: int | None = None) -> dict:
+def common_options(method: str, options: dict, method_defaults: dict,
+                   max_iter: int | None = None) -> dict:
     """COMMON_DEFAULTS + method_defaults + options; unknown names raise LiftnnError listing the
     valid ones; the common options are validated here, the method's own by its module."""
-    valid = {**COMMON_DEFAULTS, **method_defaults}
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise LiftnnError(f"unknown option(s) {', '.join(map(repr, unknown))} for method "
-                          f"{method!r}; valid options: {', '.join(sorted(valid))}")
-    o = dict(valid)
+    defaults = {**COMMON_DEFAULTS, **method_defaults}
     if max_iter is not None:
-        o["max_iter"] = max_iter
-    o.update(options)
+        defaults["max_iter"] = max_iter
+    o = merge_options(method, options, defaults)
     integer(o, "max_iter", 0)
     for name in ("gtol", "ftol", "xtol", "min_delta"):
         number(o, name, 0.0)
     if o["time_budget"] is not None:
         number(o, "time_budget", 0.0, lo_open=True)
-    if o["patience"] is not None:
-        integer(o, "patience", 1)
-    if o["callback"] is not None and not callable(o["callback"]):
-        raise LiftnnError(f"callback must be callable or None; got {o['callback']!r}")
+    integer(o, "patience", 1, allow_none=True)
+    callable_or_none(o, "callback")
     return o
-
-
-def number(o: dict, name: str, lo: float | None = None, hi: float | None = None,
-           lo_open: bool = False, hi_open: bool = False) -> float:
-    """Validate o[name] as a finite number in the given range (in place); raise naming it."""
-    v = o[name]
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise LiftnnError(f"{name} must be a number; got {v!r}")
-    v = float(v)
-    bad = not math.isfinite(v)
-    if lo is not None:
-        bad |= v <= lo if lo_open else v < lo
-    if hi is not None:
-        bad |= v >= hi if hi_open else v > hi
-    if bad:
-        parts = []
-        if lo is not None:
-            parts.append(f"{'>' if lo_open else '>='} {lo:g}")
-        if hi is not None:
-            parts.append(f"{'<' if hi_open else '<='} {hi:g}")
-        raise LiftnnError(f"{name} must be a finite number {' and '.join(parts)}; got {o[name]!r}")
-    o[name] = v
-    return v
-
-
-def integer(o: dict, name: str, lo: int, allow_none: bool = False) -> int | None:
-    """Validate o[name] as an integer >= lo (or None when allowed), in place."""
-    v = o[name]
-    if v is None and allow_none:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise LiftnnError(f"{name} must be an integer >= {lo}{' or None' if allow_none else ''}; "
-                          f"got {v!r}")
-    o[name] = int(v)
-    return int(v)
-
-
-def choice(o: dict, name: str, choices: tuple) -> str:
-    """Validate o[name] as one of `choices`."""
-    if o[name] not in choices:
-        raise LiftnnError(f"{name} must be one of {', '.join(map(repr, choices))}; got {o[name]!r}")
-    return o[name]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,7 +319,7 @@ def finite_iterate(it: Iterate) -> bool:
 
 
 def run(method: str, solver: tuple, ev, x0: np.ndarray, o: dict,
-        monitor: Callable | None = None, t_start: float | None = None) -> R.Result:
+        monitor: Callable | None = None) -> R.Result:
     """Run a solver from x0 with the common options `o` (see the module docstring).
 
     solver: (init, step, summary): init(it) -> state, step(state, it) -> (state, Step),
@@ -378,9 +330,10 @@ def run(method: str, solver: tuple, ev, x0: np.ndarray, o: dict,
 
     Returns a Result: x (best iterate), fun (minimize: f(x); least squares: r(x), plus cost,
     grad, optimality), jac (gradient / Jacobian at x), x_last / fun_last (last accepted
-    iterate), nit, nfev, njev, nhev, status, success, message, history (iter 0 = x0), time_s.
+    iterate), nit, nfev, njev, nhev, status, success, message, history (iter 0 = x0; "time" is
+    seconds since run began).  time_s is set by the front doors (docs/solvers.md), not here.
     """
-    t0 = time.perf_counter() if t_start is None else t_start
+    t0 = time.perf_counter()
     init, step, summary = solver
     it = ev.first(x0)
     state = init(it)
@@ -467,7 +420,7 @@ def run(method: str, solver: tuple, ev, x0: np.ndarray, o: dict,
     res = R.Result(
         method=method, x=best.x, x_last=it.x, fun_last=it.f, nit=nit, nfev=ev.nfev,
         njev=ev.njev, nhev=ev.nhev, status=status, success=status in (R.CONVERGED, R.STALLED),
-        message=message, history=history, time_s=elapsed(), **summary(state))
+        message=message, history=history, **summary(state))
     if ev.kind == "least_squares":
         res.update(fun=best.r, cost=best.f, jac=best.J, grad=best.g,
                    optimality=float(np.max(np.abs(best.g))))

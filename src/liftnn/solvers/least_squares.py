@@ -43,8 +43,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from liftnn._validate import integer, number
 from liftnn.solvers import result as R
-from liftnn.solvers.driver import Iterate, Step, integer, number
+from liftnn.solvers.driver import Iterate, Step
 from liftnn.solvers.newton import line_search_step, validate_line_search
 
 GN_DEFAULTS = {"line_search": "armijo", "mu": 1e-4, "eta": 0.9, "shrink": 0.5, "max_ls": 50,

@@ -44,29 +44,21 @@ def fit(problem, params0, *, method: str, **options) -> Result:
         problem: a liftnn.problem.TrainingProblem (model, X: (m, d_in), Y: (m, d_out), loss,
             weight_decay, optional X_val / Y_val).
         params0: the model's initial params (e.g. model.init(seed)).
-        method: "cg", "bfgs", "lbfgs", "newton", "newton-cg", "gn" or "lm".
+        method: "cg", "bfgs", "lbfgs", "newton", "newton-cg", "gn" or "lm" (resolved by
+            liftnn.methods; another name falls through to a LiftnnError).
         **options: the common options and the method's own (liftnn.solvers.api.method_options).
 
     Returns:
         Result with params (the best iterate, unflattened), params_last, x, x_last,
         fun = the objective C at x (a scalar for every method; gn / lm also cost = fun and
-        residual = r(x)), nit, nfev, njev, nhev, status, success, message, history, time_s.
+        residual = r(x)), nit, nfev, njev, nhev, status, success, message, history (time_s is
+        set by ln.train).
     """
-    if method not in METHODS:
-        raise LiftnnError(f"unknown classical method {method!r}; choose one of: "
-                          f"{', '.join(METHODS)}")
-    try:
-        theta0 = np.asarray(problem.flatten(params0), dtype=np.float64)
-    except Exception as exc:  # noqa: BLE001 - malformed params
-        raise LiftnnError(f"params0 do not fit the model: {exc}") from None
-    n = getattr(problem.model, "n_params", theta0.size)
-    if theta0.shape != (n,):
-        raise LiftnnError(f"params0 have {theta0.size} entries; the model has {n}")
-    if not np.all(np.isfinite(theta0)):
-        raise LiftnnError("params0 contain non-finite values")
+    theta0 = _theta0(problem, params0)
     monitor = None
     if problem.X_val is not None:
         val = _val_loss(problem)
+
         def monitor(theta):
             return float(val(theta))
     if method in _LEAST_SQUARES:
@@ -79,8 +71,25 @@ def fit(problem, params0, *, method: str, **options) -> Result:
         res = _least_squares(problem.residual, theta0, method, monitor, **options)
         res["residual"] = res["fun"]
         res["fun"] = res["cost"]
-    else:
+    elif method in _MINIMIZE:
         res = _minimize(problem.fun, theta0, method, monitor, **options)
+    else:
+        raise LiftnnError(f"unknown classical method {method!r}; choose one of: "
+                          f"{', '.join(METHODS)}")
     res["params"] = problem.unflatten(res["x"])
     res["params_last"] = problem.unflatten(res["x_last"])
     return res
+
+
+def _theta0(problem, params0) -> np.ndarray:
+    """params0 as a finite flat vector of the model's size (LiftnnError otherwise)."""
+    try:
+        theta0 = np.asarray(problem.flatten(params0), dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 - malformed params
+        raise LiftnnError(f"params0 do not fit the model: {exc}") from None
+    n = getattr(problem.model, "n_params", theta0.size)
+    if theta0.shape != (n,):
+        raise LiftnnError(f"params0 have {theta0.size} entries; the model has {n}")
+    if not np.all(np.isfinite(theta0)):
+        raise LiftnnError("params0 contain non-finite values")
+    return theta0

@@ -41,8 +41,9 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg as sla
 
+from liftnn._validate import choice, integer, number
 from liftnn.solvers import result as R
-from liftnn.solvers.driver import Iterate, Step, cached_by_function, choice, integer, number
+from liftnn.solvers.driver import Iterate, Step, cached_by_function
 from liftnn.solvers.linesearch import (
     armijo,
     check_armijo_parameters,

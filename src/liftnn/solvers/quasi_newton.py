@@ -34,8 +34,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from liftnn._validate import integer
 from liftnn.solvers import result as R
-from liftnn.solvers.driver import Iterate, Step, integer
+from liftnn.solvers.driver import Iterate, Step
 from liftnn.solvers.linesearch import check_wolfe_parameters, strong_wolfe
 
 BFGS_DEFAULTS = {"mu": 1e-4, "eta": 0.9, "max_ls": 50}
@@ -56,18 +57,33 @@ def _first_step(g: np.ndarray) -> float:
     return min(1.0, 1.01 / gn) if gn > 0 else 1.0
 
 
-def _line_search(ev, it: Iterate, p: np.ndarray, step0: float, o: dict):
-    return strong_wolfe(ev.fg, it.x, p, it.f, it.g, step0=step0, mu=o["mu"], eta=o["eta"],
-                        max_evals=o["max_ls"])
+def _search(ev, it: Iterate, p: np.ndarray, first: bool, o: dict):
+    """The step both methods share: p itself, or -g when p is not a descent direction (a restart:
+    B lost positive definiteness to rounding); a strong Wolfe search along it; the pair (s, y).
 
-
-def _finish(ls, it: Iterate, info: dict) -> Step | None:
-    """A Step for a failed / unbounded line search, else None."""
+    Returns (restarted, Step, pair): Step.it is None when the search failed or found the loss
+    unbounded; pair = (s, y, y^T s), or None when y^T s <= 0 (the update is skipped).
+    """
+    restarted = not float(p @ it.g) < 0.0
+    if restarted:
+        p = -it.g
+    step0 = _first_step(it.g) if first or restarted else 1.0
+    ls = strong_wolfe(ev.fg, it.x, p, it.f, it.g, step0=step0, mu=o["mu"], eta=o["eta"],
+                      max_evals=o["max_ls"])
+    info = {"update_skipped": False}
     if ls.unbounded:
-        return Step(None, ls.step, R.DIVERGED, f"the loss became -inf ({ls.message})", info)
+        return restarted, Step(None, ls.step, R.DIVERGED, f"the loss became -inf ({ls.message})",
+                               info), None
     if not ls.success:
-        return Step(None, ls.step, R.LINE_SEARCH_FAILED, ls.message, info)
-    return None
+        return restarted, Step(None, ls.step, R.LINE_SEARCH_FAILED, ls.message, info), None
+    new = Iterate(ls.x, ls.f, ls.g)
+    s, y = new.x - it.x, new.g - it.g
+    ys = float(y @ s)
+    pair = (s, y, ys) if ys > 0.0 and np.isfinite(1.0 / ys) else None
+    info["update_skipped"] = pair is None
+    if restarted:
+        info["restart"] = True
+    return restarted, Step(new, ls.step, info=info), pair
 
 
 class BFGSState(NamedTuple):
@@ -92,30 +108,13 @@ def make_bfgs(ev, o: dict):
         return BFGSState(np.eye(it.x.size), True, 0)
 
     def step(state: BFGSState, it: Iterate):
-        p = -state.B @ it.g
-        restarted = False
-        if not float(p @ it.g) < 0.0:  # B lost positive definiteness to rounding: restart
-            B = np.eye(it.x.size)
-            p, restarted = -it.g, True
-            state = state._replace(B=B)
-        step0 = _first_step(it.g) if state.first or restarted else 1.0
-        ls = _line_search(ev, it, p, step0, o)
-        info = {"update_skipped": False}
-        bad = _finish(ls, it, info)
-        if bad is not None:
-            return state, bad
-        new = Iterate(ls.x, ls.f, ls.g)
-        s, y = new.x - it.x, new.g - it.g
-        ys = float(y @ s)
-        skipped = state.skipped
-        if ys > 0.0 and np.isfinite(1.0 / ys):
-            B = bfgs_update(state.B, s, y)
-        else:
-            B, skipped = state.B, skipped + 1
-            info["update_skipped"] = True
-        if restarted:
-            info["restart"] = True
-        return BFGSState(B, False, skipped), Step(new, ls.step, info=info)
+        restarted, st, pair = _search(ev, it, -state.B @ it.g, state.first, o)
+        B = np.eye(it.x.size) if restarted else state.B
+        if st.it is None:
+            return state._replace(B=B), st
+        if pair is None:
+            return BFGSState(B, False, state.skipped + 1), st
+        return BFGSState(bfgs_update(B, pair[0], pair[1]), False, state.skipped), st
 
     return init, step, lambda state: {"skipped_updates": state.skipped}
 
@@ -154,29 +153,16 @@ def make_lbfgs(ev, o: dict):
         return LBFGSState(deque(maxlen=memory), True, 0)
 
     def step(state: LBFGSState, it: Iterate):
-        p = -two_loop(it.g, state.pairs)
-        restarted = False
-        if not float(p @ it.g) < 0.0:
-            state.pairs.clear()
-            p, restarted = -it.g, True
-        step0 = _first_step(it.g) if state.first or restarted else 1.0
-        ls = _line_search(ev, it, p, step0, o)
-        info = {"update_skipped": False}
-        bad = _finish(ls, it, info)
-        if bad is not None:
-            return state, bad
-        new = Iterate(ls.x, ls.f, ls.g)
-        s, y = new.x - it.x, new.g - it.g
-        ys = float(y @ s)
-        skipped = state.skipped
-        if ys > 0.0 and np.isfinite(1.0 / ys):
-            state.pairs.append((s, y, 1.0 / ys))
-        else:
-            skipped += 1
-            info["update_skipped"] = True
+        restarted, st, pair = _search(ev, it, -two_loop(it.g, state.pairs), state.first, o)
         if restarted:
-            info["restart"] = True
-        return LBFGSState(state.pairs, False, skipped), Step(new, ls.step, info=info)
+            state.pairs.clear()
+        if st.it is None:
+            return state, st
+        if pair is None:
+            return LBFGSState(state.pairs, False, state.skipped + 1), st
+        s, y, ys = pair
+        state.pairs.append((s, y, 1.0 / ys))
+        return LBFGSState(state.pairs, False, state.skipped), st
 
     return init, step, lambda state: {"skipped_updates": state.skipped}
 
