@@ -9,8 +9,13 @@ trainers receive the problem and the initial weights only:
     fit_many(problem, params0_list, **options) -> list[Result]     (vectorised `seeds=[...]`)
 
 Timing has one home: this front door sets ``time_s`` (wall seconds of the method's call; with
-`seeds` the batch's wall time / K, and ``batch_time_s`` the whole), overwriting anything a trainer
-reports (a single run: batch_time_s = time_s).  docs/solvers.md lists the methods and the Result fields.
+`seeds` the batch's wall time / K, and ``batch_time_s`` the whole; with weight_decay="auto" the
+whole path), overwriting anything a trainer reports (a single run: batch_time_s = time_s).
+
+Model selection (`validation=`, `weight_decay="auto"`) is done here on a split of the training
+data only, never on the test set; the split goes into TrainingProblem(X_val=..., Y_val=...), and
+every trainer then records "val_loss", stops early on it (`val_patience`) and returns the iterate
+with the lowest validation loss.  docs/solvers.md lists the methods and the Result fields.
 """
 
 from __future__ import annotations
@@ -19,17 +24,23 @@ import time
 
 import numpy as np
 
-from liftnn._validate import check_choice
+from liftnn._validate import check_choice, check_positive
 from liftnn.errors import LiftnnError
 from liftnn.methods import FIRST_ORDER, METHODS, Method
 from liftnn.problem import TrainingProblem
 from liftnn.solvers.result import Result
 
-__all__ = ["METHODS", "train"]
+__all__ = ["AUTO_FRACTION", "AUTO_GRID", "METHODS", "split_validation", "train"]
+
+#: weight_decay="auto": the mu_w path, strong to weak, each fit warm-started from the previous one
+AUTO_GRID = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 0.0)
+#: weight_decay="auto" without validation data holds out this fraction of the training data
+AUTO_FRACTION = 0.2
 
 
 def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, params0=None,
-          loss: str = "mse", weight_decay: float = 0.0, validation: bool = False, **options):
+          loss: str = "mse", weight_decay: float | str = 0.0, validation=None,
+          validation_seed: int = 0, **options):
     """Train `model` on `dataset` with `method`; returns a Result (a list of them with `seeds`).
 
     Args:
@@ -38,39 +49,167 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
         method: a name in METHODS ("alm", "adam", "lm", ...).
         seed: initial-weight seed (ignored if params0 is given).
         seeds: a list of seeds trained in one vectorised call where the method supports it.
-        loss, weight_decay: the objective, loss + weight_decay/2 ||theta||^2.
-        validation: use the test set as validation data (for `patience` on validation loss).
-        **options: passed to the method (max_iter, gtol, time_budget, patience, callback, ...).
+        loss: the data loss ("mse", ...).
+        weight_decay: mu_w >= 0 in loss + mu_w/2 ||theta||^2, or "auto": fit the path AUTO_GRID
+            (1e-1 ... 1e-6, then 0; each fit warm-started from the previous one's weights) and
+            keep the fit with the lowest validation loss (per seed).  Needs validation data;
+            without `validation` it holds out AUTO_FRACTION (0.2) of the training data and says
+            so in the Result ("validation_note").
+        validation: None (no model selection), a fraction in (0, 1) of the training data held
+            out (a shuffled split seeded by `validation_seed`, the same for every method and
+            seed), or explicit arrays (X_val, Y_val).  With validation data every method records
+            "val_loss" per iteration, stops early after `val_patience` iterations / epochs
+            without a new best validation loss, and returns the iterate with the lowest one.
+        validation_seed: the seed of the validation split.
+        **options: passed to the method (max_iter, gtol, time_budget, patience, val_patience,
+            callback, ...).
+
+    Returns:
+        The method's Result plus method, seed, init, n (training samples actually used),
+        train_mse (on them), test_mse (test set), time_s, batch_time_s; with validation data
+        also n_val and val_mse (validation split); with weight_decay="auto" also weight_decay
+        (the chosen mu_w) and path (a list of (mu_w, val_loss, train_mse)).
     """
     check_choice("method", method, METHODS)
     spec = METHODS[method]
     _check_dropout(model, spec)
-    problem = TrainingProblem(
-        model, dataset.x_train, dataset.y_train, loss=loss, weight_decay=weight_decay,
-        X_val=dataset.x_test if validation and len(dataset.x_test) else None,
-        Y_val=dataset.y_test if validation and len(dataset.y_test) else None,
-    )
-    if seeds is not None:
+    auto = _check_weight_decay(weight_decay)
+    note = None
+    if auto and validation is None:
+        validation = AUTO_FRACTION
+        note = (f"weight_decay='auto' chose mu_w on a validation split: {AUTO_FRACTION:g} of the "
+                f"training data held out (validation=None)")
+    X, Y, Xv, Yv = _validation_data(model, dataset, validation, validation_seed, auto)
+    many = seeds is not None
+    if many:
         seeds = [int(s) for s in seeds]
         if not seeds:
             raise LiftnnError("seeds is empty")
         p0s = [model.init(s) for s in seeds]
-        t0 = time.perf_counter()
-        if spec.fit_many is not None:
-            results = spec.fit_many(problem, p0s, **options)
-        else:
-            results = [spec.fit(problem, p, **options) for p in p0s]
-        wall = time.perf_counter() - t0
-        for s, r in zip(seeds, results):
-            _finish(r, problem, dataset, model, method, s)
-            r["batch_time_s"] = wall
-            r["time_s"] = wall / len(seeds)
-        return results
-    p0 = params0 if params0 is not None else model.init(int(seed))
+    else:
+        seeds = [seed]
+        p0s = [params0 if params0 is not None else model.init(int(seed))]
+    if auto:
+        results, problems, wall = _path(spec, model, X, Y, Xv, Yv, loss, p0s, many, options)
+    else:
+        problem = TrainingProblem(model, X, Y, loss=loss, weight_decay=weight_decay, X_val=Xv,
+                                  Y_val=Yv)
+        results, wall = _fit(spec, problem, p0s, many, options)
+        problems = [problem] * len(results)
+    for s, r, pr in zip(seeds, results, problems):
+        _finish(r, pr, dataset, model, method, s)
+        r["batch_time_s"] = wall
+        r["time_s"] = wall / len(seeds)
+        if note is not None:
+            r["validation_note"] = note
+            r["message"] = f"{r.get('message', '')}; {note}"
+    return results if many else results[0]
+
+
+def _fit(spec: Method, problem, p0s: list, many: bool, options: dict):
+    """Run the method on p0s (vectorised where it can with many); (results, wall seconds)."""
     t0 = time.perf_counter()
-    res = spec.fit(problem, p0, **options)
-    res["time_s"] = res["batch_time_s"] = time.perf_counter() - t0
-    return _finish(res, problem, dataset, model, method, seed)
+    if not many:
+        results = [spec.fit(problem, p0s[0], **options)]
+    elif spec.fit_many is not None:
+        results = spec.fit_many(problem, p0s, **options)
+    else:
+        results = [spec.fit(problem, p, **options) for p in p0s]
+    return results, time.perf_counter() - t0
+
+
+def _path(spec: Method, model, X, Y, Xv, Yv, loss, p0s, many, options):
+    """weight_decay="auto": fit AUTO_GRID strong to weak, each fit warm-started from the previous
+    one's weights, and keep per initialisation the fit with the lowest validation loss.
+
+    Returns (results, problems, wall): the chosen Results (with weight_decay and path added),
+    the TrainingProblem of each, and the wall time of the whole path.
+    """
+    K = len(p0s)
+    path: list[list] = [[] for _ in range(K)]
+    best: list = [None] * K
+    prev, wall = p0s, 0.0
+    for mu in AUTO_GRID:
+        problem = TrainingProblem(model, X, Y, loss=loss, weight_decay=mu, X_val=Xv, Y_val=Yv)
+        results, t = _fit(spec, problem, prev, many, options)
+        wall += t
+        for k, r in enumerate(results):
+            v = float(problem.val_loss(r["params"]))
+            path[k].append((mu, v, problem.mse(r["params"])))
+            if best[k] is None or v < best[k][0]:
+                best[k] = (v, mu, r, problem)
+        prev = [r["params"] for r in results]
+    chosen = []
+    for k in range(K):
+        _, mu, r, _ = best[k]
+        r["weight_decay"], r["path"] = mu, path[k]
+        chosen.append(r)
+    return chosen, [b[3] for b in best], wall
+
+
+def _check_weight_decay(weight_decay) -> bool:
+    """True for "auto"; a number must be >= 0; another string is an error."""
+    if isinstance(weight_decay, str):
+        if weight_decay != "auto":
+            raise LiftnnError(f"unknown weight_decay {weight_decay!r}; give a number >= 0 or "
+                              f"'auto' (a validated regularisation path)")
+        return True
+    check_positive("weight_decay", weight_decay, strict=False)
+    return False
+
+
+def _validation_data(model, dataset, validation, seed, auto: bool):
+    """(X, Y, X_val, Y_val) for `validation` (see train); X_val = Y_val = None without it."""
+    X, Y = dataset.x_train, dataset.y_train
+    if validation is None or validation is False:
+        return X, Y, None, None
+    if validation is True:
+        raise LiftnnError("validation=True (the test set as validation data) is not accepted: "
+                          "choosing by the test set leaks it into training; give a fraction of "
+                          "the training data (e.g. validation=0.2) or arrays (X_val, Y_val)")
+    if isinstance(validation, (tuple, list)):
+        if len(validation) != 2:
+            raise LiftnnError(f"validation arrays must be a pair (X_val, Y_val); got "
+                              f"{len(validation)} items")
+        try:
+            Xv, Yv = model.check_data(validation[0], validation[1])
+        except LiftnnError as exc:
+            raise LiftnnError(f"validation data (X_val, Y_val): {exc}") from None
+        return X, Y, Xv, Yv
+    if isinstance(validation, (int, float, np.integer, np.floating)):
+        Xtr, Ytr = model.check_data(X, Y)
+        return split_validation(Xtr, Ytr, float(validation), seed, auto)
+    raise LiftnnError(f"validation must be None, a fraction in (0, 1) or a pair (X_val, Y_val); "
+                      f"got {validation!r}")
+
+
+def _n_val(fraction: float, m: int) -> int:
+    return int(np.floor(fraction * m + 0.5))
+
+
+def split_validation(X, Y, fraction: float, seed: int = 0, auto: bool = False):
+    """Hold out round(fraction * m) of the m samples (X: (m, d_in), Y: (m, d_out)) for validation.
+
+    round() rounds halves up (0.05 of 10 samples is 1).  The split is a permutation drawn from numpy's default_rng(seed); both parts keep the original
+    sample order.  Returns (X_train, Y_train, X_val, Y_val).  Raises LiftnnError for a fraction
+    outside (0, 1) or a data set too small to leave a sample on each side.
+    """
+    if not (np.isfinite(fraction) and 0.0 < fraction < 1.0):
+        raise LiftnnError(f"validation fraction must be in (0, 1); got {fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise LiftnnError(f"validation_seed must be an integer >= 0; got {seed!r}")
+    m = int(np.shape(X)[0])
+    n_val = _n_val(fraction, m)
+    if n_val < 1 or m - n_val < 1:
+        need = next(k for k in range(2, 10**7) if 1 <= _n_val(fraction, k) <= k - 1)
+        who = "weight_decay='auto' needs a validation split: " if auto else ""
+        raise LiftnnError(f"{who}a validation fraction of {fraction:g} of {m} training samples "
+                          f"leaves {n_val} for validation and {m - n_val} for training; at "
+                          f"least {need} samples are needed")
+    perm = np.random.default_rng(int(seed)).permutation(m)
+    val, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    X, Y = np.asarray(X), np.asarray(Y)
+    return X[tr], Y[tr], X[val], Y[val]
 
 
 def _check_dropout(model, spec: Method) -> None:
@@ -90,6 +229,9 @@ def _finish(res: Result, problem, dataset, model, method, seed) -> Result:
     res["train_mse"] = problem.mse(params)
     res["test_mse"] = (problem.mse(params, dataset.x_test, dataset.y_test)
                        if len(dataset.x_test) else float("nan"))
+    if problem.X_val is not None:
+        res["n_val"] = int(problem.X_val.shape[0])
+        res["val_mse"] = problem.mse(params, problem.X_val, problem.Y_val)
     if not np.isfinite(res["train_mse"]):
         raise RuntimeError(f"{method} returned non-finite parameters; it must return its last good "
                            f"iterate")

@@ -169,9 +169,10 @@ def test_patience_stops_early_by_the_keras_rule(problem):
 
 
 def test_patience_monitors_the_validation_loss(val_problem):
-    """With X_val the patience counter follows val_loss (recorded in history)."""
+    """With X_val the val_patience counter follows val_loss (recorded in history)."""
     p = 4
-    r = fo.fit(val_problem, val_problem.model.init(0), method="adam", lr=0.3, patience=p)
+    r = fo.fit(val_problem, val_problem.model.init(0), method="adam", lr=0.3, patience=None,
+               val_patience=p)
     assert r.status == R.STALLED and "validation" in r.message
     val = r.history_array("val_loss")
     assert np.all(np.isfinite(val)) and len(val) == r.nit + 1

@@ -181,7 +181,7 @@ def test_network_fit_watches_validation_loss_and_rejects_bad_input():
     ds = ln.datasets.load("sin2", n=20, n_test=15)
     model = ln.MLP("1-3-1")
     problem = TrainingProblem(model, ds.x_train, ds.y_train, X_val=ds.x_test, Y_val=ds.y_test)
-    r = fit(problem, model.init(0), method="lbfgs", patience=2, min_delta=1e6)
+    r = fit(problem, model.init(0), method="lbfgs", val_patience=2, min_delta=1e6)
     assert r.status == R.STALLED and "validation" in r.message and r.nit == 2
     val = [h["val_loss"] for h in r.history]
     assert val[0] == pytest.approx(float(problem.val_loss(model.init(0))), rel=1e-12)

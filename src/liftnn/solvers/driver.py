@@ -20,8 +20,10 @@ Convergence tests after every accepted step k (in this order; off when the toler
 - gtol:  ||g_k||_inf <= gtol                                       -> converged
 - ftol:  f_{k-1} - f_k <= ftol * |f_{k-1}|                          -> converged
 - xtol:  ||x_k - x_{k-1}||_2 <= xtol * (xtol + ||x_k||_2)            -> converged
-- patience: `patience` iterations in a row without the monitored loss (validation loss when there
-  is one, else the training loss) falling below its best by more than min_delta -> stalled
+- patience: `patience` iterations in a row without the training loss falling below its best by
+  more than min_delta                                              -> stalled
+- val_patience (only with a monitor, the validation loss; default 10): `val_patience` iterations
+  in a row without the validation loss falling below its best by more than min_delta -> stalled
 - time_budget: wall seconds since the call began                    -> max_iter (message says so)
 - callback(iter, x, loss) returning True                           -> interrupted
 
@@ -57,6 +59,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "time_budget": None,
     "patience": None,
     "min_delta": 0.0,
+    "val_patience": 10,
     "callback": None,
 }
 
@@ -79,6 +82,7 @@ def common_options(method: str, options: dict, method_defaults: dict,
     if o["time_budget"] is not None:
         number(o, "time_budget", 0.0, lo_open=True)
     integer(o, "patience", 1, allow_none=True)
+    integer(o, "val_patience", 1, allow_none=True)
     callable_or_none(o, "callback")
     return o
 
@@ -318,6 +322,79 @@ def finite_iterate(it: Iterate) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
+class _Tracker:
+    """The best iterate and the patience counters of one run.
+
+    best: the lowest training loss, or with a monitor (validation loss) the lowest monitored
+    value; `patience` counts iterations without the training loss improving by more than
+    min_delta, `val_patience` iterations without the monitored value falling below its best by
+    more than min_delta.
+    """
+
+    def __init__(self, it: Iterate, val: float | None, o: dict):
+        self.best, self.best_val = it, val
+        self.f_best, self.since_f, self.since_val = it.f, 0, 0
+        self.min_delta = o["min_delta"]
+
+    def update(self, it: Iterate, val: float | None) -> None:
+        if it.f < self.f_best - self.min_delta:
+            self.f_best, self.since_f = it.f, 0
+        else:
+            self.since_f += 1
+        if val is None:
+            if it.f < self.best.f:
+                self.best = it
+        else:
+            self.since_val = 0 if val < self.best_val - self.min_delta else self.since_val + 1
+            if val < self.best_val:
+                self.best, self.best_val = it, val
+
+
+def _stop_rule(o: dict, prev: Iterate, it: Iterate, h: dict, tr: _Tracker, nit: int,
+               elapsed: float, watching_val: bool) -> tuple[str, str] | None:
+    """The convergence and stopping tests after an accepted step, in the module docstring's
+    order; (status, message) or None to go on."""
+    gtol, ftol, xtol = o["gtol"], o["ftol"], o["xtol"]
+    gmax = h["grad_norm"]
+    if gmax <= gtol:
+        return R.CONVERGED, f"||grad||_inf = {gmax:.3g} <= gtol = {gtol:g}"
+    if ftol > 0 and prev.f - it.f <= ftol * abs(prev.f):
+        return R.CONVERGED, (f"relative decrease of the loss {(prev.f - it.f) / abs(prev.f):.3g} "
+                             f"<= ftol = {ftol:g}")
+    if xtol > 0 and np.linalg.norm(it.x - prev.x) <= xtol * (xtol + np.linalg.norm(it.x)):
+        return R.CONVERGED, f"relative step <= xtol = {xtol:g}"
+    if o["patience"] is not None and tr.since_f >= o["patience"]:
+        return R.STALLED, (f"no improvement of the training loss by more than min_delta = "
+                           f"{o['min_delta']:g} in {o['patience']} iterations (patience)")
+    if watching_val and o["val_patience"] is not None and tr.since_val >= o["val_patience"]:
+        return R.STALLED, (f"no improvement of the validation loss in {o['val_patience']} "
+                           f"iterations (val_patience); returned the iterate with the lowest "
+                           f"validation loss")
+    if nit >= o["max_iter"]:
+        return R.MAX_ITER, f"max_iter = {o['max_iter']} iterations reached"
+    if o["time_budget"] is not None and elapsed >= o["time_budget"]:
+        return R.MAX_ITER, f"time budget of {o['time_budget']:g} s reached after {nit} iterations"
+    if o["callback"] is not None and o["callback"](nit, it.x.copy(), it.f) is True:
+        return R.INTERRUPTED, (f"stopped by the callback after {nit} iterations; returned the "
+                               f"best iterate so far")
+    return None
+
+
+def _failed_step(st: Step, nit: int) -> tuple[str, str] | None:
+    """(status, message) when a step produced no usable iterate, else None."""
+    if st.it is not None and not finite_iterate(st.it):
+        return R.DIVERGED, (f"the loss or its derivatives became non-finite in iteration "
+                            f"{nit + 1}; returned the last finite iterate")
+    if st.it is None:
+        status, message = st.status or R.STALLED, st.message
+        if status == R.DIVERGED:
+            message += "; returned the last finite iterate"
+        elif status == R.LINE_SEARCH_FAILED:
+            message += "; returned the last good iterate"
+        return status, message
+    return None
+
+
 def run(method: str, solver: tuple, ev, x0: np.ndarray, o: dict,
         monitor: Callable | None = None) -> R.Result:
     """Run a solver from x0 with the common options `o` (see the module docstring).
@@ -325,8 +402,9 @@ def run(method: str, solver: tuple, ev, x0: np.ndarray, o: dict,
     solver: (init, step, summary): init(it) -> state, step(state, it) -> (state, Step),
     summary(state) -> dict of extra result fields (e.g. skipped_updates).
     ev: a ScalarEvaluator or ResidualEvaluator (its counters are the run's nfev/njev/nhev).
-    monitor: optional x -> float watched by `patience` (e.g. the validation loss); its values go
-    into the history as "val_loss".
+    monitor: optional x -> float, the validation loss: recorded in the history as "val_loss",
+    watched by `val_patience`, and the returned iterate is the one with its lowest value (Result
+    val_loss).
 
     Returns a Result: x (best iterate), fun (minimize: f(x); least squares: r(x), plus cost,
     grad, optimality), jac (gradient / Jacobian at x), x_last / fun_last (last accepted
@@ -338,89 +416,49 @@ def run(method: str, solver: tuple, ev, x0: np.ndarray, o: dict,
     it = ev.first(x0)
     state = init(it)
 
-    def elapsed():
-        return time.perf_counter() - t0
-
     def record(k, it, step_len, info):
         h = {"iter": k, "loss": it.f, "grad_norm": float(np.max(np.abs(it.g))),
              "step": float(step_len), "nfev": ev.nfev, "njev": ev.njev, "nhev": ev.nhev}
         if monitor is not None:
             h["val_loss"] = float(monitor(it.x))
         h.update(info)
-        h["time"] = elapsed()
+        h["time"] = time.perf_counter() - t0
         return h
 
     history = [record(0, it, 0.0, {})]
-    best = it
-    mon_best = history[0].get("val_loss", it.f)
-    since_best = 0
-    status, message = None, ""
-    nit = 0
-    gtol, ftol, xtol = o["gtol"], o["ftol"], o["xtol"]
-    if float(np.max(np.abs(it.g))) <= gtol:
-        status = R.CONVERGED
-        message = f"||grad||_inf = {np.max(np.abs(it.g)):.3g} <= gtol = {gtol:g} at x0"
+    tr = _Tracker(it, history[0].get("val_loss"), o)
+    stop, nit = None, 0
+    if float(np.max(np.abs(it.g))) <= o["gtol"]:
+        stop = R.CONVERGED, f"||grad||_inf = {np.max(np.abs(it.g)):.3g} <= gtol = {o['gtol']:g} at x0"
     elif o["max_iter"] == 0:
-        status, message = R.MAX_ITER, "max_iter = 0"
+        stop = R.MAX_ITER, "max_iter = 0"
     try:
-        while status is None:
+        while stop is None:
             state, st = step(state, it)
-            if st.it is not None and not finite_iterate(st.it):
-                status = R.DIVERGED
-                message = (f"the loss or its derivatives became non-finite in iteration "
-                           f"{nit + 1}; returned the last finite iterate")
-                break
-            if st.it is None:
-                status, message = st.status or R.STALLED, st.message
-                if status == R.DIVERGED:
-                    message += "; returned the last finite iterate"
-                elif status == R.LINE_SEARCH_FAILED:
-                    message += "; returned the last good iterate"
+            stop = _failed_step(st, nit)
+            if stop is not None:
                 break
             prev, it = it, st.it
             nit += 1
-            if it.f < best.f:
-                best = it
             h = record(nit, it, st.step, st.info)
             history.append(h)
+            tr.update(it, h.get("val_loss"))
             if st.status is not None:
-                status, message = st.status, st.message
+                stop = st.status, st.message
                 break
-            gmax = h["grad_norm"]
-            mon = h.get("val_loss", it.f)
-            if mon < mon_best - o["min_delta"]:
-                mon_best, since_best = mon, 0
-            else:
-                since_best += 1
-            if gmax <= gtol:
-                status, message = R.CONVERGED, f"||grad||_inf = {gmax:.3g} <= gtol = {gtol:g}"
-            elif ftol > 0 and prev.f - it.f <= ftol * abs(prev.f):
-                status, message = R.CONVERGED, (f"relative decrease of the loss "
-                                                f"{(prev.f - it.f) / abs(prev.f):.3g} <= "
-                                                f"ftol = {ftol:g}")
-            elif xtol > 0 and (np.linalg.norm(it.x - prev.x)
-                               <= xtol * (xtol + np.linalg.norm(it.x))):
-                status, message = R.CONVERGED, f"relative step <= xtol = {xtol:g}"
-            elif o["patience"] is not None and since_best >= o["patience"]:
-                which = "validation" if monitor is not None else "training"
-                status, message = R.STALLED, (f"no improvement of the {which} loss by more than "
-                                              f"min_delta = {o['min_delta']:g} in "
-                                              f"{o['patience']} iterations (patience)")
-            elif nit >= o["max_iter"]:
-                status, message = R.MAX_ITER, f"max_iter = {o['max_iter']} iterations reached"
-            elif o["time_budget"] is not None and elapsed() >= o["time_budget"]:
-                status, message = R.MAX_ITER, (f"time budget of {o['time_budget']:g} s reached "
-                                               f"after {nit} iterations")
-            elif o["callback"] is not None and o["callback"](nit, it.x.copy(), it.f) is True:
-                status, message = R.INTERRUPTED, (f"stopped by the callback after {nit} "
-                                                  f"iterations; returned the best iterate so far")
+            stop = _stop_rule(o, prev, it, h, tr, nit, time.perf_counter() - t0,
+                              monitor is not None)
     except KeyboardInterrupt:
-        status, message = R.INTERRUPTED, (f"interrupted (KeyboardInterrupt) after {nit} "
-                                          f"iterations; returned the best iterate so far")
+        stop = R.INTERRUPTED, (f"interrupted (KeyboardInterrupt) after {nit} iterations; "
+                               f"returned the best iterate so far")
+    status, message = stop
+    best = tr.best
     res = R.Result(
         method=method, x=best.x, x_last=it.x, fun_last=it.f, nit=nit, nfev=ev.nfev,
         njev=ev.njev, nhev=ev.nhev, status=status, success=status in (R.CONVERGED, R.STALLED),
         message=message, history=history, **summary(state))
+    if monitor is not None:
+        res["val_loss"] = tr.best_val
     if ev.kind == "least_squares":
         res.update(fun=best.r, cost=best.f, jac=best.J, grad=best.g,
                    optimality=float(np.max(np.abs(best.g))))

@@ -68,9 +68,11 @@ Stopping rules and status (one rule, in this order of precedence)
 - "line_search_failed" (gd + Armijo): no sufficient decrease after `max_backtracks` halvings.
 - "converged": ||grad C(w_k)||_inf <= gtol (off by default, gtol = 0 only stops at an exactly
   stationary point, e.g. a network whose ReLUs all died).
-- "stalled": `patience` epochs in a row without the monitored loss (the validation loss when the
-  problem has X_val, else the training loss) dropping below its best by more than `min_delta`
-  (Keras EarlyStopping(patience, min_delta)); this is how the thesis's Adam protocol ends.
+- "stalled": `patience` epochs in a row without the training loss dropping below its best by
+  more than `min_delta` (Keras EarlyStopping(patience, min_delta)); this is how the thesis's Adam
+  protocol ends.  With validation data (problem.X_val) also: `val_patience` (20) epochs in a row
+  without the validation loss falling below its best by more than `min_delta` (early stopping
+  on the validation split).
 - "max_iter": max_iter epochs done, or the time budget spent (the message says which).
 - "interrupted": Ctrl-C (KeyboardInterrupt between chunks) or a callback that returned True.
 
@@ -88,7 +90,8 @@ Which iterate is returned
 The Keras protocol of the thesis keeps the final weights; liftnn returns the iterate with the
 lowest *training* objective seen (``params`` / ``x``, ``fun`` = its objective), which is always
 finite, and also the last accepted iterate (``params_last`` / ``x_last``, ``fun_last``).  For a run
-whose loss only decreases the two coincide.
+whose loss only decreases the two coincide.  With validation data the returned iterate is the one
+with the lowest validation loss (history "val_loss"; Result ``val_loss`` = that minimum).
 """
 
 from __future__ import annotations
@@ -135,11 +138,12 @@ def fit(problem, params0, *, method: str = "adam", **options) -> R.Result:
 
     Args:
         problem: a TrainingProblem (model, X: (m, d_in), Y: (m, d_out), loss, weight_decay,
-            optional X_val/Y_val, which `patience` then monitors).
+            optional X_val/Y_val: then val_patience and the returned iterate use val_loss).
         params0: initial params (list of (W, b)), e.g. model.init(seed).
         method: "gd", "momentum", "nesterov", "adam", "rmsprop", "adadelta" or "rprop".
         **options: lr and the method's hyper-parameters (METHOD_DEFAULTS), max_iter=4000 (epochs),
-            patience=10 (None disables), min_delta=0, gtol=0, time_budget=None (s),
+            patience=10 (None disables), min_delta=0, val_patience=20 (with validation
+            data; None disables), gtol=0, time_budget=None (s),
             callback(iter, theta, loss)=None (chunk boundaries; return True to stop),
             progress=False, batch_size=None (full batch), shuffle_seed=0, chunk=256,
             lanes=None (fit_many only: 4, or 16 without early stopping); for gd also

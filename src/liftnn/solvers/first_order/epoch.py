@@ -1,7 +1,8 @@
 """One epoch of one run, vmapped over runs and looped in a jitted while_loop (the compiled part).
 
 Every function here is traced inside `compiled`'s jit; the state of a run is a dict of arrays
-(theta, the optax state, f, g, best, best_f, mon, mon_best, wait, status, nit, nfev, njev, step)
+(theta, the optax state, f, g, best, best_f, mon, pat_best, wait, vbest, vwait, status, nit, nfev,
+njev, step)
 and a stopped run is carried unchanged.  docs/solvers.md describes the epoch and its stopping
 rules; the status codes below are mapped to the string statuses of liftnn.solvers.result when the
 run is collected (loop.collect).
@@ -20,7 +21,7 @@ import optax
 from liftnn.solvers.first_order.objective import Objective
 
 # status codes inside the compiled loop
-RUNNING, CONV, MAXIT, STALL, DIV, LSF = 0, 1, 2, 3, 4, 5
+RUNNING, CONV, MAXIT, STALL, DIV, LSF, VSTALL = 0, 1, 2, 3, 4, 5, 6
 REC = ("valid", "loss", "grad_norm", "step", "nfev", "njev", "val")  # per-epoch record columns
 
 _i32 = functools.partial(jnp.asarray, dtype=jnp.int32)
@@ -67,7 +68,7 @@ class Config(NamedTuple):
 
 
 def _monitor(cfg: Config, theta, f, data):
-    """The loss patience watches: the validation loss with validation data, else C."""
+    """The validation loss with validation data, else C (recorded as "val" either way)."""
     return cfg.obj.val(theta, data[2], data[3]) if cfg.has_val else f
 
 
@@ -160,35 +161,46 @@ def _full_batch_step(cfg: Config, s, start, hp, data, key, e):
 def _initial_state(w1, opt1, f1, g1, mon1):
     """The state at the start point (the start pass of the loop)."""
     out = {"theta": w1, "opt": opt1, "f": f1, "g": g1, "best": w1, "best_f": f1,
-           "mon": mon1, "mon_best": mon1, "wait": _i32(0), "status": _i32(RUNNING),
+           "mon": mon1, "pat_best": f1, "wait": _i32(0), "vbest": mon1, "vwait": _i32(0),
+           "status": _i32(RUNNING),
            "nit": _i32(0), "nfev": _i32(1), "njev": _i32(1), "step": jnp.zeros_like(f1)}
     return out, jnp.zeros(len(REC), f1.dtype)
 
 
-def _status(finite, ls_fail, gn1, improved, wait1, nit1, ctrl):
+def _status(finite, ls_fail, gn1, improved, wait1, vwait1, nit1, ctrl):
     """The stopping rule, in order of precedence: diverged, line search failed, converged,
-    stalled (patience), max_iter; else running."""
+    stalled (patience on the training loss), stalled (val_patience on the validation loss),
+    max_iter; else running."""
     return jnp.where(
         ~finite, DIV, jnp.where(
             ls_fail, LSF, jnp.where(
                 gn1 <= ctrl["gtol"], CONV, jnp.where(
                     ctrl["use_patience"] & ~improved & (wait1 >= ctrl["patience"]),
-                    STALL, jnp.where(nit1 >= ctrl["max_iter"], MAXIT, RUNNING)))))
+                    STALL, jnp.where(
+                        ctrl["use_val_patience"] & (vwait1 >= ctrl["val_patience"]),
+                        VSTALL, jnp.where(nit1 >= ctrl["max_iter"], MAXIT, RUNNING))))))
 
 
-def _advance(s, w1, opt1, f1, g1, step, dnf, dnj, ls_fail, mon1, ctrl):
-    """The state after one epoch and its record row (a stopped run is returned unchanged)."""
+def _advance(cfg: Config, s, w1, opt1, f1, g1, step, dnf, dnj, ls_fail, mon1, ctrl):
+    """The state after one epoch and its record row (a stopped run is returned unchanged).
+
+    The best iterate is the one with the lowest training objective, or with validation data
+    (cfg.has_val) the one with the lowest validation loss.
+    """
     gn1 = _gnorm(g1)  # NaN / inf when any entry is
     finite = jnp.isfinite(f1) & jnp.isfinite(gn1)
     active = s["status"] == RUNNING
     keep = active & finite & ~ls_fail  # the epoch's iterate is accepted
-    improved = mon1 < s["mon_best"] - ctrl["min_delta"]
+    improved = f1 < s["pat_best"] - ctrl["min_delta"]
     wait1 = jnp.where(improved, 0, s["wait"] + 1)
+    v_improved = mon1 < s["vbest"]  # a new best validation loss (the returned iterate)
+    vwait1 = jnp.where(mon1 < s["vbest"] - ctrl["min_delta"], 0, s["vwait"] + 1)
     nit1 = s["nit"] + 1
-    status = _status(finite, ls_fail, gn1, improved, wait1, nit1, ctrl)
-    better = keep & (f1 < s["best_f"])
+    status = _status(finite, ls_fail, gn1, improved, wait1, vwait1, nit1, ctrl)
+    better = keep & (v_improved if cfg.has_val else f1 < s["best_f"])
     new = {"theta": w1, "opt": opt1, "f": f1, "g": g1, "mon": mon1,
-           "mon_best": jnp.where(improved, mon1, s["mon_best"]), "wait": wait1,
+           "pat_best": jnp.where(improved, f1, s["pat_best"]), "wait": wait1,
+           "vbest": jnp.where(v_improved, mon1, s["vbest"]), "vwait": vwait1,
            "nit": nit1, "step": jnp.asarray(step, w1.dtype)}
     # a rejected epoch (diverged / line search failed) or a stopped run keeps its iterate; the
     # work of a rejected epoch is still counted
@@ -214,7 +226,7 @@ def _epoch_one(cfg: Config, s, start, e, hp, ctrl, data, key):
                                                                      key, e)
     mon1 = _monitor(cfg, w1, f1, data)
     return _select(start, _initial_state(w1, opt1, f1, g1, mon1),
-                   _advance(s, w1, opt1, f1, g1, step, dnf, dnj, ls_fail, mon1, ctrl))
+                   _advance(cfg, s, w1, opt1, f1, g1, step, dnf, dnj, ls_fail, mon1, ctrl))
 
 
 def _init_one(cfg: Config, theta, hp, data):
@@ -222,7 +234,8 @@ def _init_one(cfg: Config, theta, hp, data):
     f, g = jax.value_and_grad(cfg.obj.f)(theta, data[0], data[1])
     mon = _monitor(cfg, theta, f, data)
     return {"theta": theta, "opt": make_tx(cfg.method, hp).init(theta), "f": f, "g": g,
-            "best": theta, "best_f": f, "mon": mon, "mon_best": mon, "wait": _i32(0),
+            "best": theta, "best_f": f, "mon": mon, "pat_best": f, "wait": _i32(0),
+            "vbest": mon, "vwait": _i32(0),
             "status": _i32(0), "nit": _i32(0), "nfev": _i32(1), "njev": _i32(1),
             "step": jnp.zeros((), theta.dtype)}
 

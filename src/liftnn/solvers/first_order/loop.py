@@ -86,6 +86,8 @@ def run(obj: Objective, method: str, theta0: np.ndarray, o: dict, data: tuple,
     ctrl = {"max_iter": np.asarray(int(o["max_iter"]), np.int32),
             "patience": np.asarray(o["patience"] or 0, np.int32),
             "use_patience": np.asarray(o["patience"] is not None),
+            "val_patience": np.asarray(o.get("val_patience") or 0, np.int32),
+            "use_val_patience": np.asarray(has_val and o.get("val_patience") is not None),
             "min_delta": np.asarray(o["min_delta"], np.float64),
             "gtol": np.asarray(o["gtol"], np.float64)}
     key = np.asarray(o["shuffle_seed"], np.uint32)  # the PRNG key is built inside the jit
@@ -235,9 +237,12 @@ def _status_message(code: int, nit: int, g, o: dict, has_val: bool) -> tuple[str
         gmax = float(np.max(np.abs(g), initial=0.0))
         return R.CONVERGED, f"||grad||_inf = {gmax:.3g} <= gtol = {o['gtol']:g}"
     if code == E.STALL:
-        which = "validation" if has_val else "training"
-        return R.STALLED, (f"no improvement of the {which} loss by more than min_delta = "
+        return R.STALLED, (f"no improvement of the training loss by more than min_delta = "
                            f"{o['min_delta']:g} in {o['patience']} epochs (patience)")
+    if code == E.VSTALL:
+        return R.STALLED, (f"no improvement of the validation loss in {o['val_patience']} "
+                           f"epochs (val_patience); returned the iterate with the lowest "
+                           f"validation loss")
     if code == E.MAXIT:
         return R.MAX_ITER, f"max_iter = {o['max_iter']} epochs reached"
     if code == E.DIV:
@@ -251,7 +256,11 @@ def _status_message(code: int, nit: int, g, o: dict, has_val: bool) -> tuple[str
 
 
 def collect(runs: _Runs, first, t_init, o, has_val, wall) -> list[dict]:
-    """Per-run result fields (no time_s: the front door sets it) from the final host state."""
+    """Per-run result fields (no time_s: the front door sets it) from the final host state.
+
+    x / fun: the best iterate (lowest training objective, or with validation data the lowest
+    validation loss, then also val_loss = that loss); x_last / fun_last: the last accepted one.
+    """
     st, out = runs.S, []
     for i in range(runs.K):
         nit = int(st["nit"][i])
@@ -267,4 +276,6 @@ def collect(runs: _Runs, first, t_init, o, has_val, wall) -> list[dict]:
             "history": _history(runs.segments[i], first, i, t_init, has_val),
             "batch_time_s": wall,
         })
+        if has_val:
+            out[-1]["val_loss"] = float(st["vbest"][i])
     return out

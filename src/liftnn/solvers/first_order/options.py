@@ -41,9 +41,10 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "shuffle_seed": 0,      # seed of the minibatch permutations
     "chunk": 256,           # most epochs per compiled chunk
     "lanes": None,          # fit_many: runs vmapped together; None: 4, or 16 without early stops
+    "val_patience": 20,     # with validation data: epochs without a new best validation loss
 }
 GD_ONLY = {"line_search": None, "max_backtracks": 40}
-_DATA_OPTIONS = ("batch_size", "shuffle_seed", "lanes")
+_DATA_OPTIONS = ("batch_size", "shuffle_seed", "lanes", "val_patience")
 
 
 def _defaults(method: str, data: bool) -> dict:
@@ -117,6 +118,7 @@ def _check_common(o: dict) -> None:
 def _check_data(o: dict, m: int) -> None:
     """lanes, shuffle_seed and batch_size against the m training samples."""
     integer(o, "lanes", 1, allow_none=True)
+    integer(o, "val_patience", 1, allow_none=True)
     integer(o, "shuffle_seed", 0)
     integer(o, "batch_size", 1, allow_none=True)
     if o["batch_size"] is not None and o["batch_size"] > m:
