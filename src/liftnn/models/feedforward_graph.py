@@ -47,6 +47,97 @@ def _as_int(name, v) -> int:
     return int(v)
 
 
+def _check_edges(edges, d_in: int, n_units):
+    """(source, target) pairs sorted by (target, source) and the number of units; LiftnnError
+    for a malformed, duplicated, backward or dangling edge, or a computing unit without inputs."""
+    try:
+        edges = [tuple(e) for e in edges]
+    except TypeError:
+        raise LiftnnError("edges must be a sequence of (source, target) integer pairs") from None
+    if any(len(e) != 2 for e in edges):
+        raise LiftnnError("edges must be a sequence of (source, target) integer pairs")
+    pairs = [(_as_int("edge source", e[0]), _as_int("edge target", e[1])) for e in edges]
+    if not pairs:
+        raise LiftnnError("edges is empty: a graph needs at least one connection")
+    top = max(j for _, j in pairs)
+    n = top + 1 if n_units is None else _as_int("n_units", n_units)
+    if n < d_in + 2:
+        raise LiftnnError(f"n_units = {n} leaves no computing unit after the bias unit and "
+                          f"{d_in} input units")
+    for i, j in pairs:
+        if not 0 <= i < j:
+            raise LiftnnError(f"edge ({i}, {j}) must go from a smaller to a larger unit number "
+                              "(0 <= source < target)")
+        if j >= n:
+            raise LiftnnError(f"edge ({i}, {j}) names unit {j} but n_units = {n}")
+        if j <= d_in:
+            raise LiftnnError(f"edge ({i}, {j}) feeds unit {j}, which is the bias unit or a "
+                              f"fake input unit (units 0..{d_in}); only computing units "
+                              "have inputs")
+    if len(set(pairs)) != len(pairs):
+        dup = next(p for p in pairs if pairs.count(p) > 1)
+        raise LiftnnError(f"edge {dup} appears more than once")
+    pairs = sorted(set(pairs), key=lambda e: (e[1], e[0]))
+    computing = list(range(d_in + 1, n))
+    fed = {j for _, j in pairs}
+    lonely = [j for j in computing if j not in fed]
+    if lonely:
+        raise LiftnnError(f"computing unit(s) {lonely} have no incoming edge")
+    return pairs, n
+
+
+def _check_outputs(outputs, computing: list, d_in: int, n: int) -> tuple:
+    """The output units: the last k computing units for an int k, or the units listed."""
+    if isinstance(outputs, (int, np.integer)) and not isinstance(outputs, bool):
+        k = int(outputs)
+        if not 1 <= k <= len(computing):
+            raise LiftnnError(f"outputs = {k} must be between 1 and the {len(computing)} "
+                              "computing units")
+        outs = tuple(computing[-k:])
+    else:
+        try:
+            outs = tuple(_as_int("output unit", u) for u in outputs)
+        except TypeError:
+            raise LiftnnError("outputs must be an int or a sequence of unit numbers") from None
+        if not outs:
+            raise LiftnnError("outputs is empty")
+        bad = [u for u in outs if not d_in < u < n]
+        if bad:
+            raise LiftnnError(f"output unit(s) {bad} are not computing units "
+                              f"({d_in + 1}..{n - 1})")
+        if len(set(outs)) != len(outs):
+            raise LiftnnError(f"outputs {outs} repeat a unit")
+    return outs
+
+
+def _check_activations(activation, output_activation, computing, outs, d_in: int, n: int) -> dict:
+    """unit -> canonical activation name for every computing unit (module docstring)."""
+    acts = {}
+    canonical_name(output_activation)
+    if isinstance(activation, Mapping):
+        for j in computing:
+            acts[j] = "tanh" if j not in outs else output_activation
+        for u, name in activation.items():
+            u = _as_int("activation unit", u)
+            if u not in computing:
+                raise LiftnnError(f"activation given for unit {u}, which is not a computing "
+                                  f"unit ({d_in + 1}..{n - 1})")
+            acts[u] = name
+    elif isinstance(activation, str):
+        canonical_name(activation)  # checked even when every unit is an output
+        for j in computing:
+            acts[j] = output_activation if j in outs else activation
+    elif isinstance(activation, Sequence):
+        if len(activation) != len(computing):
+            raise LiftnnError(f"{len(activation)} activations given for {len(computing)} "
+                              "computing units")
+        acts = dict(zip(computing, activation))
+    else:
+        raise LiftnnError("activation must be a name, a sequence of names or a mapping")
+    acts = {j: canonical_name(a) for j, a in acts.items()}
+    return acts
+
+
 class FeedforwardGraph:
     """A feedforward network on an arbitrary directed acyclic graph (seed 002).
 
@@ -75,83 +166,10 @@ class FeedforwardGraph:
         d_in = _as_int("n_inputs", n_inputs)
         if d_in < 1:
             raise LiftnnError(f"n_inputs must be >= 1; got {d_in}")
-        try:
-            edges = [tuple(e) for e in edges]
-        except TypeError:
-            raise LiftnnError("edges must be a sequence of (source, target) integer pairs") from None
-        if any(len(e) != 2 for e in edges):
-            raise LiftnnError("edges must be a sequence of (source, target) integer pairs")
-        pairs = [(_as_int("edge source", e[0]), _as_int("edge target", e[1])) for e in edges]
-        if not pairs:
-            raise LiftnnError("edges is empty: a graph needs at least one connection")
-        top = max(j for _, j in pairs)
-        n = top + 1 if n_units is None else _as_int("n_units", n_units)
-        if n < d_in + 2:
-            raise LiftnnError(f"n_units = {n} leaves no computing unit after the bias unit and "
-                              f"{d_in} input units")
-        for i, j in pairs:
-            if not 0 <= i < j:
-                raise LiftnnError(f"edge ({i}, {j}) must go from a smaller to a larger unit number "
-                                  "(0 <= source < target)")
-            if j >= n:
-                raise LiftnnError(f"edge ({i}, {j}) names unit {j} but n_units = {n}")
-            if j <= d_in:
-                raise LiftnnError(f"edge ({i}, {j}) feeds unit {j}, which is the bias unit or a "
-                                  f"fake input unit (units 0..{d_in}); only computing units "
-                                  "have inputs")
-        if len(set(pairs)) != len(pairs):
-            dup = next(p for p in pairs if pairs.count(p) > 1)
-            raise LiftnnError(f"edge {dup} appears more than once")
-        pairs = sorted(set(pairs), key=lambda e: (e[1], e[0]))
+        pairs, n = _check_edges(edges, d_in, n_units)
         computing = list(range(d_in + 1, n))
-        fed = {j for _, j in pairs}
-        lonely = [j for j in computing if j not in fed]
-        if lonely:
-            raise LiftnnError(f"computing unit(s) {lonely} have no incoming edge")
-
-        if isinstance(outputs, (int, np.integer)) and not isinstance(outputs, bool):
-            k = int(outputs)
-            if not 1 <= k <= len(computing):
-                raise LiftnnError(f"outputs = {k} must be between 1 and the {len(computing)} "
-                                  "computing units")
-            outs = tuple(computing[-k:])
-        else:
-            try:
-                outs = tuple(_as_int("output unit", u) for u in outputs)
-            except TypeError:
-                raise LiftnnError("outputs must be an int or a sequence of unit numbers") from None
-            if not outs:
-                raise LiftnnError("outputs is empty")
-            bad = [u for u in outs if not d_in < u < n]
-            if bad:
-                raise LiftnnError(f"output unit(s) {bad} are not computing units "
-                                  f"({d_in + 1}..{n - 1})")
-            if len(set(outs)) != len(outs):
-                raise LiftnnError(f"outputs {outs} repeat a unit")
-
-        acts = {}
-        canonical_name(output_activation)
-        if isinstance(activation, Mapping):
-            for j in computing:
-                acts[j] = "tanh" if j not in outs else output_activation
-            for u, name in activation.items():
-                u = _as_int("activation unit", u)
-                if u not in computing:
-                    raise LiftnnError(f"activation given for unit {u}, which is not a computing "
-                                      f"unit ({d_in + 1}..{n - 1})")
-                acts[u] = name
-        elif isinstance(activation, str):
-            canonical_name(activation)  # checked even when every unit is an output
-            for j in computing:
-                acts[j] = output_activation if j in outs else activation
-        elif isinstance(activation, Sequence):
-            if len(activation) != len(computing):
-                raise LiftnnError(f"{len(activation)} activations given for {len(computing)} "
-                                  "computing units")
-            acts = dict(zip(computing, activation))
-        else:
-            raise LiftnnError("activation must be a name, a sequence of names or a mapping")
-        acts = {j: canonical_name(a) for j, a in acts.items()}
+        outs = _check_outputs(outputs, computing, d_in, n)
+        acts = _check_activations(activation, output_activation, computing, outs, d_in, n)
         get_initializer(init)
 
         src = np.array([i for i, _ in pairs], dtype=np.int64)

@@ -25,8 +25,9 @@ lm         Levenberg-Marquardt, trainlm's mu rules (least_sq.)    liftnn.solvers
 
 Common options of the classical methods (liftnn.solvers.driver): max_iter (cg / bfgs / lbfgs 1000,
 newton / newton-cg 200, gn / lm 500), gtol = 1e-8 (on ||grad||_inf), ftol = 0, xtol = 0 (off),
-time_budget = None (s), patience = None, min_delta = 0, callback(iter, x, loss) = None (return
-True to stop).  Status is one of liftnn.solvers.result.STATUSES; bad input raises LiftnnError
+time_budget = None (s), patience = None (on the training loss), min_delta = 0, val_patience = 10
+(on the validation loss, network training with validation data only), callback(iter, x, loss) =
+None (return True to stop).  Status is one of liftnn.solvers.result.STATUSES; bad input raises LiftnnError
 before any iteration.  The first-order methods take the options of
 liftnn.solvers.first_order.minimize_first_order.
 """

@@ -2,7 +2,8 @@
 
 Fields: x, fun, nit, nfev, njev, nhev, status, success, message, history, time_s; least-squares
 solvers also `cost` (= 0.5 ||r||^2); network training adds params, train_mse, test_mse, method,
-seed, init.  `history` is a list with one dict per iteration: at least "iter", "loss",
+seed, init, and with validation data val_loss, n_val, val_mse (with weight_decay="auto" also
+weight_decay and path).  docs/solvers.md lists them all.  `history` is a list with one dict per iteration: at least "iter", "loss",
 "grad_norm", "step", "nfev", "njev", "nhev", "time".
 """
 
