@@ -198,98 +198,118 @@ def strong_wolfe(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.nda
     """
     dphi0 = float(np.dot(g0, d))
     _check_direction(dphi0)
-    n_eval = 0
-    spread = 0.0  # largest |phi(a) - phi(0)| over the trials
+    return _WolfeSearch(fg, x, d, f0, g0, dphi0, mu, eta, max_evals).bracket(step0, expand)
 
-    def phi(a):
-        nonlocal n_eval, spread
-        n_eval += 1
-        xa = x + a * d
-        fa, ga = fg(xa)
+_APPROX_MSG = "approximate Wolfe conditions hold (phi at rounding level of phi(0))"
+
+
+class _WolfeSearch:
+    """One strong Wolfe search (see strong_wolfe): phi(a) = f(x + a d), its evaluation count,
+    the acceptance tests, and the two phases, bracket (N&W Alg. 3.5) and zoom (Alg. 3.6)."""
+
+    def __init__(self, fg, x, d, f0, g0, dphi0, mu, eta, max_evals):
+        self.fg, self.x, self.d, self.f0, self.g0 = fg, x, d, f0, g0
+        self.dphi0, self.mu, self.eta, self.max_evals = dphi0, mu, eta, max_evals
+        self.n_eval = 0
+        self.spread = 0.0  # largest |phi(a) - phi(0)| over the trials
+        self.f_noise = _ROUNDING * max(abs(f0), np.finfo(np.float64).tiny)
+
+    def phi(self, a):
+        """(x + a d, phi(a), grad, phi'(a)); NaN / +inf read as "too long" (phi = inf)."""
+        self.n_eval += 1
+        xa = self.x + a * self.d
+        fa, ga = self.fg(xa)
         fa = float(fa)
-        spread = max(spread, abs(fa - f0)) if not math.isnan(fa) else math.inf
+        self.spread = (max(self.spread, abs(fa - self.f0)) if not math.isnan(fa) else math.inf)
         ga = np.asarray(ga, dtype=np.float64)
-        da = float(np.dot(ga, d))
+        da = float(np.dot(ga, self.d))
         if not (math.isfinite(fa) and math.isfinite(da)):
             if fa == -math.inf:
                 return xa, fa, ga, da
-            fa, da = math.inf, math.nan  # NaN / +inf: treated as "too long"
+            fa, da = math.inf, math.nan
         return xa, fa, ga, da
 
-    def done(a, xa, fa, ga, msg="strong Wolfe conditions hold"):
-        return LineSearchResult(a, xa, fa, ga, n_eval, n_eval, True, False, msg)
+    # --- results ---------------------------------------------------------------------------
+    def done(self, a, xa, fa, ga, msg="strong Wolfe conditions hold"):
+        return LineSearchResult(a, xa, fa, ga, self.n_eval, self.n_eval, True, False, msg)
 
-    def unbounded(a, xa):
-        return LineSearchResult(a, xa, -math.inf, None, n_eval, n_eval, False, True,
+    def unbounded(self, a, xa):
+        return LineSearchResult(a, xa, -math.inf, None, self.n_eval, self.n_eval, False, True,
                                 f"f = -inf at step {a:g}: unbounded below along d")
 
-    def failed(a, xa, fa, ga, why):
-        return LineSearchResult(a, xa, fa, ga, n_eval, n_eval, False, False,
-                                f"strong Wolfe search (mu = {mu:g}, eta = {eta:g}) failed: {why}"
-                                + _rounding_note(f0, spread))
+    def failed(self, a, xa, fa, ga, why):
+        return LineSearchResult(a, xa, fa, ga, self.n_eval, self.n_eval, False, False,
+                                f"strong Wolfe search (mu = {self.mu:g}, eta = {self.eta:g}) "
+                                f"failed: {why}" + _rounding_note(self.f0, self.spread))
 
-    def armijo_ok(a, fa):
-        return fa <= f0 + mu * a * dphi0 and fa < f0
+    # --- tests -----------------------------------------------------------------------------
+    def armijo_ok(self, a, fa):
+        return fa <= self.f0 + self.mu * a * self.dphi0 and fa < self.f0
 
-    def curvature_ok(da):
-        return abs(da) <= -eta * dphi0
+    def curvature_ok(self, da):
+        return abs(da) <= -self.eta * self.dphi0
 
-    f_noise = _ROUNDING * max(abs(f0), np.finfo(np.float64).tiny)
+    def approx_wolfe_ok(self, fa, da):
+        """Hager-Zhang: phi(a) indistinguishable from phi(0), slopes show the step is good."""
+        return (abs(fa - self.f0) <= self.f_noise
+                and da <= (2.0 * self.mu - 1.0) * self.dphi0 and self.curvature_ok(da))
 
-    def approx_wolfe_ok(fa, da):
-        # Hager-Zhang: phi(a) indistinguishable from phi(0), slopes show the step is good
-        return abs(fa - f0) <= f_noise and da <= (2.0 * mu - 1.0) * dphi0 and curvature_ok(da)
-
-    approx_msg = "approximate Wolfe conditions hold (phi at rounding level of phi(0))"
-
-    def zoom(lo, hi):
-        # lo = (a, f, dphi) satisfies sufficient decrease with the lowest f so far; hi the other end
+    # --- the two phases --------------------------------------------------------------------
+    def zoom(self, lo, hi):
+        """lo = (a, f, dphi, x, g) satisfies sufficient decrease with the lowest f so far; hi =
+        (a, f, dphi) the other end of the bracket."""
         a_lo, f_lo, d_lo, x_lo, g_lo = lo
         a_hi, f_hi, d_hi = hi
-        while n_eval < max_evals:
+        while self.n_eval < self.max_evals:
             width = a_hi - a_lo
             if abs(width) <= 1e-16 * max(abs(a_lo), abs(a_hi)) or width == 0.0:
-                return failed(a_lo, x_lo, f_lo, g_lo, "the bracket shrank to rounding level")
+                return self.failed(a_lo, x_lo, f_lo, g_lo, "the bracket shrank to rounding level")
             a = math.nan
             if math.isfinite(f_hi) and math.isfinite(d_hi):
                 a = _cubic_min(a_lo, f_lo, d_lo, a_hi, f_hi, d_hi)
             lo_s, hi_s = sorted((a_lo + 0.1 * width, a_hi - 0.1 * width))
             if not (math.isfinite(a) and lo_s <= a <= hi_s):
                 a = 0.5 * (a_lo + a_hi)
-            xa, fa, ga, da = phi(a)
+            xa, fa, ga, da = self.phi(a)
             if fa == -math.inf:
-                return unbounded(a, xa)
-            if approx_wolfe_ok(fa, da):
-                return done(a, xa, fa, ga, approx_msg)
-            if not armijo_ok(a, fa) or fa >= f_lo:
+                return self.unbounded(a, xa)
+            if self.approx_wolfe_ok(fa, da):
+                return self.done(a, xa, fa, ga, _APPROX_MSG)
+            if not self.armijo_ok(a, fa) or fa >= f_lo:
                 a_hi, f_hi, d_hi = a, fa, da
             else:
-                if curvature_ok(da):
-                    return done(a, xa, fa, ga)
+                if self.curvature_ok(da):
+                    return self.done(a, xa, fa, ga)
                 if da * (a_hi - a_lo) >= 0.0:
                     a_hi, f_hi, d_hi = a_lo, f_lo, d_lo
                 a_lo, f_lo, d_lo, x_lo, g_lo = a, fa, da, xa, ga
-        return failed(a_lo, x_lo, f_lo, g_lo, f"no acceptable step in {max_evals} evaluations")
+        return self.failed(a_lo, x_lo, f_lo, g_lo,
+                           f"no acceptable step in {self.max_evals} evaluations")
 
-    a_prev, f_prev, d_prev, x_prev, g_prev = 0.0, float(f0), dphi0, x, np.asarray(g0)
-    a = float(step0)
-    first = True
-    while n_eval < max_evals:
-        xa, fa, ga, da = phi(a)
-        if fa == -math.inf:
-            return unbounded(a, xa)
-        if approx_wolfe_ok(fa, da):
-            return done(a, xa, fa, ga, approx_msg)
-        if not armijo_ok(a, fa) or (not first and fa >= f_prev):
-            return zoom((a_prev, f_prev, d_prev, x_prev, g_prev), (a, fa, da))
-        if curvature_ok(da):
-            return done(a, xa, fa, ga)
-        if da >= 0.0:
-            return zoom((a, fa, da, xa, ga), (a_prev, f_prev, d_prev))
-        a_prev, f_prev, d_prev, x_prev, g_prev = a, fa, da, xa, ga
-        a *= expand
-        first = False
-    if a_prev > 0.0:
-        return failed(a_prev, x_prev, f_prev, g_prev,
-                      f"the step kept growing (last {a_prev:.3g}) for {max_evals} evaluations")
-    return failed(0.0, x, f0, g0, f"no acceptable step in {max_evals} evaluations")
+    def bracket(self, step0: float, expand: float):
+        """Grow the trial step from step0 by `expand` until it brackets an acceptable step."""
+        a_prev, f_prev, d_prev = 0.0, float(self.f0), self.dphi0
+        x_prev, g_prev = self.x, np.asarray(self.g0)
+        a = float(step0)
+        first = True
+        while self.n_eval < self.max_evals:
+            xa, fa, ga, da = self.phi(a)
+            if fa == -math.inf:
+                return self.unbounded(a, xa)
+            if self.approx_wolfe_ok(fa, da):
+                return self.done(a, xa, fa, ga, _APPROX_MSG)
+            if not self.armijo_ok(a, fa) or (not first and fa >= f_prev):
+                return self.zoom((a_prev, f_prev, d_prev, x_prev, g_prev), (a, fa, da))
+            if self.curvature_ok(da):
+                return self.done(a, xa, fa, ga)
+            if da >= 0.0:
+                return self.zoom((a, fa, da, xa, ga), (a_prev, f_prev, d_prev))
+            a_prev, f_prev, d_prev, x_prev, g_prev = a, fa, da, xa, ga
+            a *= expand
+            first = False
+        if a_prev > 0.0:
+            return self.failed(a_prev, x_prev, f_prev, g_prev,
+                               f"the step kept growing (last {a_prev:.3g}) for {self.max_evals} "
+                               f"evaluations")
+        return self.failed(0.0, self.x, self.f0, self.g0,
+                           f"no acceptable step in {self.max_evals} evaluations")
