@@ -34,7 +34,8 @@ from liftnn.solvers import result as R
 from liftnn.solvers.driver import Iterate, Step
 from liftnn.solvers.linesearch import check_wolfe_parameters, strong_wolfe
 
-CG_DEFAULTS = {"variant": "pr+", "restart": None, "mu": 1e-4, "eta": 0.1, "max_ls": 50}
+CG_DEFAULTS = {"variant": "pr+", "restart": None, "mu": 1e-4, "eta": 0.1, "max_ls": 50,
+               "val_patience": 50}  # cheap iterations: a longer wait on the validation loss
 VARIANTS = ("pr+", "fr")
 
 

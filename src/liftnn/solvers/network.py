@@ -14,8 +14,8 @@ network's weights are flattened to theta (problem.flatten) and
 
 Defaults for networks: max_iter 1000 (cg, bfgs, lbfgs), 200 (newton, newton-cg), 500 (gn, lm);
 gtol = 1e-8 on ||grad C||_inf; the other options as in liftnn.solvers.api.  With validation data
-(problem.X_val) the validation loss is recorded as history "val_loss", `val_patience` (10)
-iterations without a new best end the run, and the iterate with the lowest validation loss is
+(problem.X_val) the validation loss is recorded as history "val_loss", `val_patience` (50 for
+cg / bfgs / lbfgs, 10 for the others) iterations without a new best end the run, and the iterate with the lowest validation loss is
 returned (Result val_loss); docs/solvers.md, "Model selection".
 """
 

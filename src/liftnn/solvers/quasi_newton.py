@@ -39,8 +39,9 @@ from liftnn.solvers import result as R
 from liftnn.solvers.driver import Iterate, Step
 from liftnn.solvers.linesearch import check_wolfe_parameters, strong_wolfe
 
-BFGS_DEFAULTS = {"mu": 1e-4, "eta": 0.9, "max_ls": 50}
-LBFGS_DEFAULTS = {"memory": 10, "mu": 1e-4, "eta": 0.9, "max_ls": 50}
+# val_patience 50: cheap iterations, a longer wait on the validation loss (driver default: 10)
+BFGS_DEFAULTS = {"mu": 1e-4, "eta": 0.9, "max_ls": 50, "val_patience": 50}
+LBFGS_DEFAULTS = {"memory": 10, "mu": 1e-4, "eta": 0.9, "max_ls": 50, "val_patience": 50}
 
 
 def validate(method: str, o: dict) -> dict:
