@@ -86,7 +86,7 @@ def test_explicit_validation_arrays(data):
     assert r.val_loss == np.min(r.history_array("val_loss"))
 
 
-@pytest.mark.parametrize("method", ["lm", "adam"])
+@pytest.mark.parametrize("method", ["lm", pytest.param("adam", marks=pytest.mark.slow)])
 def test_weight_decay_auto_picks_the_path_entry_with_the_lowest_validation_loss(data, method):
     opts = {"max_iter": 40} if method == "lm" else {"max_iter": 200, "lr": 0.02}
     model = ln.MLP("1-8-1")
