@@ -52,6 +52,11 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
         **options: passed to the method (max_iter, gtol, time_budget, patience, callback, ...).
     """
     mod = _module(method)
+    # --- h4-sklearn (issue 13), minimal dispatch: gn / lm on cross-entropy run the generalised
+    # Gauss-Newton of liftnn.solvers.ggn (the coordinator moves this into the method table) ---
+    if loss == "cross_entropy" and method in ("gn", "lm"):
+        mod = importlib.import_module("liftnn.solvers.ggn")
+    # --- end h4-sklearn ---
     if any(r > 0.0 for r in getattr(model, "dropout", ())) and METHODS[method] != FIRST_ORDER:
         raise LiftnnError(f"dropout is a stochastic training rule for the first-order methods "
                           f"(gd, momentum, nesterov, adam, rmsprop, adadelta, rprop); {method!r} "
@@ -95,6 +100,25 @@ def _finish(res: Result, problem, dataset, model, method, seed) -> Result:
     res["train_mse"] = problem.mse(params)
     res["test_mse"] = (problem.mse(params, dataset.x_test, dataset.y_test)
                        if len(dataset.x_test) else float("nan"))
+    # --- h4-sklearn (issue 13): classification accuracy for the cross-entropy loss ---
+    if problem.loss == "cross_entropy":
+        res["train_accuracy"] = _accuracy(model, params, problem.X, problem.Y)
+        res["test_accuracy"] = (_accuracy(model, params, dataset.x_test, dataset.y_test)
+                                if len(dataset.x_test) else float("nan"))
+    # --- end h4-sklearn ---
     if not np.isfinite(res["train_mse"]):
         raise RuntimeError(f"{method} returned non-finite parameters; it must return its last good iterate")
     return res
+
+
+# --- h4-sklearn (issue 13) ---
+def _accuracy(model, params, X, Y) -> float:
+    """Fraction of samples whose largest logit is the target class (Y one-hot (m, k) or class
+    indices (m, 1))."""
+    import numpy as np
+
+    pred = np.argmax(np.asarray(model.apply(params, X)), axis=1)
+    Y = np.asarray(Y)
+    label = np.argmax(Y, axis=1) if Y.ndim == 2 and Y.shape[1] > 1 else Y.reshape(-1).astype(int)
+    return float(np.mean(pred == label))
+# --- end h4-sklearn ---
