@@ -23,12 +23,15 @@ stacked factor (mO + n, n)
     A = [ sqrt(s_i / m) * sqrt(p_i) * (J_i - 1 (p_i^T J_i))  for each sample i ;
           sqrt(weight_decay) I ],
 
-the same shape of problem as the least-squares Jacobian (one O-row block per sample), so one thin
-SVD A = U S V^T per iteration serves every damped system: G = V S^2 V^T.  The gradient g = grad C
-comes from JAX (exact, also for soft labels).
+the same shape of problem as the least-squares Jacobian (one O-row block per sample).  The
+jitted evaluation forms G = A^T A (n, n) and one symmetric eigendecomposition G = V diag(lam) V^T
+per iteration serves every damped system (cheaper than the SVD of the tall A; G's eigenvalues are
+A's squared singular values).  The gradient g = grad C comes from JAX (exact, also for soft
+labels).
 
-"gn": d = -G^+ g (minimum-norm, singular values of A below rcond * s_max dropped as in
-numpy.linalg.lstsq), a descent direction whenever g is not at rounding level; then Armijo
+"gn": d = -G^+ g (minimum-norm: eigenvalues below max(rcond^2, n eps) * lam_max dropped, i.e.
+singular values of A below rcond * s_max as in numpy.linalg.lstsq, but never below the
+eigensolver's own accuracy), a descent direction whenever g is not at rounding level; then Armijo
 backtracking from a = 1 (or strong Wolfe) on C, with least_squares.gn's `stall_iters` rule.
 
 "lm": d(mu) = -(G + mu * mu_scale * I)^{-1} g with MATLAB trainlm's mu rules, as
@@ -38,7 +41,7 @@ mu_scale defaults to 1/m so that `mu` damps the summed loss sum_i l_i the way tr
 the summed squared errors (liftnn.solvers.network scales mse the same way).
 
 Options, defaults, counting (nfev = objective evaluations, njev = gradient-and-factor
-evaluations) and the Result fields (x, fun = C(x) = cost, grad, optimality = ||grad||_inf,
+evaluations of C, grad C and G) and the Result fields (x, fun = C(x) = cost, grad, optimality = ||grad||_inf,
 jac = grad, nit, nfev, njev, nhev = 0, status, success, message, history, min_rank (gn) or mu
 (lm), params, params_last) follow liftnn.solvers.network's gn and lm; gn / lm on a least-squares
 loss stay in liftnn.solvers.network.
@@ -111,18 +114,22 @@ def ggn_matrix(problem, theta) -> np.ndarray:
 def _compiled(problem):
     factor = ggn_factor_fn(problem)
     fg = jax.value_and_grad(problem.fun)
-    return (jax.jit(problem.fun), jax.jit(fg),
-            jax.jit(lambda th: (*fg(th), factor(th))))
+
+    def fgG(theta):
+        A = factor(theta)
+        return (*fg(theta), A.T @ A)
+
+    return jax.jit(problem.fun), jax.jit(fgG)
 
 
 class GGNEvaluator:
-    """Counts and evaluates C, grad C and the GGN factor A (stored as Iterate.J; Iterate.r is
-    None).  kind "minimize": the driver reports fun = C(x) and jac = grad C(x)."""
+    """Counts and evaluates C, grad C and the GGN matrix G (n, n), which Iterate.J holds
+    (Iterate.r is None).  kind "minimize": the driver reports fun = C(x) and jac = grad C(x)."""
 
     kind = "minimize"
 
     def __init__(self, problem):
-        self._f, self._fg, self._fga = _compiled(problem)
+        self._f, self._fgG = _compiled(problem)
         self.nfev = self.njev = self.nhev = 0
 
     def f(self, x) -> float:
@@ -133,8 +140,8 @@ class GGNEvaluator:
     def iterate(self, x) -> Iterate:
         self.nfev += 1
         self.njev += 1
-        f, g, A = self._fga(x)
-        return Iterate(x, float(f), np.asarray(g, np.float64), None, np.asarray(A, np.float64))
+        f, g, G = self._fgG(x)
+        return Iterate(x, float(f), np.asarray(g, np.float64), None, np.asarray(G, np.float64))
 
     def fg(self, x) -> tuple[float, np.ndarray]:
         """(C, grad C) for the strong Wolfe search; the full iterate is kept for `accepted`."""
@@ -150,32 +157,33 @@ class GGNEvaluator:
     def first(self, x0) -> Iterate:
         it = self.iterate(x0)
         if not finite_iterate(it):
-            raise LiftnnError("the cross-entropy loss, its gradient or its Gauss-Newton factor "
+            raise LiftnnError("the cross-entropy loss, its gradient or its Gauss-Newton matrix "
                               "is not finite at the initial weights")
         return it
 
 
-def _svd(A: np.ndarray, rcond: float | None):
-    """Thin SVD of A; singular values below rcond * s_max (default max(shape) * eps) dropped."""
-    _, s, Vt = np.linalg.svd(A, full_matrices=False)
-    cut = (max(A.shape) * np.finfo(np.float64).eps if rcond is None else rcond) * (
-        s[0] if s.size else 0.0)
-    keep = s > cut
-    return np.where(keep, s, 0.0), Vt, int(keep.sum())
+def _eigh(G: np.ndarray, rcond: float | None = None):
+    """Eigendecomposition G = V diag(lam) V^T (G: (n, n) symmetric PSD); returns (lam, V, rank)
+    with eigenvalues below max(rcond^2, n eps) * lam_max (and negative rounding) set to 0."""
+    lam, V = np.linalg.eigh(0.5 * (G + G.T))
+    top = float(lam[-1]) if lam.size else 0.0
+    cut = max(0.0 if rcond is None else rcond * rcond, G.shape[0] * np.finfo(np.float64).eps) * top
+    keep = lam > cut
+    return np.where(keep, lam, 0.0), V, int(keep.sum())
 
 
-def ggn_direction(A: np.ndarray, g: np.ndarray, rcond: float | None = None):
-    """Minimum-norm d = -G^+ g with G = A^T A, from the SVD of A; returns (d, rank)."""
-    s, Vt, rank = _svd(A, rcond)
-    w = np.divide(1.0, s * s, out=np.zeros_like(s), where=s > 0)
-    return -(Vt.T @ (w * (Vt @ g))), rank
+def ggn_direction(G: np.ndarray, g: np.ndarray, rcond: float | None = None):
+    """Minimum-norm d = -G^+ g (G: (n, n) the GGN matrix, g: (n,)); returns (d, rank)."""
+    lam, V, rank = _eigh(G, rcond)
+    w = np.divide(1.0, lam, out=np.zeros_like(lam), where=lam > 0)
+    return -(V @ (w * (V.T @ g))), rank
 
 
 def make_gn(ev, o: dict):
     """(init, step, summary) of generalised Gauss-Newton with a line search."""
 
     class GNState(NamedTuple):
-        min_rank: int  # smallest rank of A seen, 0 before the first iteration
+        min_rank: int  # smallest rank of G seen, 0 before the first iteration
         idle: int  # iterations in a row whose decrease of C was negligible
 
     def step(state: GNState, it: Iterate):
@@ -211,12 +219,11 @@ def make_lm(ev, o: dict):
     scale = o["mu_scale"]
 
     def step(state: LMState, it: Iterate):
-        s, Vt, _ = _svd(it.J, o["rcond"])
-        Vg = Vt @ it.g
-        g_out = it.g - Vt.T @ Vg  # the part of g outside the span of V (zero up to rounding)
+        lam, V, _ = _eigh(it.J, o["rcond"])
+        Vg = V.T @ it.g
         mu, trials = state.mu, 0
         while True:
-            d = -(Vt.T @ (Vg / (s * s + mu * scale)) + g_out / (mu * scale))
+            d = -(V @ (Vg / (lam + mu * scale)))
             x_new = it.x + d
             c_new = ev.f(x_new)
             trials += 1
