@@ -18,16 +18,16 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
-from sklearn.model_selection import GridSearchCV, KFold, cross_val_score  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-from sklearn.utils.estimator_checks import (  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import (
     estimator_checks_generator,
     parametrize_with_checks,
 )
 
-from liftnn.sklearn import LiftnnClassifier, LiftnnRegressor  # noqa: E402
+from liftnn.sklearn import LiftnnClassifier, LiftnnRegressor
 
 #: checks that must fail, with the reason (none: both estimators pass every check that runs;
 #: pandas- and array-API checks skip themselves when those are not installed)
@@ -134,7 +134,7 @@ def test_method_options_and_max_iter_reach_liftnn():
 
 
 def test_regressor_alm_in_cross_val_score():
-    X, y = _regression()
+    X, y = _regression(m=120)
     scores = cross_val_score(
         LiftnnRegressor(hidden_layer_sizes=(8,), method="alm", random_state=0), X, y,
         cv=KFold(3, shuffle=True, random_state=0))

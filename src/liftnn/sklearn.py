@@ -24,11 +24,16 @@ import numbers
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError as exc:  # pragma: no cover - scikit-learn is an optional dependency
+    raise ImportError(f"liftnn.sklearn needs scikit-learn >= 1.6 (pip install scikit-learn): "
+                      f"{exc}") from exc
 
 from liftnn.datasets.base import Dataset
 from liftnn.models import MLP
@@ -89,7 +94,7 @@ class _LiftnnEstimator(BaseEstimator):
     def _options(self) -> dict:
         mo = {} if self.method_options is None else self.method_options
         if not isinstance(mo, dict):
-            raise ValueError(f"method_options must be a dict or None; got {mo!r}")
+            raise TypeError(f"method_options must be a dict or None; got {mo!r}")
         options = dict(mo)
         if self.max_iter is not None:
             options["max_iter"] = self.max_iter
