@@ -12,7 +12,7 @@ perspectives on the natural gradient method") keeps the Hessian of the loss in t
 in place of that identity and drops the network's second derivatives:
 
     G(theta) = 1/m sum_i J_i^T H_i J_i + weight_decay I,   J_i = dz_i/dtheta (O, n),
-    H_i = d^2 l / dz^2 = s_i (diag(p_i) - p_i p_i^T),       s_i = sum_k y_ik (1 for labels).
+    H_i = d^2 l / dz^2 = s_i (diag(p_i) - p_i p_i^T),       s_i = sum_k y_ik (1 for one-hot rows).
 
 H_i is positive semi-definite (its null space is the all-ones vector: a shift of every logit
 leaves p unchanged), so G is too, and gn / lm directions are descent directions.  The per-sample
@@ -21,7 +21,7 @@ O x O blocks factor as H_i = L_i L_i^T with L_i = (I - p_i 1^T) diag(sqrt(p_i)),
 stacked factor (mO + n, n)
 
     A = [ sqrt(s_i / m) * sqrt(p_i) * (J_i - 1 (p_i^T J_i))  for each sample i ;
-          sqrt(weight_decay) I ],
+          sqrt(weight_decay) I ]          (the last block only when weight_decay > 0),
 
 the same shape of problem as the least-squares Jacobian (one O-row block per sample).  The
 jitted evaluation forms G = A^T A (n, n) and one symmetric eigendecomposition G = V diag(lam) V^T
@@ -40,11 +40,13 @@ mu <- mu * mu_dec, else mu <- mu * mu_inc and retry; status "stalled" once mu > 
 mu_scale defaults to 1/m so that `mu` damps the summed loss sum_i l_i the way trainlm's mu damps
 the summed squared errors (liftnn.solvers.network scales mse the same way).
 
-Options, defaults, counting (nfev = objective evaluations, njev = gradient-and-factor
-evaluations of C, grad C and G) and the Result fields (x, fun = C(x) = cost, grad, optimality = ||grad||_inf,
-jac = grad, nit, nfev, njev, nhev = 0, status, success, message, history, min_rank (gn) or mu
-(lm), params, params_last) follow liftnn.solvers.network's gn and lm; gn / lm on a least-squares
-loss stay in liftnn.solvers.network.
+Counting: nfev = evaluations of C (trials, and the one that comes with every gradient), njev =
+evaluations of grad C together with G (one per accepted iterate), nhev = 0.  Options, defaults
+and the Result fields (x, fun = cost = C(x), grad = jac = grad C(x), optimality =
+||grad||_inf, nit, nfev, njev, nhev, status, success, message, history, min_rank (gn) or mu
+(lm), params, params_last) follow liftnn.solvers.network's gn and lm (there fun is the
+residual vector; here there is none); gn / lm on a least-squares loss stay in
+liftnn.solvers.network.
 """
 
 from __future__ import annotations
