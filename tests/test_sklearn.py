@@ -29,6 +29,8 @@ from sklearn.utils.estimator_checks import (
 
 from liftnn.sklearn import LiftnnClassifier, LiftnnRegressor
 
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 #: checks that must fail, with the reason (none: both estimators pass every check that runs;
 #: pandas- and array-API checks skip themselves when those are not installed)
 EXPECTED_FAILED: dict[str, str] = {}
