@@ -232,7 +232,22 @@ def _finish(res: Result, problem, dataset, model, method, seed) -> Result:
     if problem.X_val is not None:
         res["n_val"] = int(problem.X_val.shape[0])
         res["val_mse"] = problem.mse(params, problem.X_val, problem.Y_val)
+    if problem.loss == "cross_entropy":
+        res["train_accuracy"] = _accuracy(model, params, problem.X, problem.Y)
+        res["test_accuracy"] = (_accuracy(model, params, dataset.x_test, dataset.y_test)
+                                if len(dataset.x_test) else float("nan"))
+        if problem.X_val is not None:
+            res["val_accuracy"] = _accuracy(model, params, problem.X_val, problem.Y_val)
     if not np.isfinite(res["train_mse"]):
         raise RuntimeError(f"{method} returned non-finite parameters; it must return its last good "
                            f"iterate")
     return res
+
+
+def _accuracy(model, params, X, Y) -> float:
+    """Fraction of samples whose largest logit is the target class (Y one-hot (m, k) or class
+    indices (m, 1))."""
+    pred = np.argmax(np.asarray(model.apply(params, X)), axis=1)
+    Y = np.asarray(Y)
+    label = np.argmax(Y, axis=1) if Y.ndim == 2 and Y.shape[1] > 1 else Y.reshape(-1).astype(int)
+    return float(np.mean(pred == label))

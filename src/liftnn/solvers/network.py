@@ -63,6 +63,10 @@ def fit(problem, params0, *, method: str, **options) -> Result:
 
         def monitor(theta):
             return float(val(theta))
+    if method in _LEAST_SQUARES and problem.loss == "cross_entropy":
+        from liftnn.solvers import ggn  # generalised Gauss-Newton: the loss Hessian in J^T H J
+
+        return ggn.fit(problem, params0, method=method, **options)
     if method in _LEAST_SQUARES:
         if not is_least_squares(problem.loss):
             raise LiftnnError(f"{method!r} needs a least-squares loss ('mse' or 'sse'); the "

@@ -1,0 +1,206 @@
+"""scikit-learn estimators: `LiftnnRegressor` and `LiftnnClassifier` (docs/sklearn.md).
+
+Both wrap `liftnn.train(model, dataset, method=..., seed=..., **options)` on an `liftnn.MLP`
+(d_in - hidden_layer_sizes - d_out) and follow scikit-learn's conventions: hyper-parameters only
+in `__init__`, `fit(X, y)` returns self, learned state in attributes ending in "_", `predict`,
+`score` (R^2 / accuracy from the mixins), `predict_proba` for the classifier; they pass
+`sklearn.utils.estimator_checks.check_estimator` and work in Pipeline, GridSearchCV and
+cross_val_score.  Input scaling is left to the Pipeline (e.g. StandardScaler): the network sees X
+as given.
+
+- LiftnnRegressor minimises the mean squared error (loss "mse"); every liftnn method works,
+  including the lifted trainer "alm".  y: (m,) or (m, k) (multi-output).
+- LiftnnClassifier minimises the softmax cross-entropy (loss "cross_entropy") of one logit per
+  class (two for a binary problem); predict_proba = softmax of the logits, in the order of
+  `classes_`.  gn / lm use the generalised Gauss-Newton of liftnn.solvers.ggn; "alm" (least
+  squares only) is refused by liftnn.train.
+
+This module imports scikit-learn; the rest of liftnn does not (`import liftnn` never loads it).
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError as exc:  # pragma: no cover - scikit-learn is an optional dependency
+    raise ImportError(f"liftnn.sklearn needs scikit-learn >= 1.6 (pip install scikit-learn): "
+                      f"{exc}") from exc
+
+from liftnn.datasets.base import Dataset
+from liftnn.models import MLP
+from liftnn.train import train
+
+__all__ = ["LiftnnClassifier", "LiftnnRegressor"]
+
+
+class _LiftnnEstimator(BaseEstimator):
+    """What both estimators share: hyper-parameters, building the network, training, predicting.
+
+    Parameters:
+        hidden_layer_sizes: widths of the hidden layers, e.g. (16, 16); () for none.
+        activation: hidden activation name ("tanh", "relu", ... as liftnn.MLP).
+        method: a liftnn.train method name ("lbfgs", "lm", "alm", "adam", ...).
+        init: the weight initialiser (liftnn.models.initializers), e.g. "glorot_uniform".
+        weight_decay: the objective's weight_decay / 2 ||theta||^2 (passed to liftnn.train
+            when not 0).
+        validation: passed to liftnn.train as `validation=` when not None.
+        max_iter: the method's iteration limit (liftnn.train's max_iter); None: its default.
+        random_state: int, RandomState or None; the integer seed of the initial weights is drawn
+            from it (an int is used as the seed itself).
+        method_options: a dict of further liftnn.train options for the method (gtol,
+            time_budget, mu, ...).
+
+    Fitted attributes: model_ (the liftnn.MLP), params_ (its weights, a list of (W, b) NumPy
+    arrays), result_ (liftnn's Result), n_iter_ (result_.nit), loss_ (the final objective),
+    status_ (result_.status), n_features_in_ (and feature_names_in_ for DataFrames).
+    """
+
+    _loss = "mse"
+
+    def __init__(self, hidden_layer_sizes=(16,), activation="tanh", method="lbfgs",
+                 init="glorot_uniform", weight_decay=0.0, validation=None, max_iter=None,
+                 random_state=None, method_options=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.method = method
+        self.init = init
+        self.weight_decay = weight_decay
+        self.validation = validation
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.method_options = method_options
+
+    def _seed(self) -> int:
+        if isinstance(self.random_state, numbers.Integral):
+            return int(self.random_state)
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def _hidden(self) -> tuple[int, ...]:
+        h = self.hidden_layer_sizes
+        sizes = (h,) if isinstance(h, numbers.Integral) else tuple(h)
+        if any(not isinstance(s, numbers.Integral) or s <= 0 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be positive integers; got {h!r}")
+        return tuple(int(s) for s in sizes)
+
+    def _options(self) -> dict:
+        mo = {} if self.method_options is None else self.method_options
+        if not isinstance(mo, dict):
+            raise TypeError(f"method_options must be a dict or None; got {mo!r}")
+        options = dict(mo)
+        if self.max_iter is not None:
+            options["max_iter"] = self.max_iter
+        # weight_decay / validation go to liftnn.train as given (front-door options)
+        if self.weight_decay:
+            options["weight_decay"] = self.weight_decay
+        if self.validation is not None:
+            options["validation"] = self.validation
+        return options
+
+    def _fit_network(self, X: np.ndarray, Y: np.ndarray):
+        """Build the MLP (n_features - hidden - Y.shape[1]), train it, store the fitted state."""
+        model = MLP((X.shape[1], *self._hidden(), Y.shape[1]), activation=self.activation,
+                    init=self.init)
+        data = Dataset(X, Y, X[:0], Y[:0], meta={"name": "sklearn"})
+        res = train(model, data, method=self.method, seed=self._seed(), loss=self._loss,
+                    **self._options())
+        self.model_ = model
+        self.params_ = [(np.asarray(W), None if b is None else np.asarray(b))
+                        for W, b in res["params"]]
+        self.result_ = res
+        self.n_iter_ = int(res.get("nit", 0))
+        self.loss_ = float(np.asarray(res["fun"])) if np.ndim(res.get("fun")) == 0 else float(
+            "nan")
+        self.status_ = res.get("status")
+        if not res.get("success", False):
+            warnings.warn(f"liftnn {self.method!r} ended with status {self.status_!r}: "
+                          f"{res.get('message', '')}", ConvergenceWarning, stacklevel=3)
+        return self
+
+    def _logits(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return np.asarray(self.model_.apply(self.params_, X))
+
+
+class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
+    """A liftnn MLP regressor (mean squared error); parameters as _LiftnnEstimator.
+
+    fit(X: (m, d), y: (m,) or (m, k)) -> self; predict(X) -> (m,) or (m, k); score = R^2.
+    """
+
+    _loss = "mse"
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, multi_output=True)
+        y = np.asarray(y, dtype=np.float64)
+        self._y_1d = y.ndim == 1
+        return self._fit_network(X, y.reshape(len(y), -1))
+
+    def predict(self, X) -> np.ndarray:
+        out = self._logits(X)
+        return out[:, 0] if self._y_1d else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+def _check_labels(y: np.ndarray) -> None:
+    """Raise ValueError unless the labels are integers or strings (numbers are then checked by
+    sklearn's check_classification_targets: integral floats pass, continuous values raise its
+    "Unknown label type" error, which check_estimator expects)."""
+    if y.dtype.kind in "iubfUS":
+        return
+    if y.dtype.kind == "O":
+        kinds = {bool if isinstance(v, (bool, np.bool_)) else
+                 int if isinstance(v, numbers.Integral) else
+                 str if isinstance(v, str) else type(v) for v in y}
+        if len(kinds) == 1 and kinds <= {bool, int, str}:
+            return
+        names = ", ".join(sorted(k.__name__ for k in kinds))
+        raise ValueError(f"LiftnnClassifier needs class labels that are all integers or all "
+                         f"strings; y holds {names}")
+    raise ValueError(f"LiftnnClassifier needs class labels that are integers or strings; y has "
+                     f"dtype {y.dtype}")
+
+
+class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
+    """A liftnn MLP classifier (softmax cross-entropy); parameters as _LiftnnEstimator.
+
+    fit(X: (m, d), y: (m,) labels, integers or strings, at least two classes) -> self;
+    predict(X) -> (m,) labels from classes_; predict_proba(X) -> (m, n_classes);
+    score = accuracy.
+    """
+
+    _loss = "cross_entropy"
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        _check_labels(np.asarray(y))
+        check_classification_targets(y)
+        self.classes_, idx = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"LiftnnClassifier needs at least two classes; y has one class "
+                             f"({self.classes_[0]!r})")
+        Y = np.eye(len(self.classes_))[idx]  # one-hot (m, n_classes)
+        return self._fit_network(X, Y)
+
+    def predict_proba(self, X) -> np.ndarray:
+        z = self._logits(X)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self._logits(X), axis=1)]
