@@ -43,7 +43,7 @@ def print_table(out: Path, title: str, full: bool = False) -> None:
     """Per cell and method: converged k/N, median time, median train MSE (rich, to stdout)."""
     rows = bench_report.load_rows(out)
     meta = bench_report.load_meta(out)
-    cells, _, methods, ref = stats.aggregate(rows, meta)
+    per_cell, _, methods, ref = stats.aggregate(rows, meta)
     table = Table(title=title)
     word = stats.success_word(meta)
     for col in ("cell", "method", word, "median time (s)", "median train MSE"):
@@ -53,7 +53,7 @@ def print_table(out: Path, title: str, full: bool = False) -> None:
     if full:
         table.add_column("best train MSE", justify="right")
     prev = None
-    for s in cells:
+    for s in per_cell:
         conv = f"{s['converged']}/{s['runs']}" + (f" ({s['errors']} err)" if s["errors"] else "")
         cells = [s["cell"] if s["cell"] != prev else "", s["method"], conv,
                  stats.fmt_num(s["median_time"]), stats.fmt_num(s["median_mse"])]
@@ -65,7 +65,7 @@ def print_table(out: Path, title: str, full: bool = False) -> None:
         table.add_row(*cells, end_section=False)
         prev = s["cell"]
     Console().print(table)
-    totals = stats.method_totals(cells, methods, None)
+    totals = stats.method_totals(per_cell, methods, None)
     for t in totals:
         Console().print(f"  {t['method']}: {word} {t['converged']}, median time {t['time']} s")
 
