@@ -11,7 +11,8 @@ import re
 
 import numpy as np
 
-from liftnn.bench.stats import finite, fmt_num, to_float
+from liftnn.bench.stats import finite, fmt_num
+from liftnn.bench.store import to_float
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf"]

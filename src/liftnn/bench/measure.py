@@ -14,8 +14,7 @@ import time
 
 import numpy as np
 
-from liftnn.bench.stats import to_float
-from liftnn.bench.store import jsonable
+from liftnn.bench.store import jsonable, to_float
 from liftnn.errors import LiftnnError
 
 HISTORY_KEYS = ("iter", "loss", "train_mse", "grad_norm", "time", "h_inf", "beta")

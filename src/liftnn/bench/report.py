@@ -33,10 +33,9 @@ from liftnn.bench.stats import (
     method_totals,
     scaling_series,
     success_word,
-    to_float,
     work_stats,
 )
-from liftnn.bench.store import read_rows
+from liftnn.bench.store import read_rows, to_float
 from liftnn.errors import LiftnnError
 
 FLOAT_COLS = ("train_mse", "test_mse", "time_s", "iterations", "loss", "batch_time_s",

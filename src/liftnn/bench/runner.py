@@ -37,8 +37,7 @@ from pathlib import Path
 from liftnn.bench import executors
 from liftnn.bench.measure import cell_record, maxrss_mb, measure_run, one_line
 from liftnn.bench.methods import base_method, is_peer
-from liftnn.bench.stats import to_float
-from liftnn.bench.store import ERROR, ResultStore, jsonable, prepare_dir
+from liftnn.bench.store import ERROR, ResultStore, jsonable, prepare_dir, to_float
 from liftnn.bench.suite import Cell, Suite
 from liftnn.errors import LiftnnError
 

@@ -12,13 +12,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-
-def to_float(v) -> float:
-    """float(v), NaN where v is empty or not a number (CSV cells are strings)."""
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
+from liftnn.bench.store import to_float
 
 
 # --- statistics --------------------------------------------------------------------------------

@@ -34,6 +34,14 @@ EXTRA_COLUMNS = {
 }
 
 
+def to_float(v) -> float:
+    """float(v), NaN where v is empty or not a number (CSV cells are strings)."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def columns_for(suite: Suite) -> list[str]:
     """results.csv columns of a suite: the base ones, common ones, then its extras."""
     cols = BASE_COLUMNS + COMMON_COLUMNS
