@@ -307,6 +307,19 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
                   description=s.get("description", ""), notes=s.get("notes", ""), quick=quick)
     if suite.kind == "lectures":
         return suite
+    _apply_settings(suite, s, doc, seeds, src)
+    doc = _real_data(suite, doc, data_dir)
+    suite.cells = _select_cells(doc, src, suite.data_seed, cell_filter, max_cells, check_data)
+    _choose_methods(suite, doc, methods, path, check_availability)
+    ref = s.get("reference")
+    if ref is not None and base_method(ref) not in known_methods():
+        raise LiftnnError(f"{src}: suite.reference {ref!r} is not a method name")
+    suite.reference = ref if ref in suite.methods else None
+    return suite
+
+
+def _apply_settings(suite: Suite, s: dict, doc: dict, seeds: int | None, src: str) -> None:
+    """The [suite] settings and [extras] onto `suite` (seeds: --seeds K overrides the file's)."""
     if seeds is not None:
         if int(seeds) < 1:
             raise LiftnnError(f"--seeds must be >= 1; got {seeds}")
@@ -327,7 +340,11 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
         ex["freerun"] = {"steps": 100}
     suite.extras = {k: v for k, v in ex.items() if v}
 
-    # data: real data directory (e.g. Santa Fe) or the fallback with a notice
+
+def _real_data(suite: Suite, doc: dict, data_dir) -> dict:
+    """The document with [problem] pointed at the real data set when a data directory is given
+    (`--data DIR` or the suite's environment variable); else the synthetic stand-in, with a
+    notice saying so."""
     problem = doc["problem"]
     if "real_dataset" in problem:
         env = problem.get("data_dir_env")
@@ -348,7 +365,11 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
         doc = {**doc, "problem": problem}
     elif data_dir is not None:
         raise LiftnnError(f"suite {suite.name!r} takes no data directory (--data)")
+    return doc
 
+
+def _select_cells(doc: dict, src: str, data_seed: int, cell_filter, max_cells, check_data) -> list:
+    """The expanded cells, filtered and cut to max_cells, their data sets checked."""
     cells = _expand_cells(doc, src)
     if cell_filter is not None:
         cells = [c for c in cells if cell_filter(c)]
@@ -364,10 +385,14 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
             raise LiftnnError(f"{src}: cell {c.label!r}: unknown data set {c.dataset!r}; choose one "
                               f"of: {', '.join(valid)}")
     if check_data:
-        _check_cells(cells, suite.data_seed, src)
-    suite.cells = cells
+        _check_cells(cells, data_seed, src)
+    return cells
 
-    # methods: names checked before any run, unavailable ones skipped with the reason
+
+def _choose_methods(suite: Suite, doc: dict, methods, path: Path, check_availability: bool) -> None:
+    """suite.methods: the chosen names (checked before any run) with their options from the
+    file; unavailable ones moved to suite.skipped with the reason."""
+    src = str(path)
     file_methods = dict(doc["methods"])
     chosen = methods if methods is not None else list(file_methods)
     if not chosen:
@@ -392,8 +417,3 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
         if not suite.methods:
             raise LiftnnError("none of the methods can run here: " + "; ".join(
                 f"{m}: {why}" for m, why in suite.skipped.items()))
-    ref = s.get("reference")
-    if ref is not None and base_method(ref) not in known_methods():
-        raise LiftnnError(f"{src}: suite.reference {ref!r} is not a method name")
-    suite.reference = ref if ref in suite.methods else None
-    return suite
