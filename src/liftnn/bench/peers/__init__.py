@@ -25,7 +25,7 @@ Everything runs in float64.
 
 Protocols
 ---------
-**torch-adam / torch-sgd** (the thesis's Keras protocol, DESIGN.md §2). An equivalent
+**torch-adam / torch-sgd** (the thesis's Keras protocol, docs/benchmarks.md). An equivalent
 ``torch.nn.Sequential`` (Linear layers, float64, the same activations; softplus is computed as
 ``logaddexp(a, 0)`` because torch.nn.Softplus switches to the identity above a=20 and would differ
 from liftnn by ~2e-9) receives ``params0`` exactly. One epoch is one pass over the data: a single
@@ -73,7 +73,7 @@ stop the run at its last accepted iterate; ``max_nfev`` is scipy's own limit (de
 nit = njev, scipy's count of Jacobian evaluations.
 
 **ipopt-ms** (the role of the thesis's YALMIP + fmincon on the multiple-shooting problem, seed 000
-ch. 1.5 / DESIGN.md §1): CasADi builds the lifted NLP with variables W_j, b_j and the states
+ch. 1.5; docs/benchmarks.md): CasADi builds the lifted NLP with variables W_j, b_j and the states
 Z_j (d_j x m, one column per training sample) of every hidden layer,
 
     min  loss(sigma_out(W_out Z_L + b_out), Y) + weight_decay/2 ||theta||^2
