@@ -1,4 +1,4 @@
-"""Running a resolved suite: work units, local processes or Ray, and a crash-safe results store.
+"""Running a resolved suite: plan the work units, execute them, append their rows to the store.
 
 Work unit = (cell, method, group of seeds).  liftnn methods train a cell's seeds in one
 `ln.train(..., seeds=[...])` call (vectorised with jax.vmap where the method has `fit_many`: alm
@@ -11,10 +11,11 @@ before, so a batch never profits from code compiled for an earlier one, and a JA
 Every run of a cell starts from `model.init(seed)` on the same data (data_seed).
 
 Units run in this process (`jobs=1`), in a pool of spawned processes (`jobs>1`; JAX is unsafe after
-fork) or as Ray tasks (`backend="ray"`).  Only the parent writes: each finished run is appended to
-DIR/results.csv at once (flush + fsync), its history to DIR/histories.jsonl, so an interrupted
+fork) or as Ray tasks (`backend="ray"`): liftnn.bench.executors.  Only the parent writes: each
+finished run is appended to DIR/results.csv at once by liftnn.bench.store, so an interrupted
 bench rerun with the same arguments skips finished (cell, method, seed) keys.  A method that raises
-is recorded as a row with status "error"; the suite goes on.
+is recorded as a row with status "error"; the suite goes on.  Progress and notes go to the
+caller's `Hooks` (the command line draws them with rich).  See docs/benchmarks.md.
 
 Peak memory (extras.memory) is the worker process's resident-set peak from
 resource.getrusage(RUSAGE_SELF).ru_maxrss, measured in a fresh process per unit (tracemalloc does

@@ -1,7 +1,8 @@
 """Benchmark suites: declarative TOML files, validated against a schema and resolved into cells.
 
 A suite file (the shipped ones live in liftnn/bench/suites/*.toml; copy one and edit it) has
-these tables; unknown keys are errors that name the key and the file:
+these tables, checked by liftnn.bench.schema; unknown keys are errors that name the key and the
+file (docs/benchmarks.md lists the shipped suites and what a bench directory holds):
 
     [suite]                      # what is compared and how a run is judged
     name = "thesis-sin2"         # required; recorded in every row
