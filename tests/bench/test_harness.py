@@ -236,6 +236,25 @@ def test_crashing_method_is_recorded_and_the_suite_goes_on(tmp_path, fake_method
     assert summary.written == 2 and len(set(keys_of(rows_of(out)))) == len(rows_of(out)) == 8
 
 
+def test_run_suite_reports_through_its_hooks(tmp_path, fake_methods):
+    """The caller's hooks see the plan, one start with the runs to do, and advances adding up to
+    them (the CLI's progress bar is drawn from exactly these calls)."""
+    s = suite.resolve(tiny(tmp_path, methods="fake-gd = {}\nfake-loop = {}"))
+    notes, starts, advanced = [], [], []
+    hooks = runner.Hooks(note=lambda kind, text: notes.append((kind, text)),
+                         start=lambda title, n: starts.append((title, n)),
+                         advance=lambda n, text: advanced.append((n, text)))
+    runner.run_suite(s, tmp_path / "o", jobs=1, hooks=hooks, report=False)
+    total = len(s.cells) * len(s.methods) * len(s.seeds)
+    assert total == 8 and starts == [("tiny", total)]
+    assert sum(n for n, _ in advanced) == total
+    assert {text for _, text in advanced} == {f"tiny: {c.label} / {m}" for c in s.cells
+                                             for m in s.methods}
+    plan = (f"tiny: 2 cells x 2 methods x 2 seeds = 8 runs; 0 already in "
+            f"{tmp_path / 'o' / 'results.csv'}; 8 to run in 4 units (local, jobs=1)")
+    assert [text for kind, text in notes if kind == "plan"] == [plan]
+
+
 def test_interrupted_bench_resumes_with_one_row_per_key(tmp_path, fake_methods):
     p, out = tiny(tmp_path, extra_suite="seed_batch = 1"), tmp_path / "out"
     CALLS["interrupt_at"] = 3  # Ctrl-C during the third run
