@@ -20,7 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 import liftnn as ln
-from liftnn.bench import freerun, report, runner, suite
+from liftnn.bench import freerun, methods, report, runner, store, suite
+from liftnn.bench import stats as bench_stats
 from liftnn.cli import app
 from liftnn.errors import LiftnnError
 from liftnn.solvers.result import Result
@@ -133,7 +134,7 @@ def keys_of(rows) -> list[tuple]:
 
 def run(path, out, report=False, **kw):
     s = suite.resolve(path, **{k: kw.pop(k) for k in list(kw) if k in ("seeds", "methods", "quick")})
-    return s, runner.run_suite(s, out, jobs=kw.pop("jobs", 1), progress=False, report=report, **kw)
+    return s, runner.run_suite(s, out, jobs=kw.pop("jobs", 1), report=report, **kw)
 
 
 # --- end to end --------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ def test_tiny_suite_end_to_end_and_report_rebuild(tmp_path, fake_methods):
     assert summary.written == 4 and len(rows) == 4
     assert sorted(keys_of(rows)) == sorted(
         (c.label, "fake-gd", k) for c in s.cells for k in (0, 1))
-    assert list(rows[0])[:16] == runner.BASE_COLUMNS
+    assert list(rows[0])[:16] == store.BASE_COLUMNS
     r = rows[0]
     assert r["suite"] == "tiny" and r["init"] == "glorot_uniform" and r["arch"] == "1-4-1"
     assert r["status"] == "max_iter" and r["iterations"] == "15"
@@ -197,7 +198,7 @@ def test_units_batch_a_cells_seeds_and_resume_only_the_missing_ones(tmp_path, fa
     done = {(s.cells[0].label, "fake-gd", 1)}
     assert [u.seeds for u in runner.plan_units(s, done) if u.method == "fake-gd"] == [(0, 2), (0, 1, 2)]
     out = tmp_path / "out"
-    runner.run_suite(s, out, jobs=1, progress=False, report=False)
+    runner.run_suite(s, out, jobs=1, report=False)
     rows = rows_of(out)
     assert {(r["method"], r["batch_size"]) for r in rows} == {("fake-gd", "3"), ("fake-loop", "3")}
 
@@ -231,8 +232,27 @@ def test_crashing_method_is_recorded_and_the_suite_goes_on(tmp_path, fake_method
     assert "Errors (2 runs)" in (out / "report.md").read_text()
     # --retry-errors reruns exactly the error rows (they crash again: still one row per key)
     s = suite.resolve(tiny(tmp_path, methods="fake-crash = {}\nfake-gd = {}"))
-    summary = runner.run_suite(s, out, jobs=1, progress=False, retry_errors=True)
+    summary = runner.run_suite(s, out, jobs=1, retry_errors=True)
     assert summary.written == 2 and len(set(keys_of(rows_of(out)))) == len(rows_of(out)) == 8
+
+
+def test_run_suite_reports_through_its_hooks(tmp_path, fake_methods):
+    """The caller's hooks see the plan, one start with the runs to do, and advances adding up to
+    them (the CLI's progress bar is drawn from exactly these calls)."""
+    s = suite.resolve(tiny(tmp_path, methods="fake-gd = {}\nfake-loop = {}"))
+    notes, starts, advanced = [], [], []
+    hooks = runner.Hooks(note=lambda kind, text: notes.append((kind, text)),
+                         start=lambda title, n: starts.append((title, n)),
+                         advance=lambda n, text: advanced.append((n, text)))
+    runner.run_suite(s, tmp_path / "o", jobs=1, hooks=hooks, report=False)
+    total = len(s.cells) * len(s.methods) * len(s.seeds)
+    assert total == 8 and starts == [("tiny", total)]
+    assert sum(n for n, _ in advanced) == total
+    assert {text for _, text in advanced} == {f"tiny: {c.label} / {m}" for c in s.cells
+                                             for m in s.methods}
+    plan = (f"tiny: 2 cells x 2 methods x 2 seeds = 8 runs; 0 already in "
+            f"{tmp_path / 'o' / 'results.csv'}; 8 to run in 4 units (local, jobs=1)")
+    assert [text for kind, text in notes if kind == "plan"] == [plan]
 
 
 def test_interrupted_bench_resumes_with_one_row_per_key(tmp_path, fake_methods):
@@ -325,7 +345,7 @@ def test_missing_method_module_is_skipped_with_reason(tmp_path, fake_methods):
     assert list(s.methods) == ["fake-gd"]
     assert "cannot be imported" in s.skipped["fake-missing"]
     out = tmp_path / "out"
-    runner.run_suite(s, out, jobs=1, progress=False)  # builds the report
+    runner.run_suite(s, out, jobs=1)  # builds the report
     assert "skipped method fake-missing" in (out / "report.md").read_text()
     with pytest.raises(LiftnnError, match="none of the methods can run"):
         suite.resolve(tiny(tmp_path, methods="fake-missing = {}"))
@@ -334,22 +354,11 @@ def test_missing_method_module_is_skipped_with_reason(tmp_path, fake_methods):
 def test_unknown_backend_and_missing_ray(tmp_path, fake_methods, monkeypatch):
     s = suite.resolve(tiny(tmp_path))
     with pytest.raises(LiftnnError, match="unknown backend"):
-        runner.run_suite(s, tmp_path / "o", backend="slurm", progress=False)
+        runner.run_suite(s, tmp_path / "o", backend="slurm")
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(LiftnnError, match=r"liftnn\[ray\].*`ray` extra"):
-        runner.run_suite(s, tmp_path / "o", backend="ray", progress=False)
+        runner.run_suite(s, tmp_path / "o", backend="ray")
     assert not (tmp_path / "o").exists()
-
-
-def test_lectures_suite_without_module_says_so(tmp_path, monkeypatch):
-    import liftnn.bench
-
-    monkeypatch.delattr(liftnn.bench, "lectures", raising=False)
-    monkeypatch.setitem(sys.modules, "liftnn.bench.lectures", None)
-    s = suite.resolve("seeds-lectures")
-    assert s.kind == "lectures"
-    with pytest.raises(LiftnnError, match="needs liftnn.bench.lectures"):
-        runner.run_suite(s, tmp_path / "o", progress=False)
 
 
 def test_lectures_suite_delegates(tmp_path, monkeypatch):
@@ -360,14 +369,14 @@ def test_lectures_suite_delegates(tmp_path, monkeypatch):
 
     monkeypatch.setattr(liftnn.bench, "lectures", mod, raising=False)
     monkeypatch.setitem(sys.modules, "liftnn.bench.lectures", mod)
-    runner.run_suite(suite.resolve("seeds-lectures", quick=True), tmp_path / "o", progress=False)
+    runner.run_suite(suite.resolve("seeds-lectures", quick=True), tmp_path / "o")
     assert called == [(tmp_path / "o", True)]
     assert json.loads((tmp_path / "o" / "suite.json").read_text())["kind"] == "lectures"
 
 
 # --- demo --------------------------------------------------------------------------------------
 def test_demo_runs_without_unavailable_methods_and_says_so(tmp_path, fake_methods, monkeypatch):
-    from liftnn.bench import commands
+    from liftnn.cli import bench as commands
 
     monkeypatch.setattr(commands, "DEMO_METHODS", ("fake-missing", "fake-gd"))
     res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), "--seeds", "2",
@@ -407,13 +416,13 @@ def test_freerun_matches_a_manual_closed_loop():
 
 
 def test_report_statistics_and_slopes():
-    assert report.fit_slope([1e3, 1e4, 1e5], [1.0, 10.0, 100.0]) == pytest.approx(1.0)
-    assert np.isnan(report.fit_slope([5, 5], [1, 2]))
+    assert bench_stats.fit_slope([1e3, 1e4, 1e5], [1.0, 10.0, 100.0]) == pytest.approx(1.0)
+    assert np.isnan(bench_stats.fit_slope([5, 5], [1, 2]))
     rows = [{"cell": "c", "method": m, "seed": s, "status": "ok", "success": s < 2,
              "train_mse": 0.1 * (s + 1), "test_mse": np.nan, "time_s": t, "iterations": 10.0,
              "time_per_iter": t / 10, "init": "glorot_uniform", "n": 8.0}
             for m, t in (("a", 1.0), ("b", 3.0)) for s in range(4)]
-    stats, _, _, ref = report.aggregate(rows, {"reference": "a"})
+    stats, _, _, ref = bench_stats.aggregate(rows, {"reference": "a"})
     b = next(s for s in stats if s["method"] == "b")
     assert (b["converged"], b["runs"], ref) == (2, 4, "a")
     assert b["avg_mse"] == pytest.approx(0.25) and b["best_mse"] == pytest.approx(0.1)
@@ -477,7 +486,7 @@ def test_ray_backend_local_instance(tmp_path):
 
 
 def _have(method: str) -> bool:
-    return suite.method_available(method)[0] if method in suite.known_methods() else False
+    return methods.method_available(method)[0] if method in methods.known_methods() else False
 
 
 @pytest.mark.skipif(not (_have("gd") and _have("adam")), reason="first-order methods not available")
@@ -507,7 +516,6 @@ def test_spawned_worker_processes(tmp_path):
 def test_work_to_reach_the_reference_loss():
     """Time to reach = time per run - (history after the first entry at or below the reference
     run's final loss) / runs in the batch; work = that / one forward + backward pass."""
-    from liftnn.bench import report as rep
 
     rows = [
         {"cell": "c", "method": "adam", "seed": 0, "status": "max_iter", "loss": 0.5, "batch_size": 2, "time_s": 2.5},
@@ -515,11 +523,11 @@ def test_work_to_reach_the_reference_loss():
         {"cell": "c", "method": "alm", "seed": 0, "status": "converged", "loss": 0.1, "batch_size": 2, "time_s": 2.0},
         {"cell": "c", "method": "alm", "seed": 1, "status": "converged", "loss": 0.3, "batch_size": 2, "time_s": 2.0},
     ]
-    h = lambda pts: {"history": [{"loss": f, "time": t} for t, f in pts]}  # noqa: E731
+    h = lambda pts: {"history": [{"loss": f, "time": t} for t, f in pts]}
     runs = {("c", "alm", 0): h([(0.0, 1.0), (1.0, 0.6), (2.0, 0.4), (3.0, 0.1)]),
             ("c", "alm", 1): h([(0.0, 1.0), (3.0, 0.3)])}
     cells = {"c": {"fwd_bwd_s": 0.01}}
-    w = {x["method"]: x for x in rep.work_stats(rows, runs, cells, ["c"], ["adam", "alm"], "adam")}
+    w = {x["method"]: x for x in bench_stats.work_stats(rows, runs, cells, ["c"], ["adam", "alm"], "adam")}
     assert w["alm"]["reached"] == "1/2"  # seed 1 stopped at 0.3 > adam's 0.2
     assert w["alm"]["median_time"] == pytest.approx(2.0 - (3.0 - 2.0) / 2)  # reached 0.5 at t = 2
     assert w["alm"]["work"] == pytest.approx(150.0)
@@ -528,7 +536,7 @@ def test_work_to_reach_the_reference_loss():
 
 def test_forward_backward_timing_is_positive():
     import liftnn as ln
-    from liftnn.bench.runner import fwd_bwd_seconds
+    from liftnn.bench.measure import fwd_bwd_seconds
 
     ds = ln.datasets.load("sin2", n=20, seed=0)
     t = fwd_bwd_seconds(ln.MLP([1, 4, 1]), ds, reps=2, calls=3)

@@ -17,6 +17,7 @@ Peers whose library is missing are skipped with `available()`'s reason.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 
@@ -256,8 +257,9 @@ def test_ipopt_ms_limited_memory_and_relu(sin2):
 @pytest.fixture
 def no_work(monkeypatch):
     """Make every fitting routine fail loudly: an error must come before any of them runs."""
-    for fn in ("_fit_torch_epochs", "_fit_torch_lbfgs", "_fit_scipy", "_fit_ipopt"):
-        monkeypatch.setattr(peers, fn, lambda *a, **k: pytest.fail("work started"))
+    for name, spec in peers.PEERS.items():
+        monkeypatch.setitem(peers.PEERS, name, dataclasses.replace(
+            spec, fit=lambda *a, **k: pytest.fail("work started")))
 
 
 def test_unknown_peer_lists_the_names(sin2, no_work):

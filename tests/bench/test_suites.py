@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from liftnn import datasets
-from liftnn.bench import runner, suite
+from liftnn.bench import methods, runner, schema, store, suite
 from liftnn.cli import app
 from liftnn.errors import LiftnnError
 
@@ -35,10 +35,10 @@ def test_shipped_suite_validates_and_expands(name):
         return
     cells = suite._expand_cells(doc, str(path))
     assert cells and len({c.label for c in cells}) == len(cells)
-    quick = suite._expand_cells(suite._overlay(doc, doc.get("quick", {})), str(path))
+    quick = suite._expand_cells(schema.overlay(doc, doc.get("quick", {})), str(path))
     assert quick
-    known = suite.known_methods()
-    bases = {suite.base_method(m) for m in doc["methods"]}
+    known = methods.known_methods()
+    bases = {methods.base_method(m) for m in doc["methods"]}
     assert bases <= set(known), bases - set(known)
     for c in cells:  # every architecture is a valid network
         suite.Cell.model(c)
@@ -135,7 +135,7 @@ def test_bad_suite_file_errors_name_key_and_file(tmp_path, edit, match):
 
 def test_every_schema_key_is_documented():
     doc = suite.__doc__
-    for table, keys in suite.SCHEMA.items():
+    for table, keys in schema.SCHEMA.items():
         for k in keys:
             assert k in doc, f"{table}.{k} is not documented in liftnn.bench.suite"
 
@@ -271,4 +271,4 @@ def test_user_suite_file_is_copyable(tmp_path):
     p.write_text(BASE.replace('name = "thesis-sin2"', 'name = "mine"'))
     s = suite.resolve(p, check_availability=False)
     assert s.name == "mine" and s.source == str(p)
-    assert runner.columns_for(s)[:16] == runner.BASE_COLUMNS
+    assert store.columns_for(s)[:16] == store.BASE_COLUMNS

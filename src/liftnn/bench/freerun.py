@@ -4,7 +4,7 @@ A NARX model predicts the next value of a series from its last `lags` values,
 y_hat(t) = f(y(t - lags), ..., y(t - 1)).  In free run the network is fed its own predictions:
 starting from the last `lags` points of the (normalised) training series, each prediction is
 appended to the window and the oldest value dropped, for `steps` steps (seed 000, Santa Fe
-experiment; DESIGN.md §2: 100 steps of the continuation).  The free-run MSE is measured on the
+experiment; docs/benchmarks.md: 100 steps of the continuation).  The free-run MSE is measured on the
 normalised scale (training mean and std), as the thesis reports it.
 """
 

@@ -370,8 +370,19 @@ def build_report(out_dir) -> dict:
         md += ["*Quick (reduced) run: fewer methods, starts and iterations.*", ""]
     md += [(f"Total run time {data['elapsed_s']:.1f} s.  Every number below is computed by "
             "`liftnn.bench.lectures` (rerun with `liftnn bench seeds-lectures`)."), ""]
+    md += _md_line_fit(out, data, figures)
+    md += _md_step_sizes(out, data, figures)
+    md += _md_gauss_bump(out, data, figures)
+    md += _md_seed001(out, data, figures)
+    md += _md_seed003(out, data, figures)
+    report = out / "report.md"
+    report.write_text("\n".join(md))
+    return {"report": str(report), "figures": figures}
 
-    # --- seed 004: line fit ---------------------------------------------------------------------
+
+def _md_line_fit(out: Path, data: dict, figures: list) -> list[str]:
+    """Seed 004's line fit: the table of every method and its convergence figure."""
+    md: list[str] = []
     lf = data["line_fit"]
     a, b = lf["closed_form"]
     md += ["## Seed 004: the three-point line fit", "",
@@ -392,8 +403,12 @@ def build_report(out_dir) -> dict:
     ax.set(xlabel="iteration + 1", ylabel="L - L*", title="Line fit: convergence of every method")
     ax.legend(fontsize=7, ncol=2)
     md += [f"![line fit]({_save(fig, out, 'line_fit_convergence.png', figures)})", ""]
+    return md
 
-    # --- seed 004: step sizes -------------------------------------------------------------------
+
+def _md_step_sizes(out: Path, data: dict, figures: list) -> list[str]:
+    """Seed 004's step sizes and momentum on the line fit."""
+    md: list[str] = []
     ss = data["step_sizes"]
     md += ["## Seed 004: the step size, and momentum", "",
            (f"The line-fit Hessian 2 A^T A has eigenvalues {_fmt(ss['lambda'][0], 4)} and "
@@ -414,8 +429,12 @@ def build_report(out_dir) -> dict:
            title="Gradient descent step sizes vs momentum (line fit)")
     ax.legend(fontsize=7)
     md += [f"![step sizes]({_save(fig, out, 'step_sizes.png', figures)})", ""]
+    return md
 
-    # --- seed 004: Gaussian bump ----------------------------------------------------------------
+
+def _md_gauss_bump(out: Path, data: dict, figures: list) -> list[str]:
+    """Seed 004's Gaussian bump from several starts."""
+    md: list[str] = []
     gb = data["gauss_bump"]
     truth = ", ".join(_fmt(v) for v in gb["truth"])
     md += ["## Seed 004: the Gaussian bump from several starts", "",
@@ -454,8 +473,12 @@ def build_report(out_dir) -> dict:
            title=f"Gaussian bump: {gb['methods'][0]} convergence from each start")
     ax.legend(fontsize=7)
     md += [f"![bump convergence]({_save(fig, out, 'gauss_bump_convergence.png', figures)})", ""]
+    return md
 
-    # --- seed 001 -------------------------------------------------------------------------------
+
+def _md_seed001(out: Path, data: dict, figures: list) -> list[str]:
+    """Seed 001's BFGS runs on the two Moeller networks."""
+    md: list[str] = []
     two_layer = ("the two-hidden-layer network (62 weights), which the report could not run")
     for key, tag, what in (("moeller", "3-2 sigmoid", "the single-layer network (6 weights)"),
                            ("moeller2", "Moeller2Net", two_layer)):
@@ -471,8 +494,12 @@ def build_report(out_dir) -> dict:
                       "iterations", "f/grad evaluations", "status"], body)
         for name in _fig_moeller(out, sec, figures, tag):
             md += [f"![{name}]({name})", ""]
+    return md
 
-    # --- seed 003 -------------------------------------------------------------------------------
+
+def _md_seed003(out: Path, data: dict, figures: list) -> list[str]:
+    """Seed 003's second-order methods and the Hessian spectra."""
+    md: list[str] = []
     s3 = data["seed003"]
     md += ["## Seed 003: second-order methods on a small network", "",
            (f"{s3['dataset']}, {s3['network']} ({s3['n_params']} weights), `ln.train` with "
@@ -505,7 +532,4 @@ def build_report(out_dir) -> dict:
            title="Hessian spectrum at the start and at the end")
     ax.legend(fontsize=8)
     md += [f"![spectrum]({_save(fig, out, 'seed003_spectrum.png', figures)})", ""]
-
-    report = out / "report.md"
-    report.write_text("\n".join(md))
-    return {"report": str(report), "figures": figures}
+    return md

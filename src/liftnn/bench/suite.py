@@ -1,7 +1,8 @@
 """Benchmark suites: declarative TOML files, validated against a schema and resolved into cells.
 
 A suite file (the shipped ones live in liftnn/bench/suites/*.toml; copy one and edit it) has
-these tables; unknown keys are errors that name the key and the file:
+these tables, checked by liftnn.bench.schema; unknown keys are errors that name the key and the
+file (docs/benchmarks.md lists the shipped suites and what a bench directory holds):
 
     [suite]                      # what is compared and how a run is judged
     name = "thesis-sin2"         # required; recorded in every row
@@ -60,7 +61,6 @@ init x dataset x arch x activation x data keywords (n first), so a sweep reads l
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import itertools
 import json
@@ -68,206 +68,18 @@ import os
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
+from liftnn.bench.methods import (
+    base_method,
+    check_known,
+    check_method_options,
+    known_methods,
+    method_available,
+)
+from liftnn.bench.schema import MODEL_KEYS, overlay, validate
 from liftnn.errors import LiftnnError
 
 SUITES_DIR = Path(__file__).parent / "suites"
-KINDS = ("train", "lectures")
-SUCCESS_METRICS = ("train_mse", "test_mse", "freerun_mse")
-PEER_NAMES = ("torch-adam", "torch-sgd", "torch-lbfgs", "scipy-lm", "scipy-trf", "ipopt-ms")
-
-# --- schema -------------------------------------------------------------------------------------
-# A field spec is (kind, required).  Kinds: str, int, num (int or float), bool, table, seeds
-# (int > 0 or list of ints), str* / int* / num* (a value or a list of them: swept), any.
-_MODEL_KEYS = {
-    "activation": ("str*", False),
-    "output_activation": ("str", False),
-    "bias": ("bool", False),
-    "init": ("str*", False),
-    "weight_decay": ("num", False),
-    "loss": ("str", False),
-}
-SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
-    "suite": {
-        "name": ("str", True),
-        "kind": ("str", False),
-        "description": ("str", False),
-        "seeds": ("seeds", False),
-        "data_seed": ("int", False),
-        "success_metric": ("str", False),
-        "success_below": ("num", False),
-        "reference": ("str", False),
-        "seed_batch": ("int", False),
-        "time_budget": ("num", False),
-        "max_jobs": ("int", False),
-        "fresh_process": ("bool", False),
-        "notes": ("str", False),
-    },
-    "problem": {
-        "dataset": ("str", True),
-        "kw": ("table", False),
-        "real_dataset": ("str", False),
-        "data_dir_env": ("str", False),
-        "data_dir_kw": ("str", False),
-    },
-    "model": dict(_MODEL_KEYS),
-    "cell": {
-        "label": ("str", False),
-        "group": ("str", False),
-        "dataset": ("str", False),
-        "arch": ("str*", True),
-        "n": ("int*", False),
-        "data": ("table", False),
-        **_MODEL_KEYS,
-    },
-    "extras": {
-        "freerun": ("table|bool", False),
-        "grad_norms": ("bool", False),
-        "memory": ("bool", False),
-    },
-}
-TOP_LEVEL = ("suite", "problem", "model", "cells", "methods", "extras", "quick")
-
-
-def _type_ok(kind: str, v: Any) -> bool:
-    is_int = isinstance(v, int) and not isinstance(v, bool)
-    is_num = is_int or isinstance(v, float)
-    if kind.endswith("*"):
-        base = kind[:-1]
-        if isinstance(v, list):
-            return len(v) > 0 and all(_type_ok(base, x) for x in v)
-        return _type_ok(base, v)
-    if "|" in kind:
-        return any(_type_ok(k, v) for k in kind.split("|"))
-    return {
-        "str": isinstance(v, str),
-        "int": is_int,
-        "num": is_num,
-        "bool": isinstance(v, bool),
-        "table": isinstance(v, dict),
-        "seeds": (is_int and v > 0) or (isinstance(v, list) and len(v) > 0
-                                         and all(isinstance(x, int) and not isinstance(x, bool)
-                                                 and x >= 0 for x in v)),
-        "any": True,
-    }[kind]
-
-
-_KIND_WORDS = {"str": "a string", "int": "an integer", "num": "a number", "bool": "true or false",
-               "table": "a table", "seeds": "a positive integer or a list of seeds >= 0",
-               "table|bool": "a table or true/false", "any": "a value"}
-
-
-def _kind_words(kind: str) -> str:
-    if kind.endswith("*"):
-        return f"{_KIND_WORDS[kind[:-1]]} or a non-empty list of them"
-    return _KIND_WORDS[kind]
-
-
-def _check_table(where: str, table: Any, spec: dict, src: str) -> None:
-    if not isinstance(table, dict):
-        raise LiftnnError(f"{src}: [{where}] must be a table")
-    for key, val in table.items():
-        if key not in spec:
-            raise LiftnnError(f"{src}: unknown key {where}.{key}; valid keys in [{where}]: "
-                              f"{', '.join(sorted(spec))}")
-        kind, _ = spec[key]
-        if not _type_ok(kind, val):
-            raise LiftnnError(f"{src}: {where}.{key} must be {_kind_words(kind)}; got {val!r}")
-    for key, (_, required) in spec.items():
-        if required and key not in table:
-            raise LiftnnError(f"{src}: missing required key {where}.{key}")
-
-
-def validate(doc: dict, src: str = "<suite>") -> dict:
-    """Check a parsed suite document against SCHEMA; returns it unchanged or raises LiftnnError."""
-    if not isinstance(doc, dict):
-        raise LiftnnError(f"{src}: a suite file is a TOML document")
-    for key in doc:
-        if key not in TOP_LEVEL:
-            raise LiftnnError(f"{src}: unknown top-level key {key!r}; valid: {', '.join(TOP_LEVEL)}")
-    if "suite" not in doc:
-        raise LiftnnError(f"{src}: missing the [suite] table")
-    _check_table("suite", doc["suite"], SCHEMA["suite"], src)
-    s = doc["suite"]
-    kind = s.get("kind", "train")
-    if kind not in KINDS:
-        raise LiftnnError(f"{src}: suite.kind must be one of {', '.join(KINDS)}; got {kind!r}")
-    if kind == "lectures":
-        extra = set(doc) - {"suite", "quick"}
-        if extra:
-            raise LiftnnError(f"{src}: a kind = \"lectures\" suite has only [suite]; found "
-                              f"{', '.join(sorted(extra))}")
-        return doc
-    for key in ("problem", "cells", "methods"):
-        if key not in doc:
-            raise LiftnnError(f"{src}: missing the [{key}] table" if key != "cells"
-                              else f"{src}: missing [[cells]] (at least one cell)")
-    if "seeds" not in s:
-        raise LiftnnError(f"{src}: missing required key suite.seeds")
-    if s.get("success_metric", "train_mse") not in SUCCESS_METRICS:
-        raise LiftnnError(f"{src}: suite.success_metric must be one of {', '.join(SUCCESS_METRICS)}; "
-                          f"got {s['success_metric']!r}")
-    for key in ("seed_batch",):
-        if key in s and s[key] < 0:
-            raise LiftnnError(f"{src}: suite.{key} must be >= 0; got {s[key]}")
-    for key in ("time_budget", "max_jobs"):
-        if key in s and not s[key] > 0:
-            raise LiftnnError(f"{src}: suite.{key} must be > 0; got {s[key]}")
-    _check_table("problem", doc["problem"], SCHEMA["problem"], src)
-    _check_table("model", doc.get("model", {}), SCHEMA["model"], src)
-    cells = doc["cells"]
-    if not isinstance(cells, list) or not cells:
-        raise LiftnnError(f"{src}: [[cells]] must be a non-empty array of tables")
-    for i, cell in enumerate(cells):
-        _check_table(f"cells[{i}]", cell, SCHEMA["cell"], src)
-        for k, v in cell.get("data", {}).items():
-            if isinstance(v, list) and not v:
-                raise LiftnnError(f"{src}: cells[{i}].data.{k} is an empty list")
-    methods = doc["methods"]
-    if not isinstance(methods, dict) or not methods:
-        raise LiftnnError(f"{src}: [methods] must name at least one method")
-    for name, opts in methods.items():
-        if not isinstance(opts, dict):
-            raise LiftnnError(f"{src}: methods.{name} must be a table of options (use {{}} for "
-                              f"the defaults); got {opts!r}")
-    _check_table("extras", doc.get("extras", {}), SCHEMA["extras"], src)
-    fr = doc.get("extras", {}).get("freerun")
-    if isinstance(fr, dict):
-        for k, v in fr.items():
-            if k != "steps" or not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
-                raise LiftnnError(f"{src}: extras.freerun takes only steps = <positive integer>; "
-                                  f"got {k} = {v!r}")
-    if "quick" in doc:
-        q = doc["quick"]
-        if not isinstance(q, dict):
-            raise LiftnnError(f"{src}: [quick] must be a table")
-        for key in q:
-            if key not in TOP_LEVEL and key != "max_cells":
-                raise LiftnnError(f"{src}: unknown key quick.{key}; valid: "
-                                  f"{', '.join(TOP_LEVEL[:-1] + ('max_cells',))}")
-        if "max_cells" in q and not (isinstance(q["max_cells"], int) and q["max_cells"] > 0):
-            raise LiftnnError(f"{src}: quick.max_cells must be a positive integer")
-        merged = _overlay(doc, q)
-        validate(merged, src + " [quick]")
-    return doc
-
-
-def _overlay(doc: dict, quick: dict) -> dict:
-    """The document with the [quick] overlay applied (tables merged, everything else replaced)."""
-
-    def merge(a, b):
-        out = copy.deepcopy(a)
-        for k, v in b.items():
-            if isinstance(v, dict) and isinstance(out.get(k), dict):
-                out[k] = merge(out[k], v)
-            else:
-                out[k] = copy.deepcopy(v)
-        return out
-
-    over = {k: v for k, v in quick.items() if k != "max_cells"}
-    merged = merge({k: v for k, v in doc.items() if k != "quick"}, over)
-    return merged
 
 
 # --- finding and reading suite files -----------------------------------------------------------
@@ -388,7 +200,7 @@ def _expand_cells(doc: dict, src: str) -> list[Cell]:
     problem = doc["problem"]
     raw = []  # (entry index, fields dict, data kw, label template, group)
     for i, entry in enumerate(doc["cells"]):
-        fields = {k: entry.get(k, model.get(k)) for k in _MODEL_KEYS}
+        fields = {k: entry.get(k, model.get(k)) for k in MODEL_KEYS}
         data = dict(problem.get("kw", {}))
         data.update(entry.get("data", {}))
         if "n" in entry:
@@ -464,101 +276,6 @@ def _check_cells(cells: list[Cell], data_seed: int, src: str) -> None:
                               f"{c.data_kw}: {exc}") from None
 
 
-def base_method(name: str) -> str:
-    """The method a suite entry runs: "alm@gd" is a variant of "alm" (its own options, its own
-    rows and report lines); a plain name is itself."""
-    return name.split("@", 1)[0]
-
-
-def known_methods() -> dict[str, str]:
-    """Every method name a suite may use -> "liftnn" or "peer" (variants: see base_method)."""
-    from liftnn.train import METHODS
-
-    names = {m: "liftnn" for m in METHODS}
-    for p in peer_names():
-        names[p] = "peer"
-    return names
-
-
-def peer_names() -> list[str]:
-    try:
-        from liftnn.bench import peers
-    except ImportError:
-        return list(PEER_NAMES)
-    return list(getattr(peers, "PEERS", PEER_NAMES))
-
-
-def method_available(name: str) -> tuple[bool, str]:
-    """(True, "") if `name` can run here, else (False, why) -- a missing module or peer extra."""
-    import importlib
-
-    name = base_method(name)
-    kind = known_methods()[name]
-    if kind == "peer":
-        try:
-            from liftnn.bench import peers
-        except ImportError as exc:
-            return False, f"the peers module is not available ({exc})"
-        try:
-            ok, reason = peers.available(name)
-        except Exception as exc:  # noqa: BLE001 - a broken extra is "not available", with why
-            return False, f"{type(exc).__name__}: {exc}"
-        return bool(ok), str(reason or "")
-    from liftnn.train import METHODS
-
-    try:
-        importlib.import_module(METHODS[name])
-    except Exception as exc:  # noqa: BLE001
-        return False, f"its module {METHODS[name]} cannot be imported ({type(exc).__name__}: {exc})"
-    return True, ""
-
-
-def _check_method_options(name: str, opts: dict, src: str) -> None:
-    """Catch unknown options now where a method publishes its defaults (e.g. alm.DEFAULTS)."""
-    import importlib
-
-    from liftnn.train import METHODS
-
-    name = base_method(name)
-    if name not in METHODS:
-        try:
-            from liftnn.bench import peers
-            allowed = set(peers.options(name))
-        except Exception:  # noqa: BLE001 - no peers module: availability says why
-            return
-        bad = sorted(set(opts) - allowed)
-        if bad:
-            raise LiftnnError(f"{src}: unknown option(s) for {name}: {', '.join(bad)}; valid: "
-                              f"{', '.join(sorted(allowed))}")
-        return
-    try:
-        mod = importlib.import_module(METHODS[name])
-    except Exception:  # noqa: BLE001 - availability is reported separately
-        return
-    if callable(getattr(mod, "valid_options", None)):
-        try:
-            allowed = set(mod.valid_options(name)) | {"validation"}
-        except Exception:  # noqa: BLE001 - leave the check to the method itself
-            return
-        bad = sorted(set(opts) - allowed)
-        if bad:
-            raise LiftnnError(f"{src}: unknown option(s) for {name}: {', '.join(bad)}; valid: "
-                              f"{', '.join(sorted(allowed))}")
-        return
-    defaults = getattr(mod, "DEFAULTS", None)
-    shared = sum(1 for v in METHODS.values() if v == METHODS[name]) > 1
-    if isinstance(defaults, dict) and len(defaults) and all(isinstance(k, str) for k in defaults):
-        if isinstance(defaults.get(name), dict):
-            defaults = defaults[name]  # per-method defaults: {method: {option: value}}
-        elif shared:
-            return  # one table for several methods: leave the check to the method itself
-        allowed = set(defaults) | {"validation"}
-        bad = sorted(set(opts) - allowed)
-        if bad:
-            raise LiftnnError(f"{src}: unknown option(s) for {name}: {', '.join(bad)}; valid: "
-                              f"{', '.join(sorted(allowed))}")
-
-
 def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None = None,
             quick: bool = False, data_dir: str | os.PathLike | None = None,
             check_availability: bool = True, name: str | None = None,
@@ -583,7 +300,7 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
     src = str(path)
     if quick and "quick" in doc:
         max_cells = doc["quick"].get("max_cells")
-        doc = _overlay(doc, doc["quick"])
+        doc = overlay(doc, doc["quick"])
     else:
         max_cells = None
     s = doc["suite"]
@@ -591,6 +308,19 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
                   description=s.get("description", ""), notes=s.get("notes", ""), quick=quick)
     if suite.kind == "lectures":
         return suite
+    _apply_settings(suite, s, doc, seeds, src)
+    doc = _real_data(suite, doc, data_dir)
+    suite.cells = _select_cells(doc, src, suite.data_seed, cell_filter, max_cells, check_data)
+    _choose_methods(suite, doc, methods, path, check_availability)
+    ref = s.get("reference")
+    if ref is not None and base_method(ref) not in known_methods():
+        raise LiftnnError(f"{src}: suite.reference {ref!r} is not a method name")
+    suite.reference = ref if ref in suite.methods else None
+    return suite
+
+
+def _apply_settings(suite: Suite, s: dict, doc: dict, seeds: int | None, src: str) -> None:
+    """The [suite] settings and [extras] onto `suite` (seeds: --seeds K overrides the file's)."""
     if seeds is not None:
         if int(seeds) < 1:
             raise LiftnnError(f"--seeds must be >= 1; got {seeds}")
@@ -611,7 +341,11 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
         ex["freerun"] = {"steps": 100}
     suite.extras = {k: v for k, v in ex.items() if v}
 
-    # data: real data directory (e.g. Santa Fe) or the fallback with a notice
+
+def _real_data(suite: Suite, doc: dict, data_dir) -> dict:
+    """The document with [problem] pointed at the real data set when a data directory is given
+    (`--data DIR` or the suite's environment variable); else the synthetic stand-in, with a
+    notice saying so."""
     problem = doc["problem"]
     if "real_dataset" in problem:
         env = problem.get("data_dir_env")
@@ -632,7 +366,11 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
         doc = {**doc, "problem": problem}
     elif data_dir is not None:
         raise LiftnnError(f"suite {suite.name!r} takes no data directory (--data)")
+    return doc
 
+
+def _select_cells(doc: dict, src: str, data_seed: int, cell_filter, max_cells, check_data) -> list:
+    """The expanded cells, filtered and cut to max_cells, their data sets checked."""
     cells = _expand_cells(doc, src)
     if cell_filter is not None:
         cells = [c for c in cells if cell_filter(c)]
@@ -648,21 +386,20 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
             raise LiftnnError(f"{src}: cell {c.label!r}: unknown data set {c.dataset!r}; choose one "
                               f"of: {', '.join(valid)}")
     if check_data:
-        _check_cells(cells, suite.data_seed, src)
-    suite.cells = cells
+        _check_cells(cells, data_seed, src)
+    return cells
 
-    # methods: names checked before any run, unavailable ones skipped with the reason
+
+def _choose_methods(suite: Suite, doc: dict, methods, path: Path, check_availability: bool) -> None:
+    """suite.methods: the chosen names (checked before any run) with their options from the
+    file; unavailable ones moved to suite.skipped with the reason."""
+    src = str(path)
     file_methods = dict(doc["methods"])
-    known = known_methods()
     chosen = methods if methods is not None else list(file_methods)
     if not chosen:
         raise LiftnnError("no methods given")
     for m in chosen:
-        if base_method(m) not in known or m.endswith("@"):  # "alm@": a variant needs a label
-            peers = [k for k, v in known.items() if v == "peer"]
-            libm = [k for k, v in known.items() if v == "liftnn"]
-            raise LiftnnError(f"unknown method {m!r}; liftnn methods: {', '.join(sorted(libm))}; "
-                              f"peers: {', '.join(sorted(peers))}")
+        check_known(m)
     if len(set(chosen)) != len(chosen):
         raise LiftnnError(f"methods listed twice: {', '.join(chosen)}")
     for m in chosen:
@@ -670,7 +407,7 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
         if m not in file_methods:
             suite.notices.append(f"method {m!r} is not configured in {path.name}; it runs with its "
                                  f"default options")
-        _check_method_options(m, opts, src)
+        check_method_options(m, opts, src)
         suite.methods[m] = opts
     if check_availability:
         for m in list(suite.methods):
@@ -681,8 +418,3 @@ def resolve(name_or_path, *, seeds: int | None = None, methods: list[str] | None
         if not suite.methods:
             raise LiftnnError("none of the methods can run here: " + "; ".join(
                 f"{m}: {why}" for m, why in suite.skipped.items()))
-    ref = s.get("reference")
-    if ref is not None and base_method(ref) not in known:
-        raise LiftnnError(f"{src}: suite.reference {ref!r} is not a method name")
-    suite.reference = ref if ref in suite.methods else None
-    return suite

@@ -1,5 +1,5 @@
-"""`liftnn inspect`: curvature, lifted-Jacobian and gradient checks of one network at its initial
-weights (registered in liftnn.cli).
+"""Curvature, lifted-Jacobian and gradient checks of one network at its initial weights: the work
+behind `liftnn inspect` (the command itself, its flags and tables, is liftnn.cli.inspect).
 
     liftnn inspect --problem sin2 --n 40 --arch 1-16-16-1 --activation tanh --hessian [--json]
     liftnn inspect --jacobian --arch 2-3-3-2 --n 7 [--spy FILE.png] [--json]
@@ -12,40 +12,37 @@ gradient norms, and a spectrum plot (--plot, default inspect_spectrum.png).
 feasible start: rows, cols, nnz, density, the thesis's dimension formula, max |J - J_autodiff|,
 bandwidths, and the spy plots of figs. 3.2 (FILE.png) and 3.3 (FILE_banded.png).  Without
 --problem it uses N random inputs/targets (the structure does not depend on the data).
---gradcheck: max relative errors between jax.grad, central finite differences and, when
-liftnn.backprop exists, the explicit delta recursion (seed 002).
-With --json one JSON object holds the fields of every requested check (non-finite numbers as null).
+--gradcheck: max relative errors between jax.grad, central finite differences and the explicit
+delta recursion liftnn.models.backprop (seed 002).
+With --json one JSON object holds the fields of every requested check (json_safe: non-finite
+numbers as null).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
-import typer
+
+from liftnn.errors import LiftnnError
+
+CHECKS = ("hessian", "jacobian", "gradcheck")
 
 
-def _fail(msg: str):
-    from liftnn.cli import fail  # imported here: liftnn.cli imports this module at its end
-
-    fail(msg)
-
-
-def _clean(x):
+def json_safe(x):
     """JSON-safe copy: numpy scalars -> Python, non-finite floats -> None."""
     if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
+        return {k: json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [json_safe(v) for v in x]
     if isinstance(x, (np.integer,)):
         return int(x)
     if isinstance(x, (float, np.floating)):
         x = float(x)
         return x if math.isfinite(x) else None
     if isinstance(x, np.ndarray):
-        return _clean(x.tolist())
+        return json_safe(x.tolist())
     if isinstance(x, Path):
         return str(x)
     return x
@@ -53,11 +50,6 @@ def _clean(x):
 
 def _suffixed(path: Path, tag: str) -> Path:
     return path.with_name(f"{path.stem}{tag}{path.suffix or '.png'}")
-
-
-def _check_dir(path: Path | None, flag: str):
-    if path is not None and path.parent and not path.parent.exists():
-        _fail(f"{flag}: folder {path.parent} does not exist")
 
 
 # ---- the three checks -------------------------------------------------------------------
@@ -124,20 +116,6 @@ def jacobian_check(model, X, Y, *, seed: int, c: float, spy_path: Path) -> dict:
     }
 
 
-def _find_backprop():
-    import importlib
-
-    import liftnn
-
-    bp = getattr(liftnn, "backprop", None)
-    if bp is None:
-        try:
-            bp = importlib.import_module("liftnn.models.backprop").backprop
-        except (ImportError, AttributeError):
-            return None
-    return bp
-
-
 def _as_flat_grad(out, n: int):
     """Accept grads, (value, grads), a params-like list of (dW, db) or a flat vector."""
     from jax.flatten_util import ravel_pytree
@@ -158,13 +136,11 @@ def _rel(a, b) -> float:
 
 
 def gradient_check(problem, params) -> dict:
-    """Max relative errors among jax.grad, central differences and liftnn.backprop (if present)."""
-    import inspect as _pyinspect
-
+    """Max relative errors among jax.grad, central differences and liftnn.models.backprop."""
     import jax
     import jax.numpy as jnp
 
-    from liftnn.problem import TrainingProblem
+    from liftnn.models.backprop import backprop
 
     theta = problem.flatten(params)
     n = int(theta.size)
@@ -173,182 +149,56 @@ def gradient_check(problem, params) -> dict:
     P = jnp.asarray(np.diag(h))
     fv = jax.jit(jax.vmap(problem.fun))
     g_fd = (np.asarray(fv(theta[None, :] + P)) - np.asarray(fv(theta[None, :] - P))) / (2 * h)
-    out = {"gradcheck_n": n, "ad_vs_fd": _rel(g_ad, g_fd), "backprop_available": False,
-           "backprop_vs_ad": None, "backprop_vs_fd": None, "backprop_loss": None,
-           "backprop_note": "liftnn.backprop not found; skipped"}
-    bp = _find_backprop()
-    if bp is None:
-        return out
-    out["backprop_available"] = True
+    out = {"gradcheck_n": n, "ad_vs_fd": _rel(g_ad, g_fd), "backprop_available": True,
+           "backprop_vs_ad": None, "backprop_vs_fd": None, "backprop_loss": None}
     model, X, Y = problem.model, problem.X, problem.Y
     try:
-        takes_loss = "loss" in _pyinspect.signature(bp).parameters
-    except (TypeError, ValueError):
-        takes_loss = False
-    try:
-        if takes_loss:
-            g_bp = _as_flat_grad(bp(model, params, X, Y, loss=problem.loss), n)
-            candidates = {problem.loss: g_ad}
-        else:
-            g_bp = _as_flat_grad(bp(model, params, X, Y), n)
-            candidates = {}
-            for loss in ("mse", "sse"):
-                tp = TrainingProblem(model, X, Y, loss=loss)
-                candidates[loss] = np.asarray(jax.grad(tp.fun)(theta))
-    except Exception as exc:  # noqa: BLE001 - another module's failure is reported, not raised
+        g_bp = _as_flat_grad(backprop(model, params, X, Y, loss=problem.loss), n)
+    except Exception as exc:  # noqa: BLE001 - a failing check is reported, not raised
         out["backprop_note"] = f"backprop failed: {type(exc).__name__}: {exc}"
         return out
-    loss = min(candidates, key=lambda k: _rel(g_bp, candidates[k]))
-    out["backprop_loss"] = loss
-    out["backprop_vs_ad"] = _rel(g_bp, candidates[loss])
-    if loss == problem.loss:
-        out["backprop_vs_fd"] = _rel(g_bp, g_fd)
-    out["backprop_note"] = (f"compared with the gradient of the {loss} loss"
-                            + ("" if takes_loss else " (backprop takes no loss argument; closest match)"))
+    out["backprop_loss"] = problem.loss
+    out["backprop_vs_ad"] = _rel(g_bp, g_ad)
+    out["backprop_vs_fd"] = _rel(g_bp, g_fd)
+    out["backprop_note"] = f"compared with the gradient of the {problem.loss} loss"
     return out
 
 
-# ---- printing -----------------------------------------------------------------------------
-def _fmt(x) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, float):
-        return "inf" if math.isinf(x) else f"{x:.6g}"
-    return str(x)
+def inspect_network(*, problem: str | None, n: int | None, arch: str, activation: str,
+                    output_activation: str, init: str, seed: int, data_seed: int, loss: str,
+                    checks: list[str], method: str, k: int | None, c: float, plot: Path,
+                    spy: Path) -> dict:
+    """Run the requested `checks` (a subset of CHECKS) on one network at model.init(seed).
 
-
-def _print_tables(res: dict, modes: list[str]):
-    from rich.console import Console
-    from rich.table import Table
-
-    con = Console()
-    head = f"{res['arch']} {res['activation']}, {res['problem']} (N = {res['n']}), seed {res['seed']}"
-    if "hessian" in modes:
-        t = Table(title=f"Hessian at the initial weights: {head}")
-        t.add_column("quantity")
-        t.add_column("value", justify="right")
-        cond = res["condition_number"]
-        rows = [("n_params", res["n_params"]), ("loss", res["loss"]), ("||grad||", res["grad_norm"]),
-                ("lambda_max", res["lambda_max"]), ("lambda_max (power iteration)", res["lambda_max_power"]),
-                ("lambda_min", res["lambda_min"]),
-                ("eigenvalues < 0 / ~0 / > 0" + ("" if res["condition_exact"] else " (of k Ritz)"),
-                 f"{res['n_negative']} / {res['n_zero']} / {res['n_positive']}"),
-                ("condition number" + ("" if res["condition_exact"] else " (lower bound)"),
-                 "inf (singular)" if math.isinf(cond) else cond),
-                ("positive definite" + (" (Cholesky)" if res["condition_exact"]
-                                         else " (Ritz lambda_min > 0)"), res["positive_definite"]),
-                ("eta bound 2 / lambda_max", res["eta_bound"]), ("spectrum method", res["method"]),
-                ("spectrum plot", res["plot"])]
-        for k, v in rows:
-            t.add_row(k, _fmt(v))
-        con.print(t)
-        lt = Table(title="Per-layer gradient norms")
-        for col in ("layer", "shape", "||dC/dW||", "||dC/db||", "||W||"):
-            lt.add_column(col, justify="right")
-        for r in res["layers"]:
-            lt.add_row(str(r["layer"]), "x".join(map(str, r["shape"])), _fmt(r["weight_grad_norm"]),
-                       _fmt(r["bias_grad_norm"]), _fmt(r["weight_norm"]))
-        con.print(lt)
-    if "jacobian" in modes:
-        t = Table(title=f"Lifted Jacobian (seed 000 Table 3.1): {head}")
-        t.add_column("quantity")
-        t.add_column("value", justify="right")
-        formula = (f"{res['formula_rows']} x {res['formula_cols']}"
-                   if res["formula_rows"] is not None else "n/a (unequal widths or no bias)")
-        for k, v in [("rows x cols", f"{res['rows']} x {res['cols']}"), ("nnz", res["nnz"]),
-                     ("density", res["density"]), ("dimension formula", formula),
-                     ("formula matches", res["formula_matches"]),
-                     ("max |J - J_autodiff|", res["max_abs_error"]),
-                     ("  same, rows off ReLU kinks", res["max_abs_error_off_kinks"]),
-                     ("bandwidth natural (lower, upper)", tuple(res["bandwidth_natural"])),
-                     ("bandwidth banded (lower, upper)", tuple(res["bandwidth_banded"])),
-                     ("rows at a ReLU kink (a = 0)", res["kinks"]),
-                     ("spy plots", f"{res['spy']}, {res['spy_banded']}")]:
-            t.add_row(k, _fmt(v))
-        con.print(t)
-    if "gradcheck" in modes:
-        t = Table(title=f"Gradient check: {head}")
-        t.add_column("comparison")
-        t.add_column("max rel. error", justify="right")
-        t.add_row("jax.grad vs finite differences", _fmt(res["ad_vs_fd"]))
-        t.add_row("backprop vs jax.grad", _fmt(res["backprop_vs_ad"]))
-        t.add_row("backprop vs finite differences", _fmt(res["backprop_vs_fd"]))
-        con.print(t)
-        con.print(res["backprop_note"])
-
-
-# ---- the command --------------------------------------------------------------------------
-def inspect(
-    problem: str | None = typer.Option(None, help="data set (default sin2; --jacobian alone: "
-                                          "random data of the architecture's shape)"),
-    n: int | None = typer.Option(None, help="number of training points N"),
-    arch: str = typer.Option("1-16-16-1", help="layer sizes, e.g. 1-16-16-1"),
-    activation: str = typer.Option("tanh", help="hidden activation"),
-    output_activation: str = typer.Option("identity"),
-    init: str = typer.Option("glorot_uniform", help="initialiser"),
-    seed: int = typer.Option(0, help="initial-weight seed"),
-    data_seed: int = typer.Option(0, help="data seed"),
-    loss: str = typer.Option("mse", help="training loss (mse, sse, cross_entropy)"),
-    hessian: bool = typer.Option(False, "--hessian", help="curvature at the initial weights"),
-    jacobian: bool = typer.Option(False, "--jacobian", help="lifted Jacobian and its spy plots"),
-    gradcheck: bool = typer.Option(False, "--gradcheck", help="backprop vs jax.grad vs finite differences"),
-    method: str = typer.Option("auto", help="spectrum: auto, dense or lanczos"),
-    k: int | None = typer.Option(None, help="Lanczos steps (method lanczos)"),
-    c: float = typer.Option(1.0, help="lifted output-row scaling 1/sqrt(c)"),
-    plot: Path | None = typer.Option(None, help="spectrum PNG (default inspect_spectrum.png)"),
-    spy: Path | None = typer.Option(None, help="spy PNG (and FILE_banded.png); default "
-                                       "inspect_jacobian.png"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
-):
-    """Hessian spectrum, condition number, lifted-Jacobian spy plots and gradient checks."""
+    The data: data set `problem` (default sin2) with `n` points, or, for the Jacobian alone and
+    no problem, N = n (default 7) standard-normal inputs/targets (the structure does not depend
+    on the data).  Returns one dict with the network's description and every check's fields;
+    raises LiftnnError on bad input.
+    """
     import liftnn as ln
-    from liftnn.errors import LiftnnError
 
-    modes = [m for m, on in (("hessian", hessian), ("jacobian", jacobian), ("gradcheck", gradcheck)) if on]
-    if not modes:
-        _fail("choose at least one of --hessian, --jacobian, --gradcheck")
-    if n is not None and n < 1:
-        _fail(f"--n must be >= 1; got {n}")
-    if k is not None and k < 1:
-        _fail(f"--k must be >= 1; got {k}")
-    if method not in ("auto", "dense", "lanczos"):
-        _fail(f"unknown --method {method!r}; choose one of: auto, dense, lanczos")
-    if not (math.isfinite(c) and c > 0):
-        _fail(f"--c must be > 0; got {c}")
-    plot = Path("inspect_spectrum.png") if plot is None else plot
-    spy = Path("inspect_jacobian.png") if spy is None else spy
-    _check_dir(plot if hessian else None, "--plot")
-    _check_dir(spy if jacobian else None, "--spy")
-    try:
-        model = ln.MLP(arch, activation=activation, output_activation=output_activation, init=init)
-        if problem is None and modes == ["jacobian"]:
-            N = 7 if n is None else n
-            rng = np.random.default_rng(data_seed)
-            X, Y = rng.standard_normal((N, model.d_in)), rng.standard_normal((N, model.d_out))
-            pname = "random"
-        else:
-            pname = "sin2" if problem is None else problem
-            data = ln.datasets.load(pname, seed=data_seed, **({"n": n} if n is not None else {}))
-            X, Y = model.check_data(data.x_train, data.y_train)
-        tp = ln.TrainingProblem(model, X, Y, loss=loss)
-        params = model.init(seed)
-        res = {"problem": pname, "arch": model.arch, "activation": model.activation,
-               "init": model.init_name, "seed": seed, "n": int(X.shape[0]), "checks": modes}
-        title = f"Hessian spectrum, {pname} N={X.shape[0]}, {model.arch} {model.activation}"
-        if hessian:
-            res.update(hessian_check(tp, params, method=method, k=k, seed=seed, plot=plot, title=title))
-            res.pop("eigenvalues")
-        if jacobian:
-            if model.n_layers < 2:
-                raise LiftnnError("--jacobian needs at least one hidden layer (the lifted states)")
-            res.update(jacobian_check(model, X, Y, seed=seed, c=c, spy_path=spy))
-        if gradcheck:
-            res.update(gradient_check(tp, params))
-    except LiftnnError as exc:
-        _fail(str(exc))
-    if as_json:
-        print(json.dumps(_clean(res)))
+    model = ln.MLP(arch, activation=activation, output_activation=output_activation, init=init)
+    if problem is None and checks == ["jacobian"]:
+        N = 7 if n is None else n
+        rng = np.random.default_rng(data_seed)
+        X, Y = rng.standard_normal((N, model.d_in)), rng.standard_normal((N, model.d_out))
+        pname = "random"
     else:
-        _print_tables(res, modes)
+        pname = "sin2" if problem is None else problem
+        data = ln.datasets.load(pname, seed=data_seed, **({"n": n} if n is not None else {}))
+        X, Y = model.check_data(data.x_train, data.y_train)
+    tp = ln.TrainingProblem(model, X, Y, loss=loss)
+    params = model.init(seed)
+    res = {"problem": pname, "arch": model.arch, "activation": model.activation,
+           "init": model.init_name, "seed": seed, "n": int(X.shape[0]), "checks": checks}
+    title = f"Hessian spectrum, {pname} N={X.shape[0]}, {model.arch} {model.activation}"
+    if "hessian" in checks:
+        res.update(hessian_check(tp, params, method=method, k=k, seed=seed, plot=plot, title=title))
+        res.pop("eigenvalues")
+    if "jacobian" in checks:
+        if model.n_layers < 2:
+            raise LiftnnError("--jacobian needs at least one hidden layer (the lifted states)")
+        res.update(jacobian_check(model, X, Y, seed=seed, c=c, spy_path=spy))
+    if "gradcheck" in checks:
+        res.update(gradient_check(tp, params))
+    return res

@@ -7,6 +7,8 @@
 
 Bad input (unknown suite, method or peer, a suite file off its schema, an unwritable or foreign
 output directory) exits with status 2 before any run; Ctrl-C exits with 130 keeping finished rows.
+The suites, the results.csv columns and resuming are described in docs/benchmarks.md; the work is
+done in liftnn.bench (this module only draws the notes, the progress bar and the summary table).
 """
 
 from __future__ import annotations
@@ -15,36 +17,35 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from liftnn.bench import report as bench_report
+from liftnn.bench import stats
+from liftnn.bench.runner import BenchInterrupted, Hooks, run_suite
+from liftnn.bench.suite import resolve, suite_names
+from liftnn.cli.common import console, split_names
 
 DEMO_METHODS = ("alm", "adam", "lm", "torch-adam")
-SHIPPED = ", ".join(sorted(p.stem for p in (Path(__file__).parent / "suites").glob("*.toml")))
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def _split(methods: str | None) -> list[str] | None:
-    if methods is None:
-        return None
-    names = [m.strip() for m in methods.split(",") if m.strip()]
-    return names
+SHIPPED = ", ".join(suite_names())
 
 
 def print_table(out: Path, title: str, full: bool = False) -> None:
     """Per cell and method: converged k/N, median time, median train MSE (rich, to stdout)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from liftnn.bench import report
-
-    rows = report.load_rows(out)
-    meta = report.load_meta(out)
-    stats, _, methods, ref = report.aggregate(rows, meta)
+    rows = bench_report.load_rows(out)
+    meta = bench_report.load_meta(out)
+    per_cell, _, methods, ref = stats.aggregate(rows, meta)
     table = Table(title=title)
-    word = report.success_word(meta)
+    word = stats.success_word(meta)
     for col in ("cell", "method", word, "median time (s)", "median train MSE"):
         table.add_column(col, justify="left" if col in ("cell", "method") else "right")
     if ref:
@@ -52,38 +53,60 @@ def print_table(out: Path, title: str, full: bool = False) -> None:
     if full:
         table.add_column("best train MSE", justify="right")
     prev = None
-    for s in stats:
+    for s in per_cell:
         conv = f"{s['converged']}/{s['runs']}" + (f" ({s['errors']} err)" if s["errors"] else "")
         cells = [s["cell"] if s["cell"] != prev else "", s["method"], conv,
-                 report._fmt_num(s["median_time"]), report._fmt_num(s["median_mse"])]
+                 stats.fmt_num(s["median_time"]), stats.fmt_num(s["median_mse"])]
         if ref:
-            cells.append(report._fmt_num(s["time_ratio"]) + "x" if s["time_ratio"] == s["time_ratio"]
+            cells.append(stats.fmt_num(s["time_ratio"]) + "x" if s["time_ratio"] == s["time_ratio"]
                          else "-")
         if full:
-            cells.append(report._fmt_num(s["best_mse"]))
+            cells.append(stats.fmt_num(s["best_mse"]))
         table.add_row(*cells, end_section=False)
         prev = s["cell"]
     Console().print(table)
-    totals = report.method_totals(stats, methods, None)
+    totals = stats.method_totals(per_cell, methods, None)
     for t in totals:
         Console().print(f"  {t['method']}: {word} {t['converged']}, median time {t['time']} s")
 
 
-def _run(suite, out: Path, jobs, backend, retry_errors, console, title) -> None:
-    from liftnn.bench.runner import BenchInterrupted, run_suite
-    from liftnn.cli import fail
-    from liftnn.errors import LiftnnError
+class _RichHooks(Hooks):
+    """The runner's hooks drawn with rich: yellow notes and one progress bar."""
 
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
+                                 TimeRemainingColumn(), console=console, transient=False)
+        self.task = None
+        super().__init__(note=self.print_note, start=self.start_bar, advance=self.advance_bar)
+
+    def print_note(self, kind: str, text: str) -> None:
+        if kind == "note":
+            self.console.print(f"[yellow]note:[/] {escape(text)}")
+        elif kind == "skipped":
+            self.console.print(f"[yellow]skipped[/] {escape(text)}")
+        else:
+            self.console.print(escape(text))
+
+    def start_bar(self, title: str, runs: int) -> None:
+        self.task = self.progress.add_task(title, total=runs)
+
+    def advance_bar(self, runs: int, text: str) -> None:
+        self.progress.update(self.task, advance=runs, description=escape(text))
+
+
+def _run(suite, out: Path, jobs, backend, retry_errors, title) -> None:
+    hooks = _RichHooks(console)
     try:
-        summary = run_suite(suite, out, jobs=jobs, backend=backend, retry_errors=retry_errors,
-                            console=console)
+        with hooks.progress:
+            summary = run_suite(suite, out, jobs=jobs, backend=backend,
+                                retry_errors=retry_errors, hooks=hooks)
     except BenchInterrupted as exc:
         s = exc.summary
         console.print(f"[yellow]interrupted[/]: {s.written} runs written this time; {out}/results.csv "
                       f"keeps every finished run; rerun the same command to resume")
-        raise typer.Exit(130)
-    except LiftnnError as exc:
-        fail(str(exc))
+        raise typer.Exit(130) from None
     if suite.kind == "lectures":
         console.print(f"seeds-lectures written to {out} in {summary.elapsed_s:.1f} s")
         return
@@ -115,32 +138,16 @@ def bench(
 
     Resumable: rerun the same command after an interruption and finished runs are skipped.
     """
-    from liftnn.bench.suite import resolve
-    from liftnn.cli import fail
-    from liftnn.errors import LiftnnError
-
-    console = _console()
-    try:
-        s = resolve(suite, seeds=seeds, methods=_split(methods), quick=quick, data_dir=data)
-    except LiftnnError as exc:
-        fail(str(exc))
+    s = resolve(suite, seeds=seeds, methods=split_names(methods), quick=quick, data_dir=data)
     out = out if out is not None else Path(f"bench_{s.name}" + ("_quick" if quick else ""))
-    _run(s, out, jobs, backend, retry_errors, console, f"{s.name}")
+    _run(s, out, jobs, backend, retry_errors, f"{s.name}")
 
 
 def report(
     out: Annotated[Path, typer.Argument(help="a bench output directory (with results.csv)")],
 ):
     """Rebuild DIR/report.md, DIR/report.html and the figures from DIR/results.csv."""
-    from liftnn.bench.report import build_report
-    from liftnn.cli import fail
-    from liftnn.errors import LiftnnError
-
-    console = _console()
-    try:
-        build_report(out, console=console)
-    except LiftnnError as exc:
-        fail(str(exc))
+    bench_report.build_report(out, log=console.print)
 
 
 def demo(
@@ -153,22 +160,7 @@ def demo(
     ReLU 1-16-16-1 on y = sin(x^2) + noise with n = 20 / 40 / 80, glorot_uniform weights, the
     same initial weights for every method; a run converges when its train MSE < 0.25.
     """
-    from liftnn.bench.suite import resolve
-    from liftnn.cli import fail
-    from liftnn.errors import LiftnnError
-
-    console = _console()
-    try:
-        s = resolve("thesis-sin2", seeds=seeds, methods=list(DEMO_METHODS), name="demo",
-                    cell_filter=lambda c: c.activation == "relu")
-    except LiftnnError as exc:
-        fail(str(exc))
-    _run(s, out, jobs, "local", False, console,
+    s = resolve("thesis-sin2", seeds=seeds, methods=list(DEMO_METHODS), name="demo",
+                cell_filter=lambda c: c.activation == "relu")
+    _run(s, out, jobs, "local", False,
          "liftnn demo: thesis sin^2, ReLU 1-16-16-1 (train MSE < 0.25 = converged)")
-
-
-def register(app: typer.Typer) -> None:
-    """Add bench, report and demo to the liftnn command line."""
-    app.command("bench")(bench)
-    app.command("report")(report)
-    app.command("demo")(demo)

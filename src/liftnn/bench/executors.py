@@ -1,0 +1,150 @@
+"""Where bench work units run: in this process, in a pool of spawned processes, or as Ray tasks.
+
+Each executor takes `work` (a picklable top-level function unit -> plain-data result: the
+runner's execute_unit) and yields (unit, result or exception) as units finish.  JAX is unsafe
+after fork, so the pool spawns; a unit whose worker died is retried once in a fresh process.
+See docs/benchmarks.md ("executors").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+
+from liftnn.errors import LiftnnError
+
+
+def default_jobs() -> int:
+    """Worker processes when --jobs is not given: min(2, cores)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def iter_inprocess(work, units):
+    """Units one after another in this process."""
+    for u in units:
+        yield u, work(u)
+
+
+def _shutdown(ex, kill: bool) -> None:
+    if kill:
+        procs = list(getattr(ex, "_processes", {}).values())  # our own worker processes
+        ex.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=5)
+    else:
+        ex.shutdown(wait=True)
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _worker_threads(workers: int):
+    """Share the cores among worker processes: BLAS / OpenMP / XLA threads per worker =
+    cores // workers, so parallel units do not oversubscribe the machine (which would slow and
+    blur every timing).  Variables the user set are left alone."""
+    per = max(1, (os.cpu_count() or 1) // max(1, workers))
+    saved = {k: os.environ.get(k) for k in (*THREAD_VARS, "XLA_FLAGS")}
+    try:
+        for k in THREAD_VARS:
+            os.environ.setdefault(k, str(per))
+        flags = os.environ.get("XLA_FLAGS", "")
+        if per == 1 and "xla_cpu_multi_thread_eigen" not in flags:
+            os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
+        yield per
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def iter_pool(work, units, jobs: int, fresh: bool):
+    """Units in spawned worker processes; a unit whose worker died is retried once, alone."""
+    ctx = mp.get_context("spawn")
+    workers = max(1, min(jobs, len(units)))
+    with _worker_threads(workers):  # workers (spawned on demand, also later) read these at start
+        yield from _pool_units(work, units, workers, fresh, ctx)
+
+
+def _pool_units(work, units, workers, fresh, ctx):
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    retry = []
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                             max_tasks_per_child=1 if fresh else None)
+    kill = True
+    try:
+        futs = {ex.submit(work, u): u for u in units}
+        for f in as_completed(futs):
+            u = futs[f]
+            try:
+                yield u, f.result()
+            except BrokenProcessPool:
+                retry.append(u)
+            except Exception as exc:  # noqa: BLE001 - e.g. unpicklable result
+                yield u, exc
+        kill = False
+    finally:
+        _shutdown(ex, kill)
+    for u in retry:  # one fresh process each, so a unit that kills its worker hurts only itself
+        ex = ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1)
+        kill = True
+        try:
+            f = ex.submit(work, u)
+            try:
+                yield u, f.result()
+            except BrokenProcessPool:
+                yield u, RuntimeError("the worker process died (out of memory, or a crash in native "
+                                      "code)")
+            except Exception as exc:  # noqa: BLE001
+                yield u, exc
+            kill = False
+        finally:
+            _shutdown(ex, kill)
+
+
+def require_ray():
+    """The ray module, or LiftnnError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise LiftnnError("--backend ray needs Ray, which is not installed: pip install "
+                          "'liftnn[ray]' (the `ray` extra)") from None
+    return ray
+
+
+def iter_ray(work, units, jobs: int, fresh: bool):
+    """Units as Ray tasks: on the cluster at RAY_ADDRESS if set, else a local Ray instance."""
+    ray = require_ray()
+    started = False
+    if not ray.is_initialized():
+        addr = os.environ.get("RAY_ADDRESS")
+        kw = {} if addr else {"num_cpus": jobs}
+        ray.init(address=addr, include_dashboard=False, log_to_driver=False, **kw)
+        started = True
+    task = ray.remote(num_cpus=1, max_calls=1 if fresh else 0)(work)
+    refs = {task.remote(u): u for u in units}
+    try:
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            for r in ready:
+                u = refs.pop(r)
+                try:
+                    yield u, ray.get(r)
+                except Exception as exc:  # noqa: BLE001 - task or worker failure
+                    yield u, exc
+    finally:
+        for r in refs:
+            with contextlib.suppress(Exception):
+                ray.cancel(r, force=True)
+        if started:
+            ray.shutdown()
+
+
