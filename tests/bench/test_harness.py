@@ -9,6 +9,7 @@ the tests marked with the real methods skip when those are not importable.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import json
 import sys
@@ -20,13 +21,14 @@ import pytest
 from typer.testing import CliRunner
 
 import liftnn as ln
-from liftnn.bench import freerun, methods, report, runner, store, suite
+from liftnn.bench import freerun, methods, peers, report, runner, store, suite
 from liftnn.bench import stats as bench_stats
 from liftnn.cli import app
 from liftnn.errors import LiftnnError
+from liftnn.methods import Method
 from liftnn.solvers.result import Result
 
-FAKE = "liftnn_bench_test_methods"
+FAKE_FITS: dict = {}  # the fake methods' fit, looked up at call time (tests may spy on it)
 CALLS = {"n": 0, "interrupt_at": None}
 
 
@@ -68,20 +70,34 @@ def _crash_fit(problem, params0, *, method, **_):
 
 @pytest.fixture
 def fake_methods(monkeypatch):
-    mod = types.ModuleType(FAKE)  # "vectorised" (has fit_many): one unit per cell and method
-    mod.fit = lambda problem, params0, *, method, **o: (
-        _crash_fit if method == "fake-crash" else _fake_fit)(problem, params0, method=method, **o)
-    mod.fit_many = lambda problem, p0s, *, method, **o: [
-        mod.fit(problem, p, method=method, **o) for p in p0s]
-    loop = types.ModuleType(FAKE + "_loop")  # not vectorised: one unit per seed
-    loop.fit = lambda problem, params0, *, method, **o: _fake_fit(problem, params0, method=method)
-    monkeypatch.setitem(sys.modules, FAKE, mod)
-    monkeypatch.setitem(sys.modules, FAKE + "_loop", loop)
+    # "vectorised" (has fit_many): one unit per cell and method; fake-loop: one unit per seed
+    def fit(problem, params0, *, method, **o):
+        return (_crash_fit if method == "fake-crash" else _fake_fit)(problem, params0,
+                                                                      method=method, **o)
+
+    def fit_many(problem, p0s, *, method, **o):
+        return [FAKE_FITS["fit"](problem, p, method=method, **o) for p in p0s]
+
+    def fit_loop(problem, params0, *, method, **o):
+        return _fake_fit(problem, params0, method=method)
+
+    FAKE_FITS.update(fit=fit)
     methods = importlib.import_module("liftnn.train").METHODS
-    monkeypatch.setitem(methods, "fake-gd", FAKE)
-    monkeypatch.setitem(methods, "fake-crash", FAKE)
-    monkeypatch.setitem(methods, "fake-loop", FAKE + "_loop")
-    monkeypatch.setitem(methods, "fake-missing", "liftnn_no_such_module_for_tests")
+    for name in ("fake-gd", "fake-crash"):
+        monkeypatch.setitem(methods, name, Method(
+            name, lambda pr, p, _n=name, **o: FAKE_FITS["fit"](pr, p, method=_n, **o),
+            lambda pr, ps, _n=name, **o: fit_many(pr, ps, method=_n, **o), "fake",
+            lambda: ["steps", "lr"]))
+    monkeypatch.setitem(methods, "fake-loop", Method(
+        "fake-loop", lambda pr, p, **o: fit_loop(pr, p, method="fake-loop", **o), None, "fake",
+        lambda: ["steps", "lr"]))
+    # a peer whose library is missing: listed, skipped with the reason
+    monkeypatch.setitem(peers.PEERS, "fake-missing",
+                        dataclasses.replace(peers.PEERS["scipy-lm"], name="fake-missing"))
+    real_available = peers.available
+    monkeypatch.setattr(peers, "available", lambda name: (
+        (False, "its library liftnn_no_such_module_for_tests is not installed")
+        if name == "fake-missing" else real_available(name)))
     # the fake methods compile nothing; keep JAX's caches for the evaluation code around them
     monkeypatch.setattr(runner, "CLEAR_CACHES", False)
     CALLS.update(n=0, interrupt_at=None)
@@ -175,13 +191,13 @@ def test_tiny_suite_end_to_end_and_report_rebuild(tmp_path, fake_methods):
 
 def test_same_initial_weights_for_every_method(tmp_path, fake_methods, monkeypatch):
     seen = []
-    orig = sys.modules[FAKE].fit
+    orig = FAKE_FITS["fit"]
 
     def spy(problem, params0, *, method, **o):
         seen.append((method, np.asarray(params0[0][0]).copy(), np.asarray(problem.Y).copy()))
         return orig(problem, params0, method=method, steps=2)
 
-    monkeypatch.setattr(sys.modules[FAKE], "fit", spy)
+    monkeypatch.setitem(FAKE_FITS, "fit", spy)
     p = tiny(tmp_path, methods="fake-gd = {}\nfake-crash = {}")
     run(p, tmp_path / "out", quick=True)
     (m1, w1, y1), (m2, w2, y2) = seen
@@ -287,7 +303,7 @@ def test_method_that_catches_ctrl_c_is_not_recorded(tmp_path, fake_methods, monk
         r["status"] = "interrupted"
         return r
 
-    monkeypatch.setattr(sys.modules[FAKE], "fit", interrupted)
+    monkeypatch.setitem(FAKE_FITS, "fit", interrupted)
     out = tmp_path / "out"
     with pytest.raises(runner.BenchInterrupted):
         run(tiny(tmp_path), out)
@@ -340,10 +356,10 @@ def test_results_of_another_suite_or_config_refused(tmp_path, fake_methods):
         run(tiny(tmp_path), out)
 
 
-def test_missing_method_module_is_skipped_with_reason(tmp_path, fake_methods):
+def test_missing_peer_library_is_skipped_with_reason(tmp_path, fake_methods):
     s = suite.resolve(tiny(tmp_path, methods="fake-gd = {}\nfake-missing = {}"))
     assert list(s.methods) == ["fake-gd"]
-    assert "cannot be imported" in s.skipped["fake-missing"]
+    assert "is not installed" in s.skipped["fake-missing"]
     out = tmp_path / "out"
     runner.run_suite(s, out, jobs=1)  # builds the report
     assert "skipped method fake-missing" in (out / "report.md").read_text()

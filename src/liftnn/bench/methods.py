@@ -8,8 +8,6 @@ lines.  Nothing here keeps its own list of names; see docs/benchmarks.md ("metho
 
 from __future__ import annotations
 
-import importlib
-
 from liftnn.bench import peers
 from liftnn.errors import LiftnnError
 from liftnn.train import METHODS
@@ -45,56 +43,34 @@ def check_known(name: str) -> None:
                           f"peers: {', '.join(sorted(peers.PEERS))}")
 
 
-def _method_module(name: str):
-    """The module a liftnn method's entry in METHODS names (imported; may raise)."""
-    return importlib.import_module(METHODS[name])
-
-
 def method_available(name: str) -> tuple[bool, str]:
-    """(True, "") if `name` can run here, else (False, why): a missing module or peer extra."""
+    """(True, "") if `name` can run here, else (False, why): a peer whose extra is missing.
+
+    liftnn's own methods are always available (liftnn.methods imports them all)."""
     name = base_method(name)
-    if name in peers.PEERS:
-        try:
-            ok, reason = peers.available(name)
-        except Exception as exc:  # noqa: BLE001 - a broken extra is "not available", with why
-            return False, f"{type(exc).__name__}: {exc}"
-        return bool(ok), str(reason or "")
+    if name not in peers.PEERS:
+        return True, ""
     try:
-        _method_module(name)
-    except Exception as exc:  # noqa: BLE001
-        return False, f"its module {METHODS[name]} cannot be imported ({type(exc).__name__}: {exc})"
-    return True, ""
+        ok, reason = peers.available(name)
+    except Exception as exc:  # noqa: BLE001 - a broken extra is "not available", with why
+        return False, f"{type(exc).__name__}: {exc}"
+    return bool(ok), str(reason or "")
 
 
-def _allowed_options(name: str) -> set[str] | None:
-    """The option names a method accepts where it publishes them (peers.options, a method
-    module's valid_options(name) or DEFAULTS table); None when it leaves the check to itself."""
+#: options the front door (ln.train) takes for every method
+FRONT_DOOR_OPTIONS = frozenset({"validation", "validation_seed"})
+
+
+def _allowed_options(name: str) -> set[str]:
+    """The option names a method accepts (peers.options, or the method table's options())."""
     if name in peers.PEERS:
         return set(peers.options(name))
-    try:
-        mod = _method_module(name)
-    except Exception:  # noqa: BLE001 - availability is reported separately
-        return None
-    if callable(getattr(mod, "valid_options", None)):
-        try:
-            return set(mod.valid_options(name)) | {"validation"}
-        except Exception:  # noqa: BLE001 - leave the check to the method itself
-            return None
-    defaults = getattr(mod, "DEFAULTS", None)
-    shared = sum(1 for v in METHODS.values() if v == METHODS[name]) > 1
-    if isinstance(defaults, dict) and len(defaults) and all(isinstance(k, str) for k in defaults):
-        if isinstance(defaults.get(name), dict):
-            return set(defaults[name]) | {"validation"}  # per-method {method: {option: value}}
-        if not shared:  # one table for several methods: leave the check to the method itself
-            return set(defaults) | {"validation"}
-    return None
+    return set(METHODS[name].options()) | FRONT_DOOR_OPTIONS
 
 
 def check_method_options(name: str, opts: dict, src: str) -> None:
     """Catch unknown options now, before any run, where the method publishes its options."""
     allowed = _allowed_options(base_method(name))
-    if allowed is None:
-        return
     bad = sorted(set(opts) - allowed)
     if bad:
         raise LiftnnError(f"{src}: unknown option(s) for {base_method(name)}: {', '.join(bad)}; "
