@@ -56,6 +56,7 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
         raise LiftnnError(f"dropout is a stochastic training rule for the first-order methods "
                           f"(gd, momentum, nesterov, adam, rmsprop, adadelta, rprop); {method!r} "
                           f"trains the deterministic network: build the model with dropout=0")
+    by_name = {} if method == "alm" else {"method": method}  # alm is one method: no method argument
     problem = TrainingProblem(
         model, dataset.x_train, dataset.y_train, loss=loss, weight_decay=weight_decay,
         X_val=dataset.x_test if validation and len(dataset.x_test) else None,
@@ -68,9 +69,9 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
         p0s = [model.init(s) for s in seeds]
         t0 = time.perf_counter()
         if hasattr(mod, "fit_many"):
-            results = mod.fit_many(problem, p0s, method=method, **options)
+            results = mod.fit_many(problem, p0s, **by_name, **options)
         else:
-            results = [mod.fit(problem, p, method=method, **options) for p in p0s]
+            results = [mod.fit(problem, p, **by_name, **options) for p in p0s]
         wall = time.perf_counter() - t0
         for s, r in zip(seeds, results):
             _finish(r, problem, dataset, model, method, s)
@@ -79,7 +80,7 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
         return results
     p0 = params0 if params0 is not None else model.init(int(seed))
     t0 = time.perf_counter()
-    res = mod.fit(problem, p0, method=method, **options)
+    res = mod.fit(problem, p0, **by_name, **options)
     res["time_s"] = time.perf_counter() - t0
     return _finish(res, problem, dataset, model, method, seed)
 
