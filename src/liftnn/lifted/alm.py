@@ -14,7 +14,9 @@ Each outer iteration solves the inner problem from the current lifted point, eva
 *simulated* network of the new weights (problem.objective: the states recomputed from the
 weights, a feasible point), updates multipliers and penalty, restarts from the start point if
 L_beta exceeds f(z_0) (evens, `restart`), and applies the stopping rules.  The returned weights
-are those of the outer iterate whose simulated network has the lowest training loss, so a run
+are those of the outer iterate whose simulated network has the lowest training loss (with
+validation data, problem.X_val / Y_val: the lowest validation loss, recorded as "val_loss" in the
+history, with early stopping after `val_patience` outer iterations without improvement), so a run
 never returns an infeasible or non-finite network.
 
 Several initialisations run in one call: `fit_many` stacks them and vmaps the inner solve; the
@@ -72,6 +74,7 @@ DEFAULTS = dict(
     callback=None,
     progress=False,
     max_iter=None,  # alias of max_outer (the common option name)
+    val_patience=5,  # with validation data: stop after this many outer iterations without a new best
 )
 
 
@@ -103,7 +106,7 @@ def _check_options(opts: dict, problem) -> dict:
         raise LiftnnError("gamma, ls_factor and ls_sigma must lie in (0, 1)")
     if o["give_up"] is None:
         o["give_up"] = 2 * int(o["patience"])
-    for k in ("max_outer", "max_inner", "max_ls", "patience", "give_up"):
+    for k in ("max_outer", "max_inner", "max_ls", "patience", "give_up", "val_patience"):
         if int(o[k]) < 1:
             raise LiftnnError(f"{k} must be >= 1; got {o[k]}")
     if o["time_budget"] is not None:
@@ -129,21 +132,23 @@ def _inner_config(problem, o: dict, P: int) -> inner.InnerConfig:
 
 def _stop_settings(o: dict) -> stopping.StopSettings:
     return stopping.StopSettings(o["stop"], o["eps_kkt"], o["thesis_eps"], o["patience"],
-                                 o["near_best"], o["give_up"], o["settle_h"])
+                                 o["near_best"], o["give_up"], o["settle_h"], int(o["val_patience"]))
 
 
 _EVALUATORS: dict = {}
 
 
 def _evaluator(problem):
-    """jit(vmap) over seeds of (problem.objective, MSE) of the simulated network on (X, Y).
+    """jit(vmap) over seeds of (problem.objective, problem.data_loss, MSE) of the simulated
+    network on (X, Y) (the training data, or the validation data).
 
     One compiled function per (model, loss, weight_decay): the traced function uses only those
     fields of `problem` (X, Y are arguments), so problems that share them share it."""
     key = (problem.model, problem.loss, float(problem.weight_decay))
     if key not in _EVALUATORS:
         def evaluate(params, X, Y):
-            return problem.objective(params, X, Y), mse_loss(problem.model.apply(params, X), Y)
+            return (problem.objective(params, X, Y), problem.data_loss(params, X, Y),
+                    mse_loss(problem.model.apply(params, X), Y))
 
         _EVALUATORS[key] = jax.jit(jax.vmap(evaluate, in_axes=(0, None, None)))
     return _EVALUATORS[key]
@@ -186,6 +191,8 @@ class _Outer(NamedTuple):
     penalty: schemes.PenaltyState
     watch: stopping.Watch
     counts: dict  # per-seed (K,) totals: outer, gn, lin, ls
+    ret_loss: np.ndarray  # training objective of best_params (the iterate to return)
+    best_iter: np.ndarray  # outer iteration of best_params (0 = the start)
 
 
 class _Context(NamedTuple):
@@ -201,6 +208,7 @@ class _Context(NamedTuple):
     smooth: bool  # ReLU relaxation in use (t decays)
     t_start: float
     hist: list  # per seed, the history rows (appended to)
+    val: tuple | None  # (X_val, Y_val) or None
 
 
 def _history_row(n_outer, loss, mse, res, beta, counts, i, now, status) -> dict:
@@ -231,17 +239,21 @@ def fit_many(problem, params0_list, **options):
     params = _stack([[(W, b) for W, b in p] for p in params0_list])
     t = np.full((K,), float(o["t0"]) if smooth else 1.0)
     Z = kernels.start(params, X, jnp.asarray(t))
-    f0, mse0 = (np.asarray(a) for a in evaluate(params, X, Y))
+    f0, _, mse0 = (np.asarray(a) for a in evaluate(params, X, Y))
     if not np.all(np.isfinite(f0)):
         raise LiftnnError("the loss is not finite at the initial weights")
+    val = None if problem.X_val is None else (problem.X_val, problem.Y_val)
+    val0 = None if val is None else np.asarray(evaluate(params, *val)[1])
     pen = schemes.init(o["scheme"], f0, beta0=o["beta0"], beta0_factor=o["beta0_factor"], eps0=o["eps0"])
     st = _Outer(params, Z, [jnp.asarray(np.zeros(z.shape)) for z in Z], params, t, pen,
-                stopping.start(f0), {k: np.zeros(K, int) for k in ("outer", "gn", "lin", "ls")})
+                stopping.start(f0, val0), {k: np.zeros(K, int) for k in ("outer", "gn", "lin", "ls")},
+                f0.copy(), np.zeros(K, int))
     hist = [[{"iter": 0, "loss": float(f0[i]), "train_mse": float(mse0[i]), "h_inf": 0.0,
               "grad_norm": float("nan"), "beta": float(pen.beta[i]), "gn_iters": 0, "lin_iters": 0,
-              "step": float("nan"), "nfev": 1, "njev": 0, "nhev": 0, "time": time.perf_counter() - t_start}]
+              "step": float("nan"), "nfev": 1, "njev": 0, "nhev": 0, "time": time.perf_counter() - t_start,
+              **({} if val is None else {"val_loss": float(val0[i])})}]
             for i in range(K)]
-    ctx = _Context(o, kernels, evaluate, X, Y, (params, Z), f0, smooth, t_start, hist)
+    ctx = _Context(o, kernels, evaluate, X, Y, (params, Z), f0, smooth, t_start, hist, val)
     done = np.zeros(K, bool)
     status = np.array([R.MAX_ITER] * K, dtype=object)
     message = np.array([""] * K, dtype=object)
@@ -253,7 +265,7 @@ def fit_many(problem, params0_list, **options):
             for i in np.flatnonzero(verdict.status != ""):
                 done[i], status[i], message[i] = True, verdict.status[i], verdict.message[i]
             if o["callback"] is not None:
-                o["callback"](k, st.best_params, st.watch.best_loss)
+                o["callback"](k, st.best_params, st.ret_loss)
             progress(k, int(done.sum()), K)
             if done.all():
                 break
@@ -266,7 +278,7 @@ def fit_many(problem, params0_list, **options):
         status[~done], message[~done] = R.INTERRUPTED, stopping.INTERRUPTED_MESSAGE
     finally:
         progress(None, None, None)
-    return _results(st, status, message, hist, cfg, o, t_start, interrupted)
+    return _results(st, status, message, hist, cfg, o, t_start, interrupted, val)
 
 
 def _outer_iteration(ctx: _Context, st: _Outer, k: int, done):
@@ -277,20 +289,21 @@ def _outer_iteration(ctx: _Context, st: _Outer, k: int, done):
     active = ~done
     eps_run = np.where(done, np.inf, st.penalty.eps)
     res = ctx.kernels.solve(st.params, st.Z, st.lam, jnp.asarray(st.penalty.beta), jnp.asarray(eps_run),
-                        jnp.asarray(st.t), X, Y)
+                            jnp.asarray(st.t), X, Y)
     res = res._replace(**{f: np.asarray(getattr(res, f)) for f in
                           ("gn_iters", "lin_iters", "ls_evals", "status", "grad_norm", "lagrangian", "h_inf")})
     counts = {"outer": st.counts["outer"] + active,
               "gn": st.counts["gn"] + np.where(active, res.gn_iters, 0),
               "lin": st.counts["lin"] + np.where(active, res.lin_iters, 0),
               "ls": st.counts["ls"] + np.where(active, res.ls_evals, 0)}
-    loss, mse = (np.asarray(a) for a in ctx.evaluate(res.params, X, Y))
+    loss, _, mse = (np.asarray(a) for a in ctx.evaluate(res.params, X, Y))
+    val_loss = None if ctx.val is None else np.asarray(ctx.evaluate(res.params, *ctx.val)[1])
     finite = np.isfinite(loss) & np.isfinite(res.lagrangian) & np.isfinite(res.h_inf)
     keep = active & finite
     lam_coef, proposed = schemes.update(o["scheme"], st.penalty, res.h_inf, k,
                                         schemes.EvensSettings(o["gamma"], o["xi"], o["alpha"], o["eps_min"]))
     obs = stopping.Observation(loss, res.grad_norm, res.h_inf, st.penalty.h_prev,
-                               res.status == inner.INNER_LS_FAILED, active, finite)
+                               res.status == inner.INNER_LS_FAILED, active, finite, val_loss)
     verdict = stopping.judge(st.watch, obs, k, _stop_settings(o))
     restart = (keep & (res.lagrangian > ctx.f0) if (o["restart"] and o["scheme"] == "evens")
                else np.zeros(len(done), bool))
@@ -303,11 +316,16 @@ def _outer_iteration(ctx: _Context, st: _Outer, k: int, done):
     names = inner.status_names(res.status)
     for i in np.flatnonzero(active):
         ctx.hist[i].append(_history_row(counts["outer"][i], loss[i], mse[i], res, penalty.beta[i], counts, i,
-                                    now, names[i]))
-    return _Outer(params, Z, lam, best_params, t, penalty, verdict.watch, counts), verdict, now
+                                        now, names[i]))
+        if val_loss is not None:
+            ctx.hist[i][-1]["val_loss"] = float(val_loss[i])
+    better = verdict.better
+    return _Outer(params, Z, lam, best_params, t, penalty, verdict.watch, counts,
+                  np.where(better, loss, st.ret_loss), np.where(better, counts["outer"], st.best_iter)), verdict, now
 
 
-def _results(st: _Outer, status, message, hist, cfg, o, t_start, interrupted) -> list:
+def _results(st: _Outer, status, message, hist, cfg, o, t_start, interrupted, o_val) -> list:
+    """One Result per seed; with validation data also val_loss (of the returned iterate)."""
     results = []
     best_host = jax.device_get(st.best_params)  # one transfer; slicing and ravelling on the host
     c = st.counts
@@ -315,12 +333,13 @@ def _results(st: _Outer, status, message, hist, cfg, o, t_start, interrupted) ->
         p = [(jnp.asarray(W[i]), None if b is None else jnp.asarray(b[i])) for W, b in best_host]
         theta = np.concatenate([np.ravel(a[i]) for a in jax.tree_util.tree_leaves(best_host)])
         results.append(R.Result(
-            params=p, x=theta, fun=float(st.watch.best_loss[i]), nit=int(c["gn"][i]),
+            params=p, x=theta, fun=float(st.ret_loss[i]), nit=int(c["gn"][i]),
             outer_iterations=int(c["outer"][i]), nfev=int(c["ls"][i] + c["outer"][i] + 1),
             njev=int(c["gn"][i]), nhev=0, lin_iters=int(c["lin"][i]), status=str(status[i]),
             success=str(status[i]) == R.CONVERGED, message=str(message[i]), history=hist[i],
             linear_solver=cfg.linear_solver, scheme=o["scheme"], relu_mode=o["relu_mode"],
-            time_s=time.perf_counter() - t_start, interrupted=interrupted,
+            time_s=time.perf_counter() - t_start, interrupted=interrupted, best_iter=int(st.best_iter[i]),
+            **({} if o_val is None else {"val_loss": float(st.watch.best_val[i])}),
         ))
     return results
 
