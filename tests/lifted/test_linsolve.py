@@ -58,7 +58,7 @@ def test_structured_step_equals_dense_reference(arch, act, n, bias, mode, mu_w, 
 
 def test_reduced_jacobian_matches_matvecs():
     """Jh formed explicitly agrees with the matrix-free products Jh v and Jh^T w."""
-    model, p, X, Y, acts, Z, lam = _random_point("2-3-3-2", "tanh", 6, True)
+    _model, p, X, Y, acts, Z, _lam = _random_point("2-3-3-2", "tanh", 6, True)
     out = get_activation("identity")
     c, s2 = 0.3, 0.5
     lin = gnm.linearise(gnm.AugmentedLSQ(X, Y, [0.0 * z for z in Z], s2, 0.0, acts, out, c), p, Z)

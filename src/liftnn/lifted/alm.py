@@ -41,41 +41,41 @@ from liftnn.models.losses import mse as mse_loss
 from liftnn.models.losses import residual_scale
 from liftnn.solvers import result as R
 
-DEFAULTS = dict(
-    scheme="evens",
-    relu_mode="complementarity",
-    linear_solver="auto",
-    beta0=None,  # None: the scheme's default (evens: beta0_factor * f(z0); ialm: 10)
-    beta0_factor=1e-3,
-    eps0=1e-1,
-    eps_min=1e-2,
-    eps_kkt=1e-3,
-    gamma=0.5,
-    xi=2.0,
-    alpha=2.0,
-    max_outer=50,
-    max_inner=20,
-    damping=1e-9,
-    ls_factor=0.8,
-    ls_sigma=0.1,
-    max_ls=40,
-    line_search="interp",
-    stop="auto",
-    thesis_eps=1e-2,
-    patience=3,
-    near_best=1.5,
-    give_up=None,  # None: 2 * patience
-    settle_h=1e-2,  # "settled" also needs ||h||_inf <= settle_h (the lifted point nearly feasible)
-    restart=True,
-    t0=1.0,
-    t_decay=0.7,
-    t_min=1e-8,
-    time_budget=None,
-    callback=None,
-    progress=False,
-    max_iter=None,  # alias of max_outer (the common option name)
-    val_patience=5,  # with validation data: stop after this many outer iterations without a new best
-)
+DEFAULTS = {
+    "scheme": "evens",
+    "relu_mode": "complementarity",
+    "linear_solver": "auto",
+    "beta0": None,  # None: the scheme's default (evens: beta0_factor * f(z0); ialm: 10)
+    "beta0_factor": 1e-3,
+    "eps0": 1e-1,
+    "eps_min": 1e-2,
+    "eps_kkt": 1e-3,
+    "gamma": 0.5,
+    "xi": 2.0,
+    "alpha": 2.0,
+    "max_outer": 50,
+    "max_inner": 20,
+    "damping": 1e-9,
+    "ls_factor": 0.8,
+    "ls_sigma": 0.1,
+    "max_ls": 40,
+    "line_search": "interp",
+    "stop": "auto",
+    "thesis_eps": 1e-2,
+    "patience": 3,
+    "near_best": 1.5,
+    "give_up": None,  # None: 2 * patience
+    "settle_h": 1e-2,  # "settled" also needs ||h||_inf <= settle_h (the lifted point nearly feasible)
+    "restart": True,
+    "t0": 1.0,
+    "t_decay": 0.7,
+    "t_min": 1e-8,
+    "time_budget": None,
+    "callback": None,
+    "progress": False,
+    "max_iter": None,  # alias of max_outer (the common option name)
+    "val_patience": 5,  # with validation data: stop after this many outer iterations without a new best
+}
 
 
 def _check_options(opts: dict, problem) -> dict:
@@ -146,6 +146,8 @@ def _evaluator(problem):
     fields of `problem` (X, Y are arguments), so problems that share them share it."""
     key = (problem.model, problem.loss, float(problem.weight_decay))
     if key not in _EVALUATORS:
+        if len(_EVALUATORS) >= 64:  # bounded, like inner.compiled's cache
+            _EVALUATORS.clear()
         def evaluate(params, X, Y):
             return (problem.objective(params, X, Y), problem.data_loss(params, X, Y),
                     mse_loss(problem.model.apply(params, X), Y))

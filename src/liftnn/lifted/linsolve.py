@@ -164,7 +164,7 @@ def solve_cg(lin: gnm.Linearisation, theta, mu_w, cc, tol=1e-10, max_iter=None):
     bnorm = jnp.linalg.norm(b)
 
     def cond(s):
-        x, r, z, p, rz, k = s
+        _x, r, _z, _p, _rz, k = s
         return (k < max_iter) & (jnp.linalg.norm(r) > tol * bnorm)
 
     def body(s):
