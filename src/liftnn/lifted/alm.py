@@ -304,8 +304,9 @@ def _outer_iteration(ctx: _Context, st: _Outer, k: int, done):
     keep = active & finite
     lam_coef, proposed = schemes.update(o["scheme"], st.penalty, res.h_inf, k,
                                         schemes.EvensSettings(o["gamma"], o["xi"], o["alpha"], o["eps_min"]))
+    names = np.array(inner.status_names(res.status))
     obs = stopping.Observation(loss, res.grad_norm, res.h_inf, st.penalty.h_prev,
-                               res.status == inner.INNER_LS_FAILED, active, finite, val_loss)
+                               names == "line_search_failed", active, finite, val_loss)
     verdict = stopping.judge(st.watch, obs, k, _stop_settings(o))
     restart = (keep & (res.lagrangian > ctx.f0) if (o["restart"] and o["scheme"] == "evens")
                else np.zeros(len(done), bool))
@@ -315,10 +316,9 @@ def _outer_iteration(ctx: _Context, st: _Outer, k: int, done):
     penalty = schemes.accept(st.penalty, proposed, keep)
     t = np.where(active, np.maximum(st.t * o["t_decay"], o["t_min"]), st.t) if ctx.smooth else st.t
     now = time.perf_counter() - ctx.t_start
-    names = inner.status_names(res.status)
     for i in np.flatnonzero(active):
         ctx.hist[i].append(_history_row(counts["outer"][i], loss[i], mse[i], res, penalty.beta[i], counts, i,
-                                        now, names[i]))
+                                        now, str(names[i])))
         if val_loss is not None:
             ctx.hist[i][-1]["val_loss"] = float(val_loss[i])
     better = verdict.better
