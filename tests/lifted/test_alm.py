@@ -48,10 +48,10 @@ def test_give_up_stops_a_run_whose_best_does_not_improve(tanh_problem):
 
 
 def test_vectorised_runs_equal_single_runs(tanh_problem):
-    model, data, prob = tanh_problem
+    model, _data, prob = tanh_problem
     p0 = [model.init(s) for s in (3, 4)]
     # a fixed number of GN steps (no tolerance test that round-off could flip)
-    opts = dict(max_outer=1, max_inner=5, eps0=1e-14, eps_min=1e-14)
+    opts = {"max_outer": 1, "max_inner": 5, "eps0": 1e-14, "eps_min": 1e-14}
     many = alm.fit_many(prob, p0, **opts)
     for p, r in zip(p0, many):
         one = alm.fit(prob, p, **opts)
@@ -63,7 +63,7 @@ def test_vectorised_runs_equal_single_runs(tanh_problem):
 
 @pytest.mark.parametrize("solver", ["primal", "cg"])
 def test_linear_solver_modes_follow_the_same_path(tanh_problem, solver):
-    model, data, prob = tanh_problem
+    model, _data, prob = tanh_problem
     p0 = model.init(5)
     ref = alm.fit(prob, p0, max_outer=2, linear_solver="dual", damping=1e-4)
     other = alm.fit(prob, p0, max_outer=2, linear_solver=solver, damping=1e-4)
@@ -89,7 +89,7 @@ def test_ialm_scheme_and_weight_decay(tanh_problem):
 
 
 def test_interrupt_returns_best_feasible_iterate(tanh_problem):
-    model, data, prob = tanh_problem
+    model, _data, prob = tanh_problem
     calls = []
 
     def cb(k, params, loss):
@@ -103,14 +103,14 @@ def test_interrupt_returns_best_feasible_iterate(tanh_problem):
 
 
 @pytest.mark.parametrize("opts,needle", [
-    (dict(beta0=0.0), "beta0"),
-    (dict(beta0=-1.0), "beta0"),
-    (dict(scheme="sahin2"), "outer scheme"),
-    (dict(relu_mode="magic"), "ReLU mode"),
-    (dict(linear_solver="lu"), "linear solver"),
-    (dict(max_outer=0), "max_outer"),
-    (dict(give_up=0), "give_up"),
-    (dict(frobnicate=1), "unknown option"),
+    ({"beta0": 0.0}, "beta0"),
+    ({"beta0": -1.0}, "beta0"),
+    ({"scheme": "sahin2"}, "outer scheme"),
+    ({"relu_mode": "magic"}, "ReLU mode"),
+    ({"linear_solver": "lu"}, "linear solver"),
+    ({"max_outer": 0}, "max_outer"),
+    ({"give_up": 0}, "give_up"),
+    ({"frobnicate": 1}, "unknown option"),
 ])
 def test_bad_options_fail_before_work(tanh_problem, opts, needle):
     model, data, _ = tanh_problem

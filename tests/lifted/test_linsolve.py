@@ -1,5 +1,6 @@
-"""The structured (states-eliminated) Gauss-Newton step equals a dense solve of the full lifted
-system (J^T J + D) d = -(J^T R + mu_w theta) to 1e-8, for every linear-solver mode."""
+"""The structured (states-eliminated) Gauss-Newton step (liftnn.lifted.inner.gn_step) equals a
+dense solve of the full lifted system (J^T J + D) d = -(J^T R + mu_w theta) to 1e-8, for every
+linear-solver mode."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +9,7 @@ from jax.flatten_util import ravel_pytree
 
 import liftnn as ln
 from liftnn.lifted import gauss_newton as gnm
-from liftnn.lifted import linsolve
+from liftnn.lifted import inner, linsolve
 from liftnn.models.activations import get_activation
 
 CASES = [
@@ -46,16 +47,10 @@ def test_structured_step_equals_dense_reference(arch, act, n, bias, mode, mu_w, 
     c = (2.0 / (n * model.d_out)) ** 0.5
     s2 = beta / m
     omega = [lj * np.sqrt(m) / beta for lj in lam]
-    tt = gnm.terms(p, Z, X, Y, acts, out, c)
-    E = [h + o for h, o in zip(tt.H, omega)]
-    cd = gnm.condense(p, Z, tt, E, s2, c)
-    theta, unravel = ravel_pytree(p)
-    dth, _ = linsolve.reduced_step(mode, p, Z, X, tt, cd, c, theta, mu_w, damping)
-    dp = unravel(dth)
-    Jd = gnm.jh_matvec(p, Z, X, tt, cd, c, dp)
-    dZ, _ = gnm.back_substitute(p, Z, X, tt, cd, E, s2, c, dp, Jd)
-    ref_p, ref_Z = linsolve.dense_reference_step(p, Z, X, Y, omega, s2, mu_w, damping, acts, out, c)
-    got = np.concatenate([np.asarray(dth)] + [np.asarray(z).ravel() for z in dZ])
+    prob = gnm.AugmentedLSQ(X, Y, omega, s2, mu_w, acts, out, c)
+    step = inner.gn_step(prob, p, Z, mode, damping)
+    ref_p, ref_Z = linsolve.dense_reference_step(prob, p, Z, damping)
+    got = np.concatenate([np.asarray(step.dtheta)] + [np.asarray(z).ravel() for z in step.dZ])
     ref = np.asarray(ravel_pytree((ref_p, ref_Z))[0])
     tol = 1e-8 if mode != "cg" else 1e-7
     assert np.linalg.norm(got - ref) <= tol * np.linalg.norm(ref)
@@ -63,20 +58,19 @@ def test_structured_step_equals_dense_reference(arch, act, n, bias, mode, mu_w, 
 
 def test_reduced_jacobian_matches_matvecs():
     """Jh formed explicitly agrees with the matrix-free products Jh v and Jh^T w."""
-    model, p, X, Y, acts, Z, lam = _random_point("2-3-3-2", "tanh", 6, True)
+    _model, p, X, Y, acts, Z, _lam = _random_point("2-3-3-2", "tanh", 6, True)
     out = get_activation("identity")
     c, s2 = 0.3, 0.5
-    tt = gnm.terms(p, Z, X, Y, acts, out, c)
-    cd = gnm.condense(p, Z, tt, tt.H, s2, c)
-    Jh = np.asarray(gnm.reduced_jacobian(p, Z, X, tt, cd, c))  # (m, O, P)
+    lin = gnm.linearise(gnm.AugmentedLSQ(X, Y, [0.0 * z for z in Z], s2, 0.0, acts, out, c), p, Z)
+    Jh = np.asarray(gnm.reduced_jacobian(lin))  # (m, O, P)
     theta, unravel = ravel_pytree(p)
     v = np.random.default_rng(3).standard_normal(theta.shape[0])
     w = np.random.default_rng(4).standard_normal(Jh.shape[:2])
-    Jv = np.asarray(gnm.jh_matvec(p, Z, X, tt, cd, c, unravel(jnp.asarray(v))))
-    JTw = np.asarray(ravel_pytree(gnm.jh_rmatvec(p, Z, X, tt, cd, c, jnp.asarray(w)))[0])
+    Jv = np.asarray(gnm.jh_matvec(lin, unravel(jnp.asarray(v))))
+    JTw = np.asarray(ravel_pytree(gnm.jh_rmatvec(lin, jnp.asarray(w)))[0])
     np.testing.assert_allclose(Jv, np.einsum("mkp,p->mk", Jh, v), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(JTw, np.einsum("mkp,mk->p", Jh, w), rtol=1e-12, atol=1e-12)
-    K = np.asarray(linsolve.dual_gram(p, Z, X, tt, cd, c))
+    K = np.asarray(linsolve.dual_gram(lin))
     Jm = Jh.reshape(-1, Jh.shape[2])
     np.testing.assert_allclose(K, Jm @ Jm.T, rtol=1e-12, atol=1e-12)
 
@@ -110,12 +104,12 @@ def test_merit_gradient_equals_autodiff_and_finite_differences(sizes, act, bias,
     omega = [0.05 * jnp.asarray(rng.normal(size=z.shape)) for z in Z]
     s2, c = 0.7, 0.3
 
-    def phi(p, z):
-        return gnm.merit(p, z, X, Y, omega, s2, mu_w, acts, out_act, c)
+    prob = gnm.AugmentedLSQ(X, Y, omega, s2, mu_w, acts, out_act, c)
 
-    t = gnm.terms(params, Z, X, Y, acts, out_act, c)
-    E = [h + o for h, o in zip(t.H, omega)]
-    val, gp, gz = gnm.merit_value_and_grad(params, Z, X, t, E, s2, mu_w, c)
+    def phi(p, z):
+        return gnm.merit(prob, p, z)
+
+    val, gp, gz = gnm.merit_value_and_grad(gnm.linearise(prob, params, Z))
     ref_val, (rp, rz) = jax.value_and_grad(phi, argnums=(0, 1))(params, Z)
     assert float(val) == pytest.approx(float(ref_val), rel=1e-13)
     flat = lambda tree: np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(tree)])

@@ -271,9 +271,9 @@ def fig_grad_norms(out, rows, cells) -> list[tuple[str, str]]:
 
 def fig_jacobian(out, meta, n: int = 7) -> tuple[list[tuple[str, str]], list[str]]:
     """Spy plots of the lifted Jacobian (natural and banded ordering) of the suite's smallest
-    network on the first `n` training samples of its cell (liftnn.lifted.jacobian)."""
-    from liftnn.lifted import jacobian as jm
-    from liftnn.lifted.formulation import LiftedProblem
+    network on the first `n` training samples of its cell (liftnn.lifted.thesis.jacobian)."""
+    from liftnn.lifted.thesis import jacobian as jm
+    from liftnn.lifted.thesis.residual import ThesisResidual
 
     cells = [c for c in meta.get("config", {}).get("cells", []) if len(c["arch"].split("-")) > 2]
     if not cells:
@@ -289,7 +289,7 @@ def fig_jacobian(out, meta, n: int = 7) -> tuple[list[tuple[str, str]], list[str
         data = datasets.load(c["dataset"], seed=int(meta.get("config", {}).get("data_seed", 0)),
                              **c.get("data_kw", {}))
         X, Y = data.x_train[:n], data.y_train[:n]
-        lp = LiftedProblem(model, X, Y)
+        lp = ThesisResidual(model, X, Y)
         u = np.asarray(lp.feasible_start(model.init(0)))
         figs = []
         for ordering, fig_ref in (("natural", "fig. 3.2"), ("banded", "fig. 3.3")):

@@ -67,10 +67,10 @@ def hessian_check(problem, params, *, method: str, k: int | None, seed: int, plo
 def jacobian_check(model, X, Y, *, seed: int, c: float, spy_path: Path) -> dict:
     """Analytic lifted Jacobian at the feasible start of model.init(seed): sizes, formula,
     autodiff error, bandwidths, and the two spy plots."""
-    from liftnn.lifted import jacobian as jm
-    from liftnn.lifted.formulation import LiftedProblem
+    from liftnn.lifted.thesis import jacobian as jm
+    from liftnn.lifted.thesis.residual import ThesisResidual
 
-    lp = LiftedProblem(model, X, Y, c=c)
+    lp = ThesisResidual(model, X, Y, penalty=c)
     lay = lp.layout
     u = np.asarray(lp.feasible_start(model.init(seed)))
     nat = jm.jacobian(lp, u, "natural")

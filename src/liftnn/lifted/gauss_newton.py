@@ -7,7 +7,7 @@ output residual are
     H_j = Z_j - sigma_j(a_j)                       (m, d_j)   layer equations, j = 1..L
     F   = c (sigma_out(Z_L W_out^T + b_out) - Y)   (m, O)     1/2 ||F||^2 = the loss ("mse": c = sqrt(2/(m O)))
 
-and the augmented Lagrangian (seed 000 eq. 3.1, DESIGN.md §1), with the constraints averaged over
+and the augmented Lagrangian (the thesis eq. 3.1, docs/lifted.md), with the constraints averaged over
 samples (h = H / sqrt(m), so that beta does not depend on m) is
 
     L_beta = 1/2 ||F||^2 + mu_w/2 ||theta||^2 + <lambda, h> + beta/2 ||h||^2
@@ -34,7 +34,12 @@ in m; the states follow by one forward substitution (a forward pass):
     d_Z_1 = v_1,  d_Z_j = v_j + sigma_j' * (d_Z_{j-1} W_j^T),
     v_j = -(H_j + omega_j) + sigma_j' * (Z_{j-1} dW_j^T + db_j) - (n_j c_i) / s^2.
 
-Nothing of size (m S)^2 is formed; the reduced solves are in liftnn.lifted.linsolve.
+Nothing of size (m S)^2 is formed; the reduced solves are in liftnn.lifted.linsolve.  The
+derivation is written out in docs/lifted.md ("The elimination").
+
+Two NamedTuples carry the pieces: `AugmentedLSQ` (the inner least-squares problem at fixed
+multipliers and penalty: data, omega, s^2, mu_w, activations, c) and `Linearisation` (everything
+evaluated at one lifted point: residual pieces and the per-sample elimination).
 """
 
 from __future__ import annotations
@@ -44,40 +49,20 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from liftnn.models.activations import Activation, get_activation
+from liftnn.models.activations import RELU_MODES, Activation, get_activation, relu_relaxation
 
-RELU_MODES = ("gd", "complementarity", "softplus")
+__all__ = ["RELU_MODES", "AugmentedLSQ", "Linearisation", "back_substitute", "condense",
+           "hidden_activations", "jh_matvec", "jh_rmatvec", "linearise", "merit",
+           "merit_value_and_grad", "reduced_jacobian", "simulate", "terms"]
 
 
 def hidden_activations(model, relu_mode: str, t) -> list[Activation]:
-    """Hidden-layer transfer functions used in the constraints.
-
-    For ReLU layers: "gd" uses max(a, 0) with the generalised derivative 1[a > 0];
-    "softplus" the homotopy sigma_t(a) = t softplus(a / t) -> relu as t -> 0;
-    "complementarity" the relaxed complementarity system of the thesis (ch. 2.2):
-    z >= 0, z - a >= 0, z (z - a) = t^2, whose unique solution is
-    z = (a + sqrt(a^2 + 4 t^2)) / 2 (a Scholtes-type relaxation driven to t -> 0).
-    `t` may be a traced scalar.
-    """
-    acts = []
-    for name in model.activations[:-1]:
-        if name != "relu" or relu_mode == "gd":
-            acts.append(get_activation(name))
-        elif relu_mode == "softplus":
-            acts.append(Activation(
-                "softplus_t",
-                lambda a, t=t: t * jax.nn.softplus(a / t),
-                lambda a, t=t: jax.nn.sigmoid(a / t),
-            ))
-        elif relu_mode == "complementarity":
-            acts.append(Activation(
-                "compl_t",
-                lambda a, t=t: 0.5 * (a + jnp.sqrt(a * a + 4.0 * t * t)),
-                lambda a, t=t: 0.5 * (1.0 + a / jnp.sqrt(a * a + 4.0 * t * t)),
-            ))
-        else:  # pragma: no cover - validated by the caller
-            raise ValueError(relu_mode)
-    return acts
+    """Hidden-layer transfer functions used in the constraints: the model's own, except that
+    ReLU layers use `liftnn.models.activations.relu_relaxation(relu_mode, t)` ("gd": max(a, 0)
+    with the generalised derivative; "softplus" and "complementarity": relaxations driven to
+    ReLU as t -> 0).  `t` may be a traced scalar."""
+    return [relu_relaxation(relu_mode, t) if name == "relu" else get_activation(name)
+            for name in model.activations[:-1]]
 
 
 def _affine(Zprev, W, b):
@@ -92,6 +77,24 @@ def simulate(params, X, acts: list[Activation]) -> list:
         z = act.f(_affine(z, W, b))
         Z.append(z)
     return Z
+
+
+class AugmentedLSQ(NamedTuple):
+    """The inner problem of one outer iteration: Phi(theta, Z) = 1/2 ||R||^2 + mu_w/2 ||theta||^2.
+
+    X: (m, d_in), Y: (m, O); omega: [omega_j (m, d_j)] = lambda_j sqrt(m) / beta; s2 = beta / m;
+    acts: the hidden transfer functions (hidden_activations); out_act: sigma_out; c: the output
+    residual scale (F = c (f - Y)).
+    """
+
+    X: jax.Array
+    Y: jax.Array
+    omega: list
+    s2: jax.Array
+    mu_w: float
+    acts: list
+    out_act: Activation
+    c: float
 
 
 class Terms(NamedTuple):
@@ -117,10 +120,14 @@ def terms(params, Z, X, Y, acts, out_act, c) -> Terms:
     return Terms(H, D, c * (out_act.f(ao) - Y), out_act.df(ao))
 
 
-def merit(params, Z, X, Y, E_shift, s2, mu_w, acts, out_act, c):
+def _terms(prob: AugmentedLSQ, params, Z) -> Terms:
+    return terms(params, Z, prob.X, prob.Y, prob.acts, prob.out_act, prob.c)
+
+
+def merit(prob: AugmentedLSQ, params, Z):
     """Phi = 1/2 ||F||^2 + s^2/2 sum_j ||H_j + omega_j||^2 + mu_w/2 ||theta||^2 (= L_beta + const)."""
-    t = terms(params, Z, X, Y, acts, out_act, c)
-    return _merit_value(params, t, [Hj + Oj for Hj, Oj in zip(t.H, E_shift)], s2, mu_w)
+    t = _terms(prob, params, Z)
+    return _merit_value(params, t, [Hj + Oj for Hj, Oj in zip(t.H, prob.omega)], prob.s2, prob.mu_w)
 
 
 def _merit_value(params, t: Terms, E: list, s2, mu_w):
@@ -129,36 +136,6 @@ def _merit_value(params, t: Terms, E: list, s2, mu_w):
     if mu_w:
         val = val + 0.5 * mu_w * sum(jnp.sum(q ** 2) for q in jax.tree_util.tree_leaves(params))
     return val
-
-
-def merit_value_and_grad(params, Z, X, t: Terms, E: list, s2, mu_w, c):
-    """Phi (see `merit`) and its gradient from the residual pieces, without autodiff.
-
-    With E_j = H_j + omega_j, g_o = c sigma_out' * F and e_j = sigma_j' * E_j (rows = samples):
-
-        dPhi/dZ_j = s^2 E_j - s^2 e_{j+1} W_{j+1}     (j < L),   dPhi/dZ_L = s^2 E_L + g_o W_out
-        dPhi/dW_j = -s^2 e_j^T Z_{j-1},  dPhi/db_j = -s^2 sum_i e_j,
-        dPhi/dW_out = g_o^T Z_L,  dPhi/db_out = sum_i g_o,   plus mu_w theta on every parameter.
-
-    Returns (Phi, grads shaped like params, [dPhi/dZ_j]).
-    """
-    L = len(Z)
-    val = _merit_value(params, t, E, s2, mu_w)
-    go = c * t.Do * t.F
-    e = [Dj * Ej for Dj, Ej in zip(t.D, E)]
-    gz = []
-    for j in range(L):
-        nxt = -s2 * (e[j + 1] @ params[j + 1][0]) if j + 1 < L else go @ params[-1][0]
-        gz.append(s2 * E[j] + nxt)
-    gp = []
-    zprev = X
-    for j, (W, b) in enumerate(params[:-1]):
-        gp.append((-s2 * (e[j].T @ zprev), None if b is None else -s2 * jnp.sum(e[j], axis=0)))
-        zprev = Z[j]
-    gp.append((go.T @ zprev, None if params[-1][1] is None else jnp.sum(go, axis=0)))
-    if mu_w:
-        gp = jax.tree_util.tree_map(lambda g, q: g + mu_w * q, gp, params)
-    return val, gp, gz
 
 
 class Condensed(NamedTuple):
@@ -170,6 +147,24 @@ class Condensed(NamedTuple):
     Ginv: jax.Array  # (m, O, O)
     rh: jax.Array  # (m, O)
     Rsq: jax.Array  # (m,) ||R_i||^2
+
+
+class Linearisation(NamedTuple):
+    """Everything one Gauss-Newton step needs at the lifted point (params, Z).
+
+    terms: H_j, sigma_j', F, sigma_out'; E: [H_j + omega_j]; condensed: the per-sample
+    elimination (costates n_j, G_i, rh_i); s2, c, mu_w as in AugmentedLSQ.
+    """
+
+    params: list
+    Z: list
+    X: jax.Array
+    terms: Terms
+    E: list
+    condensed: Condensed
+    s2: jax.Array
+    c: float
+    mu_w: float
 
 
 def condense(params, Z, t: Terms, E: list, s2, c) -> Condensed:
@@ -189,12 +184,52 @@ def condense(params, Z, t: Terms, E: list, s2, c) -> Condensed:
     return Condensed(n, delta, G, Ginv, rh, Rsq)
 
 
-def reduced_jacobian(params, Z, X, t: Terms, cd: Condensed, c) -> jax.Array:
+def linearise(prob: AugmentedLSQ, params, Z) -> Linearisation:
+    """Residual pieces and the per-sample elimination at (params, Z)."""
+    t = _terms(prob, params, Z)
+    E = [h + o for h, o in zip(t.H, prob.omega)]
+    cd = condense(params, Z, t, E, prob.s2, prob.c)
+    return Linearisation(params, Z, prob.X, t, E, cd, prob.s2, prob.c, prob.mu_w)
+
+
+def merit_value_and_grad(lin: Linearisation):
+    """Phi (see `merit`) and its gradient from the residual pieces, without autodiff.
+
+    With E_j = H_j + omega_j, g_o = c sigma_out' * F and e_j = sigma_j' * E_j (rows = samples):
+
+        dPhi/dZ_j = s^2 E_j - s^2 e_{j+1} W_{j+1}     (j < L),   dPhi/dZ_L = s^2 E_L + g_o W_out
+        dPhi/dW_j = -s^2 e_j^T Z_{j-1},  dPhi/db_j = -s^2 sum_i e_j,
+        dPhi/dW_out = g_o^T Z_L,  dPhi/db_out = sum_i g_o,   plus mu_w theta on every parameter.
+
+    Returns (Phi, grads shaped like params, [dPhi/dZ_j]).
+    """
+    params, Z, t, E, s2, mu_w = lin.params, lin.Z, lin.terms, lin.E, lin.s2, lin.mu_w
+    L = len(Z)
+    val = _merit_value(params, t, E, s2, mu_w)
+    go = lin.c * t.Do * t.F
+    e = [Dj * Ej for Dj, Ej in zip(t.D, E)]
+    gz = []
+    for j in range(L):
+        nxt = -s2 * (e[j + 1] @ params[j + 1][0]) if j + 1 < L else go @ params[-1][0]
+        gz.append(s2 * E[j] + nxt)
+    gp = []
+    zprev = lin.X
+    for j, (W, b) in enumerate(params[:-1]):
+        gp.append((-s2 * (e[j].T @ zprev), None if b is None else -s2 * jnp.sum(e[j], axis=0)))
+        zprev = Z[j]
+    gp.append((go.T @ zprev, None if params[-1][1] is None else jnp.sum(go, axis=0)))
+    if mu_w:
+        gp = jax.tree_util.tree_map(lambda g, q: g + mu_w * q, gp, params)
+    return val, gp, gz
+
+
+def reduced_jacobian(lin: Linearisation) -> jax.Array:
     """Jh (m, O, P): rows N_i^T J_theta^i in the order of ravel_pytree(params)."""
+    params, Z, t, cd = lin.params, lin.Z, lin.terms, lin.condensed
     L = len(Z)
     m, O = t.F.shape
     blocks = []
-    zprev = X
+    zprev = lin.X
     for j in range(L):
         dl = cd.delta[j]  # (m, d_j, O)
         blocks.append(jnp.einsum("mpk,mq->mkpq", dl, zprev).reshape(m, O, -1))
@@ -202,47 +237,49 @@ def reduced_jacobian(params, Z, X, t: Terms, cd: Condensed, c) -> jax.Array:
             blocks.append(jnp.transpose(dl, (0, 2, 1)))
         zprev = Z[j]
     eye = jnp.eye(O)
-    g = c * t.Do  # (m, O)
+    g = lin.c * t.Do  # (m, O)
     blocks.append(jnp.einsum("mk,kl,mq->mklq", g, eye, zprev).reshape(m, O, -1))
     if params[-1][1] is not None:
         blocks.append(jnp.einsum("mk,kl->mkl", g, eye))
     return jnp.concatenate(blocks, axis=2)
 
 
-def jh_matvec(params, Z, X, t: Terms, cd: Condensed, c, dparams) -> jax.Array:
+def jh_matvec(lin: Linearisation, dparams) -> jax.Array:
     """Jh @ d_theta without forming Jh: (m, O)."""
     out = 0.0
-    zprev = X
+    zprev = lin.X
     for j, (dW, db) in enumerate(dparams[:-1]):
         u = _affine(zprev, dW, db)  # (m, d_j)
-        out = out + jnp.einsum("mpk,mp->mk", cd.delta[j], u)
-        zprev = Z[j]
+        out = out + jnp.einsum("mpk,mp->mk", lin.condensed.delta[j], u)
+        zprev = lin.Z[j]
     dW, db = dparams[-1]
-    return out + c * t.Do * _affine(zprev, dW, db)
+    return out + lin.c * lin.terms.Do * _affine(zprev, dW, db)
 
 
-def jh_rmatvec(params, Z, X, t: Terms, cd: Condensed, c, w) -> list:
+def jh_rmatvec(lin: Linearisation, w) -> list:
     """Jh^T @ w for w (m, O): the gradient-shaped (params-structured) result."""
+    params = lin.params
     res = []
-    zprev = X
+    zprev = lin.X
     for j, (W, b) in enumerate(params[:-1]):
-        gz = jnp.einsum("mpk,mk->mp", cd.delta[j], w)
+        gz = jnp.einsum("mpk,mk->mp", lin.condensed.delta[j], w)
         res.append((gz.T @ zprev, None if b is None else jnp.sum(gz, axis=0)))
-        zprev = Z[j]
-    gz = c * t.Do * w
+        zprev = lin.Z[j]
+    gz = lin.c * lin.terms.Do * w
     res.append((gz.T @ zprev, None if params[-1][1] is None else jnp.sum(gz, axis=0)))
     return res
 
 
-def back_substitute(params, Z, X, t: Terms, cd: Condensed, E, s2, c, dparams, Jd) -> tuple:
+def back_substitute(lin: Linearisation, dparams, Jd) -> tuple:
     """States step d_Z from d_theta (forward substitution) and c_i = G_i^{-1}(rh_i + Jh_i d_theta)."""
+    t, cd, E, s2 = lin.terms, lin.condensed, lin.E, lin.s2
     ci = jnp.einsum("mkl,ml->mk", cd.Ginv, cd.rh + Jd)
     dZ = []
-    zprev = X
+    zprev = lin.X
     for j, (dW, db) in enumerate(dparams[:-1]):
         v = -E[j] + t.D[j] * _affine(zprev, dW, db) - jnp.einsum("mpk,mk->mp", cd.n[j], ci) / s2
         if j > 0:
-            v = v + t.D[j] * (dZ[j - 1] @ params[j][0].T)
+            v = v + t.D[j] * (dZ[j - 1] @ lin.params[j][0].T)
         dZ.append(v)
-        zprev = Z[j]
+        zprev = lin.Z[j]
     return dZ, ci

@@ -14,8 +14,9 @@ with Jh_i of size O x P (O outputs, P weights) and cc = mu_w + damping.  Three e
             one forward / backward sweep over the samples) and the per-neuron blocks of M
             ((d_{j-1} + 1)^2 each) as a block-Jacobi preconditioner; for large networks.
 
-"auto" picks dual if m O < P and m O <= DIRECT_MAX_P, else primal if P <= DIRECT_MAX_P, else cg.  `dense_reference_step`
-solves the full lifted system densely (tests only).
+"auto" picks dual if m O < P and m O <= DIRECT_MAX_P, else primal if P <= DIRECT_MAX_P, else cg.
+`dense_reference_step` solves the full lifted system densely (tests only).  Every solve takes the
+`Linearisation` of liftnn.lifted.gauss_newton; the three solves are derived in docs/lifted.md.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ def _chol_solve(K, rhs):
     return jax.scipy.linalg.cho_solve((Lc, True), rhs)
 
 
-def solve_primal(Jh, cd, theta, mu_w, cc):
+def solve_primal(lin: gnm.Linearisation, theta, mu_w, cc):
     """d = -M^{-1} g with M formed explicitly (P x P)."""
+    cd = lin.condensed
+    Jh = gnm.reduced_jacobian(lin)
     WJ = jnp.einsum("mkl,mlp->mkp", cd.Ginv, Jh)
     M = jnp.einsum("mkp,mkq->pq", Jh, WJ)
     g = jnp.einsum("mkp,mk->p", WJ, cd.rh) + mu_w * theta
@@ -59,34 +62,36 @@ def _with_one(z, bias):
     return z if bias is None else jnp.concatenate([z, jnp.ones((z.shape[0], 1), z.dtype)], axis=1)
 
 
-def dual_gram(params, Z, X, t, cd, c):
+def dual_gram(lin: gnm.Linearisation):
     """K0 = Jh Jh^T (m O x m O) without forming Jh.
 
     Each row of Jh is, per layer, a Kronecker product delta_j[i, :, k] (x) [z_{j-1, i}; 1], so
     <Jh_(i,k), Jh_(i',k')> = sum_j (delta_j[i,:,k] . delta_j[i',:,k']) ([z_i; 1] . [z_i'; 1]):
     a sum of Hadamard products of small Gram matrices, cost O(m^2 (S + sum_j d_j) O^2).
     """
-    m, O = t.F.shape
+    params, cd = lin.params, lin.condensed
+    m, O = lin.terms.F.shape
     K = jnp.zeros((m, O, m, O))
-    zprev = X
+    zprev = lin.X
     for j, (W, b) in enumerate(params[:-1]):
         zh = _with_one(zprev, b)
         K = K + jnp.einsum("ipk,jpl->ikjl", cd.delta[j], cd.delta[j]) * (zh @ zh.T)[:, None, :, None]
-        zprev = Z[j]
+        zprev = lin.Z[j]
     zh = _with_one(zprev, params[-1][1])
-    g = c * t.Do
+    g = lin.c * lin.terms.Do
     K = K + jnp.einsum("ik,jk,kl->ikjl", g, g, jnp.eye(O)) * (zh @ zh.T)[:, None, :, None]
     return K.reshape(m * O, m * O)
 
 
-def solve_dual(params, Z, X, t, cd, c, theta, mu_w, cc):
+def solve_dual(lin: gnm.Linearisation, theta, mu_w, cc):
     """Same step from the (m O) x (m O) system (push-through identity), for m O < P.
 
     d = -Jh^T K^{-1} (rh - (mu_w/cc) Jh theta) - (mu_w/cc) theta,  K = Jh Jh^T + cc blockdiag(G);
     Jh is never formed (dual_gram, jh_matvec, jh_rmatvec).
     """
-    m, O = t.F.shape
-    K = dual_gram(params, Z, X, t, cd, c)
+    cd = lin.condensed
+    m, O = lin.terms.F.shape
+    K = dual_gram(lin)
     floor = REL_FLOOR * jnp.maximum(jnp.mean(jnp.diag(K)), 1e-300)
     ce = jnp.maximum(cc, floor)
     Gblk = jax.scipy.linalg.block_diag(*[cd.G[i] for i in range(m)]) if O > 1 else jnp.diag(cd.G[:, 0, 0])
@@ -94,28 +99,29 @@ def solve_dual(params, Z, X, t, cd, c, theta, mu_w, cc):
     ratio = mu_w / ce
     rhs = cd.rh
     if mu_w:
-        rhs = rhs - ratio * gnm.jh_matvec(params, Z, X, t, cd, c, params)
+        rhs = rhs - ratio * gnm.jh_matvec(lin, lin.params)
     y = _chol_solve(K, rhs.reshape(-1)).reshape(m, O)
-    step = ravel_pytree(gnm.jh_rmatvec(params, Z, X, t, cd, c, y))[0]
+    step = ravel_pytree(gnm.jh_rmatvec(lin, y))[0]
     return -step - ratio * theta, jnp.int32(1)
 
 
-def _neuron_blocks(params, Z, X, t, cd, c, cc):
+def _neuron_blocks(lin: gnm.Linearisation, cc):
     """Per-neuron diagonal blocks of M: for layer j, neuron p, sum_i w_ip zh_i zh_i^T (+ cc I)."""
+    params, cd = lin.params, lin.condensed
     blocks = []
-    zprev = X
+    zprev = lin.X
     for j, (W, b) in enumerate(params):
         if j < len(params) - 1:
             dl = cd.delta[j]  # (m, d_j, O)
             w = jnp.einsum("mpk,mkl,mpl->mp", dl, cd.Ginv, dl)
         else:
-            g = c * t.Do
+            g = lin.c * lin.terms.Do
             w = g * g * jnp.einsum("mkk->mk", cd.Ginv)
         zh = zprev if b is None else jnp.concatenate([zprev, jnp.ones((zprev.shape[0], 1))], axis=1)
         B = jnp.einsum("mp,mq,mr->pqr", w, zh, zh) + cc * jnp.eye(zh.shape[1])[None]
         blocks.append(jnp.linalg.cholesky(B))
         if j < len(params) - 1:
-            zprev = Z[j]
+            zprev = lin.Z[j]
     return blocks
 
 
@@ -128,9 +134,10 @@ def _apply_blocks(blocks, tree):
     return out
 
 
-def solve_cg(params, Z, X, t, cd, c, theta, mu_w, cc, tol=1e-10, max_iter=None):
+def solve_cg(lin: gnm.Linearisation, theta, mu_w, cc, tol=1e-10, max_iter=None):
     """Matrix-free PCG on M d = -g with block-Jacobi (per-neuron) preconditioning."""
-    _, unravel = ravel_pytree(params)
+    _, unravel = ravel_pytree(lin.params)
+    cd = lin.condensed
     P = theta.shape[0]
     max_iter = max_iter or min(3 * P, 1000)
     floor = 1e-12
@@ -140,12 +147,12 @@ def solve_cg(params, Z, X, t, cd, c, theta, mu_w, cc, tol=1e-10, max_iter=None):
         return ravel_pytree(tree)[0]
 
     def Mv(v):
-        Jd = gnm.jh_matvec(params, Z, X, t, cd, c, unravel(v))
+        Jd = gnm.jh_matvec(lin, unravel(v))
         w = jnp.einsum("mkl,ml->mk", cd.Ginv, Jd)
-        return flat(gnm.jh_rmatvec(params, Z, X, t, cd, c, w)) + cc * v
+        return flat(gnm.jh_rmatvec(lin, w)) + cc * v
 
-    g = flat(gnm.jh_rmatvec(params, Z, X, t, cd, c, jnp.einsum("mkl,ml->mk", cd.Ginv, cd.rh))) + mu_w * theta
-    blocks = _neuron_blocks(params, Z, X, t, cd, c, cc)
+    g = flat(gnm.jh_rmatvec(lin, jnp.einsum("mkl,ml->mk", cd.Ginv, cd.rh))) + mu_w * theta
+    blocks = _neuron_blocks(lin, cc)
 
     def precond(r):
         return flat(_apply_blocks(blocks, unravel(r)))
@@ -157,7 +164,7 @@ def solve_cg(params, Z, X, t, cd, c, theta, mu_w, cc, tol=1e-10, max_iter=None):
     bnorm = jnp.linalg.norm(b)
 
     def cond(s):
-        x, r, z, p, rz, k = s
+        _x, r, _z, _p, _rz, k = s
         return (k < max_iter) & (jnp.linalg.norm(r) > tol * bnorm)
 
     def body(s):
@@ -175,28 +182,33 @@ def solve_cg(params, Z, X, t, cd, c, theta, mu_w, cc, tol=1e-10, max_iter=None):
     return x, k
 
 
-def reduced_step(mode, params, Z, X, t, cd, c, theta, mu_w, damping):
-    """Weight step d_theta (flat) and the number of linear-solver iterations."""
+def reduced_step(mode: str, lin: gnm.Linearisation, damping: float):
+    """Weight step d_theta (flat, in the order of ravel_pytree(params)) and the number of
+    linear-solver iterations, from the reduced system with cc = mu_w + damping."""
+    theta = ravel_pytree(lin.params)[0]
+    mu_w = lin.mu_w
     cc = mu_w + damping
     if mode == "cg":
-        return solve_cg(params, Z, X, t, cd, c, theta, mu_w, cc)
+        return solve_cg(lin, theta, mu_w, cc)
     if mode == "dual":
-        return solve_dual(params, Z, X, t, cd, c, theta, mu_w, cc)
-    return solve_primal(gnm.reduced_jacobian(params, Z, X, t, cd, c), cd, theta, mu_w, cc)
+        return solve_dual(lin, theta, mu_w, cc)
+    return solve_primal(lin, theta, mu_w, cc)
 
 
-def dense_reference_step(params, Z, X, Y, omega, s2, mu_w, damping, acts, out_act, c):
+def dense_reference_step(prob: gnm.AugmentedLSQ, params, Z, damping):
     """The full lifted GN step by a dense solve of (J^T J + D) d = -(J^T R + mu_w [theta; 0]).
 
     D = (mu_w + damping) on the weights, 0 on the states.  Only for small problems (tests).
     """
     u0, unravel = ravel_pytree((params, Z))
     P = ravel_pytree(params)[0].shape[0]
+    mu_w = prob.mu_w
 
     def R(u):
         p, z = unravel(u)
-        tt = gnm.terms(p, z, X, Y, acts, out_act, c)
-        parts = [tt.F.reshape(-1)] + [jnp.sqrt(s2) * (h + o).reshape(-1) for h, o in zip(tt.H, omega)]
+        tt = gnm.terms(p, z, prob.X, prob.Y, prob.acts, prob.out_act, prob.c)
+        parts = [tt.F.reshape(-1)] + [jnp.sqrt(prob.s2) * (h + o).reshape(-1)
+                                      for h, o in zip(tt.H, prob.omega)]
         return jnp.concatenate(parts)
 
     J = jax.jacfwd(R)(u0)

@@ -1,9 +1,12 @@
 """Activation (transfer) functions with their derivatives.
 
 Each activation is a pair (sigma, dsigma) of elementwise JAX functions of the pre-activation
-a = W z + b.  The explicit derivative is what backpropagation (seed 002: delta_j = h'_j(z_j) ...)
-and the lifted Jacobian (seed 000, Table 3.1: sigma'(W z + b)) use; autodiff only checks it.
+a = W z + b.  The explicit derivative is what backpropagation (lecture notes on backpropagation: delta_j = h'_j(z_j) ...)
+and the lifted Jacobian (the thesis, Table 3.1, docs/lifted.md: sigma'(W z + b)) use; autodiff only checks it.
 For ReLU the derivative is the generalised one, 1[a > 0].
+
+The lifted trainer (docs/lifted.md, "ReLU") may replace ReLU in the layer constraints by a smooth
+relaxation driven to ReLU as t -> 0: `relu_relaxation(mode, t)` for the modes in RELU_MODES.
 """
 
 from __future__ import annotations
@@ -73,3 +76,35 @@ def get_activation(name: str | Activation) -> Activation:
     if isinstance(name, Activation):
         return name
     return ACTIVATIONS[ALIASES.get(canonical_name(name), canonical_name(name))]
+
+
+# ---- ReLU relaxations for the lifted constraints (docs/lifted.md, "ReLU") -------------------
+RELU_MODES = ("gd", "complementarity", "softplus")
+
+
+def scholtes_relu(t) -> Activation:
+    """The thesis's complementarity reformulation (ch. 2.2) with a Scholtes relaxation.
+
+    z >= 0, z - a >= 0, z (z - a) = t^2 has the unique solution
+    z = (a + sqrt(a^2 + 4 t^2)) / 2, with dz/da = (1 + a / sqrt(a^2 + 4 t^2)) / 2; -> relu as t -> 0.
+    `t` may be a traced scalar.
+    """
+    return Activation(
+        "compl_t",
+        lambda a: 0.5 * (a + jnp.sqrt(a * a + 4.0 * t * t)),
+        lambda a: 0.5 * (1.0 + a / jnp.sqrt(a * a + 4.0 * t * t)),
+    )
+
+
+def softplus_relu(t) -> Activation:
+    """The softplus homotopy sigma_t(a) = t softplus(a / t), sigma_t' = sigmoid(a / t); -> relu as t -> 0."""
+    return Activation("softplus_t", lambda a: t * jax.nn.softplus(a / t), lambda a: jax.nn.sigmoid(a / t))
+
+
+def relu_relaxation(mode: str, t) -> Activation:
+    """The ReLU used in the lifted constraints: "gd" max(a, 0) with the generalised derivative
+    1[a > 0]; "complementarity" `scholtes_relu(t)`; "softplus" `softplus_relu(t)`."""
+    check_choice("ReLU mode", mode, RELU_MODES)
+    if mode == "gd":
+        return ACTIVATIONS["relu"]
+    return scholtes_relu(t) if mode == "complementarity" else softplus_relu(t)

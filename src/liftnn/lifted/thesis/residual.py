@@ -1,7 +1,7 @@
 """The lifted (multiple-shooting) least-squares problem of an MLP, in the thesis's terms.
 
-Seed 000, ch. 1.3 / 3.1-3.2 (Table 3.1).  A network with D hidden layers, input size I = d_0,
-hidden widths d_1..d_D and output size O = d_{D+1}, evaluated on N samples x^1..x^N.  Indices
+The thesis (docs/lifted.md, references), ch. 1.3 / 3.1-3.2 (Table 3.1).  A network with D hidden
+layers, input size I = d_0, hidden widths d_1..d_D and output size O = d_{D+1}, evaluated on N samples x^1..x^N.  Indices
 follow the thesis: W_0 maps the input to the first hidden layer, W_D is the output layer, so
 `params[l] = (W_l, b_l)` of the MLP is the thesis's (W_l, b_l), W_l of shape (d_{l+1}, d_l).
 
@@ -11,12 +11,14 @@ Variables u (one vector): the weights and biases of every layer and the states o
 
 Residuals (thesis eq. 3.1 with its sign convention):
 
-    F   = (y^n - sigma_O(W_D z_D^n + b_D)) / sqrt(c)              (O*N rows, the output residual)
-    h_j = z_j^n - sigma_j(W_{j-1} z_{j-1}^n + b_{j-1})  (+ lam_j / c)   (d_j*N rows, j = 1..D)
+    F   = (y^n - sigma_O(W_D z_D^n + b_D)) / sqrt(rho)              (O*N rows, the output residual)
+    h_j = z_j^n - sigma_j(W_{j-1} z_{j-1}^n + b_{j-1})  (+ lam_j / rho)   (d_j*N rows, j = 1..D)
 
-so that with multipliers lam the augmented Lagrangian is
-L_c(u, lam) = c/2 ||[F; h + lam/c]||^2 - ||lam||^2/(2c) = 1/2 ||F_unscaled||^2 + <lam, h> + c/2 ||h||^2.
-With c = 1 and lam = 0 the residual is plain [y - f; h].  (The sign of F is the thesis's; it does
+so that with multipliers lam and penalty rho (the thesis calls it c; here `penalty`, so as not to
+clash with the residual scale c of liftnn.lifted.gauss_newton) the augmented Lagrangian is
+L_rho(u, lam) = rho/2 ||[F; h + lam/rho]||^2 - ||lam||^2/(2 rho)
+              = 1/2 ||F_unscaled||^2 + <lam, h> + rho/2 ||h||^2.
+With rho = 1 and lam = 0 the residual is plain [y - f; h].  (The sign of F is the thesis's; it does
 not change ||F||^2, only the sign of F's Jacobian rows.)
 
 Natural ordering (Table 3.1, fig. 3.2):
@@ -28,7 +30,7 @@ Natural ordering (Table 3.1, fig. 3.2):
 - rows: F first (output neuron-wise, N rows each), then h_1, ..., h_D (neuron-wise, N rows each).
 
 Sizes for equal hidden widths W (thesis 3.2): (D*W*N + O*N) rows and
-(D*W*N + O + (D+I+O)*W + (D-1)*W^2) columns (liftnn.lifted.jacobian.jacobian_shape).
+(D*W*N + O + (D+I+O)*W + (D-1)*W^2) columns (liftnn.lifted.thesis.jacobian.jacobian_shape).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from liftnn.models.activations import get_activation
 
 
 @dataclass(frozen=True)
-class LiftedLayout:
+class ThesisLayout:
     """Where every block of u and of the residual lives, in the natural ordering (Table 3.1).
 
     Attributes:
@@ -192,7 +194,7 @@ def simulate_states(model, params, X) -> list:
     """States of a forward pass: [Z_1, ..., Z_D], Z_j = sigma_j(Z_{j-1} W_{j-1}^T + b_{j-1}), (N, d_j).
 
     This is the feasible point of the lifted problem (all h_j = 0) for the weights `params`
-    (Evens et al. 2021's start; seed 000 ch. 1.3).
+    (Evens et al. 2021's start; the thesis ch. 1.3; docs/lifted.md).
     """
     X = model.check_data(X)
     _, outs = model.forward(params, jnp.asarray(X))
@@ -208,18 +210,21 @@ def feasible_start(model, params, X) -> jax.Array:
         u_0 of shape (n_vars,) in the natural ordering of Table 3.1.
     """
     X = model.check_data(X)
-    layout = LiftedLayout(model.sizes, X.shape[0], model.bias)
+    layout = ThesisLayout(model.sizes, X.shape[0], model.bias)
     return layout.pack(params, simulate_states(model, params, X))
 
 
 @dataclass(frozen=True, eq=False)
-class LiftedProblem:
-    """The lifted least-squares problem of `model` on data (X, Y), thesis eq. 3.1.
+class ThesisResidual:
+    """The lifted residual of `model` on data (X, Y) in the thesis's notation and ordering
+    (eq. 3.1, Table 3.1): what the analytic Jacobian and its spy plots are built from
+    (liftnn.lifted.thesis.jacobian).  The trainer (method="alm") does not use it; it works on
+    the per-sample form of liftnn.lifted.gauss_newton.
 
-    X: (N, I), Y: (N, O); c > 0 scales the output rows by 1/sqrt(c) (the thesis's penalty
-    parameter; c = 1 gives the unscaled problem).  The residual is
+    X: (N, I), Y: (N, O); penalty = rho > 0 scales the output rows by 1/sqrt(rho) (the thesis's
+    penalty parameter c; rho = 1 gives the unscaled problem).  The residual is
 
-        r(u) = [F(u) ; h_1(u) + lam_1/c ; ... ; h_D(u) + lam_D/c]     (n_rows,)
+        r(u) = [F(u) ; h_1(u) + lam_1/rho ; ... ; h_D(u) + lam_D/rho]     (n_rows,)
 
     in the natural ordering, a jnp function usable with jax.jacfwd / jax.jvp.
     """
@@ -227,18 +232,18 @@ class LiftedProblem:
     model: object
     X: np.ndarray
     Y: np.ndarray
-    c: float = 1.0
+    penalty: float = 1.0
 
     def __post_init__(self):
         X, Y = self.model.check_data(self.X, self.Y)
-        check_positive("c", self.c)
+        check_positive("penalty", self.penalty)
         object.__setattr__(self, "X", jnp.asarray(X))
         object.__setattr__(self, "Y", jnp.asarray(Y))
-        object.__setattr__(self, "c", float(self.c))
+        object.__setattr__(self, "penalty", float(self.penalty))
 
     @cached_property
-    def layout(self) -> LiftedLayout:
-        return LiftedLayout(self.model.sizes, int(self.X.shape[0]), self.model.bias)
+    def layout(self) -> ThesisLayout:
+        return ThesisLayout(self.model.sizes, int(self.X.shape[0]), self.model.bias)
 
     @cached_property
     def activations(self) -> tuple:
@@ -262,12 +267,12 @@ class LiftedProblem:
         return [Zs[l] @ W.T + (b if b is not None else 0.0) for l, (W, b) in enumerate(params)]
 
     def output_residual(self, u) -> jax.Array:
-        """F = (Y - sigma_O(Z_D W_D^T + b_D)) / sqrt(c), output-neuron-wise: (O*N,)."""
+        """F = (Y - sigma_O(Z_D W_D^T + b_D)) / sqrt(rho), output-neuron-wise: (O*N,)."""
         params, Z = self.unpack(u)
         W, b = params[-1]
         Zl = Z[-1] if Z else self.X
         A = Zl @ W.T + (b if b is not None else 0.0)
-        return ((self.Y - self.activations[-1].f(A)) / jnp.sqrt(self.c)).T.reshape(-1)
+        return ((self.Y - self.activations[-1].f(A)) / jnp.sqrt(self.penalty)).T.reshape(-1)
 
     def constraints(self, u) -> jax.Array:
         """h = [h_1; ...; h_D], h_j = Z_j - sigma_j(Z_{j-1} W_{j-1}^T + b_{j-1}), neuron-wise."""
@@ -281,7 +286,7 @@ class LiftedProblem:
         return jnp.concatenate(hs) if hs else jnp.zeros(0)
 
     def residual(self, u, lam=None) -> jax.Array:
-        """r(u) = [F ; h + lam/c] (n_rows,), natural row ordering (F first, then h_1..h_D).
+        """r(u) = [F ; h + lam/rho] (n_rows,), natural row ordering (F first, then h_1..h_D).
 
         lam: multipliers of h, shape (n_rows - O*N,), or None for lam = 0.
         """
@@ -290,7 +295,7 @@ class LiftedProblem:
             lam = jnp.asarray(lam)
             if lam.shape != h.shape:
                 raise LiftnnError(f"lam has shape {lam.shape}; h has {h.shape}")
-            h = h + lam / self.c
+            h = h + lam / self.penalty
         return jnp.concatenate([self.output_residual(u), h])
 
     def simulated_loss(self, u) -> float:

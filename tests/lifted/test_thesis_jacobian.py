@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import liftnn as ln
-from liftnn.lifted import jacobian as jm
-from liftnn.lifted.formulation import LiftedLayout, LiftedProblem, feasible_start
+from liftnn.lifted.thesis import jacobian as jm
+from liftnn.lifted.thesis.residual import ThesisLayout, ThesisResidual, feasible_start
 
-# (arch, activation, output activation, N, bias, c)
+# (arch, activation, output activation, N, bias, penalty c)
 CASES = [
     ("2-3-3-2", "tanh", "identity", 7, True, 1.0),       # the thesis's figs. 3.2 / 3.3
     ("1-4-4-4-1", "sigmoid", "identity", 5, True, 2.5),
@@ -26,7 +26,7 @@ def _setup(arch, act, out_act, N, bias, c, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((N, model.d_in))
     Y = rng.standard_normal((N, model.d_out))
-    lp = LiftedProblem(model, X, Y, c=c)
+    lp = ThesisResidual(model, X, Y, penalty=c)
     u = rng.standard_normal(lp.layout.n_vars)
     return model, lp, u
 
@@ -85,14 +85,14 @@ def test_banded_is_block_lower_bidiagonal(arch, act, out_act, N, bias, c):
 @pytest.mark.parametrize("I,O,W,D,N", [(2, 2, 3, 2, 7), (1, 1, 4, 3, 5), (3, 2, 5, 1, 11)])
 def test_shape_matches_the_thesis_formula(I, O, W, D, N):
     sizes = (I,) + (W,) * D + (O,)
-    lay = LiftedLayout(sizes, N, True)
+    lay = ThesisLayout(sizes, N, True)
     assert jm.jacobian_shape(I, O, W, D, N) == (lay.n_rows, lay.n_vars)
     assert jm.jacobian_shape(2, 2, 3, 2, 7) == (56, 71)
 
 
 def test_thesis_example_counts():
     """I=2, O=2, W=3, D=2, N=7 (figs. 3.2/3.3): 56 x 71 with 350 structural nonzeros."""
-    lay = LiftedLayout((2, 3, 3, 2), 7, True)
+    lay = ThesisLayout((2, 3, 3, 2), 7, True)
     assert (lay.n_rows, lay.n_vars, jm.structural_nnz(lay)) == (56, 71, 350)
     assert lay.n_weights == 29
 
@@ -103,7 +103,7 @@ def test_feasible_start_has_zero_constraints_and_output_residual():
     X, Y = rng.standard_normal((7, 2)), rng.standard_normal((7, 2))
     params = [(jnp.asarray(rng.standard_normal((o, i))), jnp.asarray(rng.standard_normal(o)))
               for i, o in zip(model.sizes[:-1], model.sizes[1:])]
-    lp = LiftedProblem(model, X, Y, c=4.0)
+    lp = ThesisResidual(model, X, Y, penalty=4.0)
     u0 = feasible_start(model, params, X)
     np.testing.assert_allclose(u0, lp.feasible_start(params))
     r = np.asarray(jax.jit(lp.residual)(u0))
@@ -123,12 +123,12 @@ def test_bad_input_is_named():
     with pytest.raises(ln.LiftnnError, match="W must be a positive integer"):
         jm.jacobian_shape(2, 2, 0, 2, 7)
     model = ln.MLP("2-3-2", activation="tanh")
-    lp = LiftedProblem(model, np.zeros((4, 2)), np.zeros((4, 2)))
+    lp = ThesisResidual(model, np.zeros((4, 2)), np.zeros((4, 2)))
     with pytest.raises(ln.LiftnnError, match="variables"):
         jm.jacobian(lp, np.zeros(5))
     with pytest.raises(ln.LiftnnError, match="ordering"):
         jm.jacobian(lp, np.zeros(lp.layout.n_vars), "diagonal")
-    with pytest.raises(ln.LiftnnError, match="c must be > 0"):
-        LiftedProblem(model, np.zeros((4, 2)), np.zeros((4, 2)), c=0.0)
+    with pytest.raises(ln.LiftnnError, match="penalty must be > 0"):
+        ThesisResidual(model, np.zeros((4, 2)), np.zeros((4, 2)), penalty=0.0)
     with pytest.raises(ln.LiftnnError, match="features"):
-        LiftedProblem(model, np.zeros((4, 3)), np.zeros((4, 2)))
+        ThesisResidual(model, np.zeros((4, 3)), np.zeros((4, 2)))

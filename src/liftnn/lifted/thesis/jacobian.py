@@ -1,8 +1,8 @@
-"""The analytic block Jacobian of the lifted residual (seed 000, sec. 3.2-3.4, Table 3.1).
+"""The analytic block Jacobian of the lifted residual (the thesis sec. 3.2-3.4, Table 3.1; docs/lifted.md).
 
 Assembled directly from its blocks as a scipy.sparse matrix (never from autodiff; autodiff only
-checks it, seed 000 sec. 3.3).  For layer l = 0..D with input states Z_l (Z_0 = X), pre-activation
-a_k^n = W_{l,k} z_l^n + b_{l,k} and sign/scale s = -1 for the h_{l+1} rows, s = -1/sqrt(c) for the
+checks it, the thesis sec. 3.3).  For layer l = 0..D with input states Z_l (Z_0 = X), pre-activation
+a_k^n = W_{l,k} z_l^n + b_{l,k} and sign/scale s = -1 for the h_{l+1} rows, s = -1/sqrt(rho) for the
 F rows, the row (neuron k, sample n) of the block produced by layer l has
 
     d/dW_{l,k}        = s * sigma_l'(a_k^n) * (z_l^n)^T           (d_l entries:  "-x sigma'(W x + b)")
@@ -13,7 +13,7 @@ F rows, the row (neuron k, sample n) of the block produced by layer l has
 Two orderings (both returned with their permutations):
 
 - "natural" (fig. 3.2): columns [W_0, b_0, W_1, b_1, ..., W_D, b_D, z_1, ..., z_D], rows
-  [F, h_1, ..., h_D], every block neuron-wise (see liftnn.lifted.formulation).
+  [F, h_1, ..., h_D], every block neuron-wise (see liftnn.lifted.thesis.residual).
 - "banded" (fig. 3.3, "the rows corresponding to the loss function put at the bottom"): stage-wise,
   rows [h_1, h_2, ..., h_D, F] and columns grouped per stage l = 0..D as
   G_l = [W_l, b_l, z_{l+1}] (G_D = [W_D, b_D], no states), i.e. [W_0, b_0, z_1, W_1, b_1, z_2, ...,
@@ -42,7 +42,7 @@ import scipy.sparse as sp
 
 from liftnn._validate import check_choice
 from liftnn.errors import LiftnnError
-from liftnn.lifted.formulation import LiftedLayout, LiftedProblem
+from liftnn.lifted.thesis.residual import ThesisLayout, ThesisResidual
 
 ORDERINGS = ("natural", "banded")
 
@@ -76,7 +76,7 @@ def jacobian_shape(I: int, O: int, W: int, D: int, N: int) -> tuple[int, int]:
     return D * W * N + O * N, D * W * N + O + (D + I + O) * W + (D - 1) * W * W
 
 
-def structural_nnz(layout: LiftedLayout) -> int:
+def structural_nnz(layout: ThesisLayout) -> int:
     """Structural nonzeros: sum_l d_{l+1} N (d_l + bias + [l < D] + [l >= 1] d_l)."""
     s, N, D = layout.sizes, layout.n, layout.depth
     return sum(s[l + 1] * N * (s[l] + int(layout.bias) + (l < D) + (l >= 1) * s[l])
@@ -84,26 +84,26 @@ def structural_nnz(layout: LiftedLayout) -> int:
 
 
 # ---- orderings ----------------------------------------------------------------------------
-def _w_cols(lay: LiftedLayout, l: int) -> np.ndarray:
+def _w_cols(lay: ThesisLayout, l: int) -> np.ndarray:
     return np.arange(lay.w_offset(l), lay.w_offset(l) + lay.sizes[l + 1] * lay.sizes[l])
 
 
-def _b_cols(lay: LiftedLayout, l: int) -> np.ndarray:
+def _b_cols(lay: ThesisLayout, l: int) -> np.ndarray:
     if not lay.bias:
         return np.zeros(0, dtype=np.int64)
     return np.arange(lay.b_offset(l), lay.b_offset(l) + lay.sizes[l + 1])
 
 
-def _z_cols(lay: LiftedLayout, j: int) -> np.ndarray:
+def _z_cols(lay: ThesisLayout, j: int) -> np.ndarray:
     return np.arange(lay.z_offset(j), lay.z_offset(j) + lay.n * lay.sizes[j])
 
 
-def _block_rows(lay: LiftedLayout, l: int) -> np.ndarray:
+def _block_rows(lay: ThesisLayout, l: int) -> np.ndarray:
     r0 = lay.row_offset(l)
     return np.arange(r0, r0 + lay.n * lay.sizes[l + 1])
 
 
-def banded_permutation(layout: LiftedLayout) -> tuple[np.ndarray, np.ndarray]:
+def banded_permutation(layout: ThesisLayout) -> tuple[np.ndarray, np.ndarray]:
     """(row_perm, col_perm) with J_banded = J_natural[row_perm][:, col_perm] (fig. 3.3).
 
     row_perm = [rows of h_1, ..., h_D, rows of F];
@@ -119,7 +119,7 @@ def banded_permutation(layout: LiftedLayout) -> tuple[np.ndarray, np.ndarray]:
     return rows.astype(np.int64), np.concatenate(cols).astype(np.int64)
 
 
-def block_labels(layout: LiftedLayout, ordering: str = "natural") -> tuple[list, list]:
+def block_labels(layout: ThesisLayout, ordering: str = "natural") -> tuple[list, list]:
     """[(label, start, stop)] for the row groups and the column groups of `ordering`."""
     check_choice("ordering", ordering, ORDERINGS)
     L, D, N = layout.n_layers, layout.depth, layout.n
@@ -153,7 +153,7 @@ def block_labels(layout: LiftedLayout, ordering: str = "natural") -> tuple[list,
 
 
 # ---- assembly -----------------------------------------------------------------------------
-def _triplets(problem: LiftedProblem, u) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _triplets(problem: ThesisResidual, u) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """COO (rows, cols, vals) of the natural-ordering Jacobian, block by block."""
     lay = problem.layout
     params, Z = problem.unpack(np.asarray(u, np.float64))  # numpy slicing: no dispatch
@@ -167,7 +167,7 @@ def _triplets(problem: LiftedProblem, u) -> tuple[np.ndarray, np.ndarray, np.nda
         Zin = Zs[l]                                                       # (N, d_in)
         A = Zin @ W.T + (np.asarray(b) if b is not None else 0.0)         # (N, d_out)
         S = np.asarray(problem.activations[l].df(jnp.asarray(A))).T      # (d_out, N): sigma'
-        s = -1.0 if l < L - 1 else -1.0 / np.sqrt(problem.c)
+        s = -1.0 if l < L - 1 else -1.0 / np.sqrt(problem.penalty)
         k_idx = np.arange(d_out)
         rows = lay.row_offset(l) + k_idx[:, None] * N + n_idx[None, :]   # (d_out, N)
         i_idx = np.arange(d_in)
@@ -193,12 +193,12 @@ def _triplets(problem: LiftedProblem, u) -> tuple[np.ndarray, np.ndarray, np.nda
             np.concatenate(V).astype(np.float64))
 
 
-def jacobian(problem: LiftedProblem, u, ordering: str = "natural") -> BlockJacobian:
+def jacobian(problem: ThesisResidual, u, ordering: str = "natural") -> BlockJacobian:
     """The analytic Jacobian dr/du of `problem.residual` at u, as CSR in `ordering`.
 
     Args:
-        problem: a LiftedProblem (model, X: (N, I), Y: (N, O), c).
-        u: (n_vars,) point in the natural ordering (see formulation).
+        problem: a ThesisResidual (model, X: (N, I), Y: (N, O), penalty rho).
+        u: (n_vars,) point in the natural ordering (see liftnn.lifted.thesis.residual).
         ordering: "natural" (Table 3.1 / fig. 3.2) or "banded" (fig. 3.3).
     Returns:
         BlockJacobian(J, row_perm, col_perm, ordering, row_blocks, col_blocks); J has shape
@@ -234,7 +234,7 @@ def bandwidth(J) -> tuple[int, int]:
     return int(max(0, -d.min())), int(max(0, d.max()))
 
 
-def banded_bandwidth(layout: LiftedLayout) -> tuple[int, int]:
+def banded_bandwidth(layout: ThesisLayout) -> tuple[int, int]:
     """Exact (lower, upper) bandwidth of the banded ordering's structural pattern.
 
     Row (block l, neuron k, sample n) sits at R_l + kN + n with R_l = N (d_1 + ... + d_l); column
@@ -265,8 +265,8 @@ def banded_bandwidth(layout: LiftedLayout) -> tuple[int, int]:
     return int(max(lo, 0)), int(max(hi, 0))
 
 
-def autodiff_jacobian(problem: LiftedProblem, u) -> np.ndarray:
-    """Dense jax.jacfwd of problem.residual at u (the reference of seed 000 sec. 3.3)."""
+def autodiff_jacobian(problem: ThesisResidual, u) -> np.ndarray:
+    """Dense jax.jacfwd of problem.residual at u (the reference of the thesis sec. 3.3)."""
     lay = problem.layout
     if lay.n_rows * lay.n_vars > 2e7:
         raise LiftnnError(f"the dense autodiff Jacobian would have {lay.n_rows} x {lay.n_vars} "
@@ -274,7 +274,7 @@ def autodiff_jacobian(problem: LiftedProblem, u) -> np.ndarray:
     return np.asarray(jax.jit(jax.jacfwd(problem.residual))(jnp.asarray(u, jnp.float64)))
 
 
-def max_abs_error(problem: LiftedProblem, u) -> float:
+def max_abs_error(problem: ThesisResidual, u) -> float:
     """max |J_analytic - J_autodiff| over all entries, natural ordering."""
     Ja = jacobian(problem, u, "natural").J.toarray()
     return float(np.max(np.abs(Ja - autodiff_jacobian(problem, u)))) if Ja.size else 0.0
@@ -286,7 +286,7 @@ def spy(J, path, title: str = "", *, row_blocks=None, col_blocks=None) -> Path:
 
     Marker size shrinks with the matrix size (about 250 / max(rows, cols) points, clipped to
     [0.3, 6]).  row_blocks / col_blocks: [(label, start, stop)] draw block boundaries and labels
-    (see BlockJacobian), as in seed 000 figs. 3.2 and 3.3.
+    (see BlockJacobian), as in the thesis figs. 3.2 and 3.3.
     """
     import matplotlib
 
