@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0 || echo "liftnn: torch 2.13.0 not installed; torch peers will be skipped"
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q casadi || echo "liftnn: casadi not installed; the ipopt-ms peer will be skipped"
+	$(PY) -m pip install -q optimistix || echo "liftnn: optimistix not installed; the optimistix peers will be skipped"
+	$(PY) -m pip install -q torch-levenberg-marquardt==1.2.3 || echo "liftnn: torch-levenberg-marquardt not installed; torch-lm will be skipped"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -52,7 +52,7 @@ def _objective(model, data, params, weight_decay=0.0) -> float:
 
 
 # small limits keep the whole file fast; each still runs the peer's real loop
-FAST = {
+FAST = {  # the peers of torch, scipy and casadi (the others: tests/bench/test_peers_more.py)
     "torch-adam": {"max_iter": 200},
     "torch-sgd": {"max_iter": 200, "lr": 0.05},
     "torch-lbfgs": {"max_iter": 50},
@@ -64,7 +64,8 @@ FAST = {
 
 def test_peer_names_are_the_interface():
     assert list(peers.PEERS) == ["torch-adam", "torch-sgd", "torch-lbfgs", "scipy-lm",
-                                 "scipy-trf", "ipopt-ms"]
+                                 "scipy-trf", "ipopt-ms", "optimistix-lm", "optimistix-gn",
+                                 "torch-lm", "sklearn-lbfgs", "sklearn-adam"]
     assert peers.options("torch-adam")["lr"] == 1e-3
     assert peers.options("torch-adam")["patience"] == 10
     assert peers.options("torch-adam")["max_iter"] == 4000
@@ -114,7 +115,7 @@ def test_torch_softplus_matches_jax_beyond_20():
     assert abs(naive[6, 0] - ref[6, 0]) / ref[6, 0] > 1e-11  # a = 21: why not nn.Softplus
 
 
-@pytest.mark.parametrize("name", list(peers.PEERS))
+@pytest.mark.parametrize("name", list(FAST))
 def test_peer_reduces_the_loss_on_sin2(name, sin2):
     need(name)
     model, data, p0 = sin2
@@ -139,7 +140,7 @@ def test_peer_reduces_the_loss_on_sin2(name, sin2):
     assert times == sorted(times) and times[-1] <= r.time_s
 
 
-@pytest.mark.parametrize("name", list(peers.PEERS))
+@pytest.mark.parametrize("name", list(FAST))
 def test_peer_objective_is_liftnns_objective(name, sin2):
     """The first recorded loss is the objective at params0, weight decay included, to 1e-12."""
     need(name)

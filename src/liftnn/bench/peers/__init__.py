@@ -12,7 +12,17 @@ name             what runs                                        stands in for 
 "scipy-lm"       scipy.optimize.least_squares(method="lm")        MATLAB trainlm (single shooting)
 "scipy-trf"      scipy.optimize.least_squares(method="trf")       trainlm, trust-region variant
 "ipopt-ms"       CasADi + IPOPT on the lifted problem             YALMIP + fmincon (lifted)
+"optimistix-lm"  optimistix LevenbergMarquardt, single shooting   what a JAX user would pick
+"optimistix-gn"  optimistix GaussNewton (unit steps), same        (peers.optimistix)
+"torch-lm"       torch-levenberg-marquardt 1.2.3                  MATLAB trainlm in PyTorch
+"sklearn-lbfgs"  scikit-learn MLPRegressor/-Classifier, lbfgs     what a scikit-learn user picks
+"sklearn-adam"   the same with solver="adam"                      (peers.sklearn)
 ===============  ==============================================  ==================================
+
+The last five are optional extras (``pip install 'liftnn[peers]'``, torch==2.13.0 first); each
+module's docstring states its protocol and where the library cannot minimise exactly liftnn's
+objective (scikit-learn's alpha/(2n)||W||^2 penalty on the weights only; torch-lm without weight
+decay).
 
 All peers minimise the objective liftnn's own solvers minimise (liftnn.problem.TrainingProblem):
 
@@ -108,15 +118,20 @@ import time
 from typing import Any
 
 from liftnn.bench.peers import casadi as _casadi
+from liftnn.bench.peers import optimistix as _optimistix
 from liftnn.bench.peers import scipy as _scipy
+from liftnn.bench.peers import sklearn as _sklearn
 from liftnn.bench.peers import torch as _torch
+from liftnn.bench.peers import torch_lm as _torch_lm
 from liftnn.bench.peers.common import PeerSpec, check_params, finish
 from liftnn.bench.peers.torch import torch_network, torch_params
 from liftnn.errors import LiftnnError
 from liftnn.solvers.result import Result
 
-PEERS: dict[str, PeerSpec] = {**_torch.PEERS, **_scipy.PEERS, **_casadi.PEERS}
-_FAMILIES = {"torch": _torch, "scipy": _scipy, "casadi": _casadi}
+PEERS: dict[str, PeerSpec] = {**_torch.PEERS, **_scipy.PEERS, **_casadi.PEERS,
+                              **_optimistix.PEERS, **_torch_lm.PEERS, **_sklearn.PEERS}
+_FAMILIES = {"torch": _torch, "scipy": _scipy, "casadi": _casadi, "optimistix": _optimistix,
+             "torch-lm": _torch_lm, "sklearn": _sklearn}
 
 __all__ = ["PEERS", "PeerSpec", "available", "fit_peer", "options", "torch_network",
            "torch_params"]
@@ -188,6 +203,8 @@ def fit_peer(name: str, model, dataset, params0, *, loss: str = "mse", weight_de
     ok, reason = available(name)
     if not ok:
         raise LiftnnError(f"peer {name!r} is not available: {reason}")
+    if spec.validate is not None:
+        spec.validate(name, opts, model, loss, weight_decay)
     problem = TrainingProblem(model, dataset.x_train, dataset.y_train, loss=loss,
                               weight_decay=weight_decay)
     p0 = check_params(model, params0)

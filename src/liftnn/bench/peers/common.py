@@ -89,11 +89,26 @@ class PeerSpec:
     losses: tuple[str, ...] = ("mse", "sse")
     fit: Callable | None = field(default=None, repr=False)  # fit(problem, params0, opts, name, t0)
     check: Callable[[dict], None] | None = field(default=None, repr=False)  # cross-option rules
+    # validate(name, opts, model, loss, weight_decay): what the library cannot represent
+    validate: Callable | None = field(default=None, repr=False)
 
     @property
     def defaults(self) -> dict[str, Any]:
         """The options this peer accepts with their default values."""
         return {k: d for k, (d, _) in self.options.items()}
+
+
+def import_reason(module: str, hint: str) -> str | None:
+    """None if `module` imports, else why not (with the install hint)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return f"{module.split('.')[0]} is not installed ({hint})"
+    except Exception as exc:  # noqa: BLE001 - a broken install: say what broke
+        return f"{module} cannot be imported ({type(exc).__name__}: {exc}; {hint})"
+    return None
 
 
 def check_params(model, params0) -> list[tuple[np.ndarray, np.ndarray | None]]:

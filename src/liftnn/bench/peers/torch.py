@@ -126,7 +126,7 @@ def _torch_objective(problem):
     return objective
 
 
-class _Threads:
+class Threads:
     """Set torch's intra-op thread count for the fit; restore it afterwards."""
 
     def __init__(self, n):
@@ -150,7 +150,7 @@ def fit_epochs(problem, params0, o, name, t0) -> Result:
     """torch-adam / torch-sgd under the Keras protocol (module docstring)."""
     import torch
 
-    with _Threads(o["threads"]):
+    with Threads(o["threads"]):
         net = torch_network(problem.model, params0)
         params = list(net.parameters())
         if name == "torch-adam":
@@ -230,7 +230,7 @@ def fit_lbfgs(problem, params0, o, name, t0) -> Result:
     """torch-lbfgs: torch.optim.LBFGS(strong_wolfe), one iteration per step() (module docstring)."""
     import torch
 
-    with _Threads(o["threads"]):
+    with Threads(o["threads"]):
         net = torch_network(problem.model, params0)
         params = list(net.parameters())
         # max_iter=1 per step() call; max_eval = 1 + 25 gives the strong-Wolfe search its default
