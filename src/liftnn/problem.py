@@ -105,13 +105,16 @@ class TrainingProblem:
         """C as a function of the flat parameter vector."""
         return self.objective(self.unflatten(theta))
 
-    def residual(self, theta):
-        """Single-shooting residual r(theta) with C = 1/2 ||r||^2 (least-squares losses only)."""
+    def residual(self, theta, X=None, Y=None):
+        """Single-shooting residual r(theta) with C = 1/2 ||r||^2 (least-squares losses only);
+        on (X, Y) when given (e.g. the sample-sharded data of liftnn.sharding)."""
         if not is_least_squares(self.loss):
             raise LiftnnError(f"loss {self.loss!r} is not a least-squares loss; gn/lm need mse or sse")
+        X = self.X if X is None else X
+        Y = self.Y if Y is None else Y
         params = self.unflatten(theta)
-        c = residual_scale(self.loss, int(np.prod(self.Y.shape)))
-        r = c * (self.model.apply(params, self.X) - self.Y).reshape(-1)
+        c = residual_scale(self.loss, int(np.prod(Y.shape)))
+        r = c * (self.model.apply(params, X) - Y).reshape(-1)
         if self.weight_decay:
             r = jnp.concatenate([r, jnp.sqrt(self.weight_decay) * theta])
         return r

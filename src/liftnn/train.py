@@ -40,7 +40,7 @@ AUTO_FRACTION = 0.2
 
 def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, params0=None,
           loss: str = "mse", weight_decay: float | str = 0.0, validation=None,
-          validation_seed: int = 0, **options):
+          validation_seed: int = 0, devices=None, **options):
     """Train `model` on `dataset` with `method`; returns a Result (a list of them with `seeds`).
 
     Args:
@@ -61,6 +61,8 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
             "val_loss" per iteration, stops early after `val_patience` iterations / epochs
             without a new best validation loss, and returns the iterate with the lowest one.
         validation_seed: the seed of the validation split.
+        devices: split the training samples over that many devices (liftnn.sharding,
+            docs/devices.md); None or 1: one device.
         **options: passed to the method (max_iter, gtol, time_budget, patience, val_patience,
             callback, ...).
 
@@ -72,6 +74,8 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
     """
     check_choice("method", method, METHODS)
     spec = METHODS[method]
+    if devices is not None:
+        options["devices"] = devices
     _check_dropout(model, spec)
     auto = _check_weight_decay(weight_decay)
     note = None

@@ -58,7 +58,7 @@ def method_available(name: str) -> tuple[bool, str]:
 
 
 #: options the front door (ln.train) takes for every method
-FRONT_DOOR_OPTIONS = frozenset({"validation", "validation_seed"})
+FRONT_DOOR_OPTIONS = frozenset({"validation", "validation_seed", "devices"})
 
 
 def _allowed_options(name: str) -> set[str]:

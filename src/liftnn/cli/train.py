@@ -31,6 +31,13 @@ def train(
     as_json: Annotated[bool, typer.Option(
         "--json", help="print one JSON object (one per line with --seeds)")] = False,
     save_model: Annotated[Path | None, typer.Option(help="write PATH.json + PATH.npz")] = None,
+    validation: Annotated[float | None, typer.Option(
+        help="hold out this fraction of the training data: early stopping on it and the "
+             "iterate with the lowest validation loss is returned")] = None,
+    weight_decay: Annotated[str, typer.Option(
+        help="L2 strength mu_w, or 'auto' (chosen on a validation split)")] = "0",
+    devices: Annotated[int | None, typer.Option(
+        help="split the training samples over N devices (docs/devices.md)")] = None,
 ):
     """Train one network and report train/test MSE, time and status.
 
@@ -49,6 +56,18 @@ def train(
     options = parse_options(opt)
     if max_iter is not None:
         options["max_iter"] = max_iter
+    if validation is not None:
+        options["validation"] = validation
+    if devices is not None:
+        options["devices"] = devices
+    if weight_decay.strip().lower() == "auto":
+        options["weight_decay"] = "auto"
+    else:
+        try:
+            options["weight_decay"] = float(weight_decay)
+        except ValueError:
+            raise LiftnnError(f"--weight-decay must be a number >= 0 or 'auto'; got "
+                              f"{weight_decay!r}") from None
     if seeds is not None and seeds < 1:
         raise LiftnnError(f"--seeds must be >= 1; got {seeds}")
     if save_model is not None:
@@ -70,6 +89,9 @@ def train(
             "time_s": res.time_s, "iterations": int(res.nit), "status": res.status,
             "message": res.get("message", ""),
         }
+        for key in ("val_mse", "n_val", "weight_decay"):
+            if key in res:
+                out[key] = res[key]
         if len(results) > 1:
             out["batch_time_s"] = res.get("batch_time_s")
         if as_json:

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from liftnn import sharding
 from liftnn._validate import check_choice, check_positive
 from liftnn.errors import LiftnnError
 from liftnn.lifted import inner, linsolve, schemes, stopping
@@ -226,12 +227,15 @@ def fit(problem, params0, **options):
     return fit_many(problem, [params0], **options)[0]
 
 
-def fit_many(problem, params0_list, **options):
+def fit_many(problem, params0_list, *, devices=None, **options):
     """Train several initialisations in one vectorised call; one Result per initialisation.
 
     problem: a liftnn.problem.TrainingProblem with a least-squares loss and an MLP with at least
-    one hidden layer; params0_list: K initial parameter lists; options: see DEFAULTS."""
+    one hidden layer; params0_list: K initial parameter lists; options: see DEFAULTS.
+    devices: split the samples (X, Y, the states and the multipliers) over that many devices
+    (liftnn.sharding, docs/devices.md; None or 1: one device)."""
     o = _check_options(options, problem)
+    problem, mesh = sharding.shard_problem(problem, devices)
     K = len(params0_list)
     cfg = _inner_config(problem, o, int(ravel_pytree(params0_list[0])[0].shape[0]))
     kernels, evaluate = inner.compiled(cfg), _evaluator(problem)
@@ -247,7 +251,8 @@ def fit_many(problem, params0_list, **options):
     val = None if problem.X_val is None else (problem.X_val, problem.Y_val)
     val0 = None if val is None else np.asarray(evaluate(params, *val)[1])
     pen = schemes.init(o["scheme"], f0, beta0=o["beta0"], beta0_factor=o["beta0_factor"], eps0=o["eps0"])
-    st = _Outer(params, Z, [jnp.asarray(np.zeros(z.shape)) for z in Z], params, t, pen,
+    Z, lam = sharding.shard_states(Z, [jnp.asarray(np.zeros(z.shape)) for z in Z], mesh)
+    st = _Outer(params, Z, lam, params, t, pen,
                 stopping.start(f0, val0), {k: np.zeros(K, int) for k in ("outer", "gn", "lin", "ls")},
                 f0.copy(), np.zeros(K, int))
     hist = [[{"iter": 0, "loss": float(f0[i]), "train_mse": float(mse0[i]), "h_inf": 0.0,

@@ -26,6 +26,7 @@ import functools
 import jax
 import numpy as np
 
+from liftnn import sharding
 from liftnn.errors import LiftnnError
 from liftnn.models.losses import is_least_squares, residual_scale
 from liftnn.solvers.api import _LEAST_SQUARES, _MINIMIZE, _least_squares, _minimize
@@ -39,7 +40,7 @@ def _val_loss(problem):
     return jax.jit(lambda theta: problem.val_loss(problem.unflatten(theta)))
 
 
-def fit(problem, params0, *, method: str, **options) -> Result:
+def fit(problem, params0, *, method: str, devices=None, **options) -> Result:
     """Train a network from params0 with a classical method (module docstring).
 
     Args:
@@ -48,6 +49,8 @@ def fit(problem, params0, *, method: str, **options) -> Result:
         params0: the model's initial params (e.g. model.init(seed)).
         method: "cg", "bfgs", "lbfgs", "newton", "newton-cg", "gn" or "lm" (resolved by
             liftnn.methods; another name falls through to a LiftnnError).
+        devices: compute r / C sample-parallel on that many devices (liftnn.sharding,
+            docs/devices.md; gn / lm on cross_entropy run on one device).
         **options: the common options and the method's own (liftnn.solvers.api.method_options).
 
     Returns:
@@ -57,6 +60,7 @@ def fit(problem, params0, *, method: str, **options) -> Result:
         set by ln.train).
     """
     theta0 = _theta0(problem, params0)
+    residual, fun = sharding.problem_functions(problem, devices)
     monitor = None
     if problem.X_val is not None:
         val = _val_loss(problem)
@@ -74,11 +78,11 @@ def fit(problem, params0, *, method: str, **options) -> Result:
         if method == "lm" and "mu_scale" not in options:
             n_entries = int(np.prod(problem.Y.shape))
             options = {**options, "mu_scale": residual_scale(problem.loss, n_entries) ** 2}
-        res = _least_squares(problem.residual, theta0, method, monitor, **options)
+        res = _least_squares(residual, theta0, method, monitor, **options)
         res["residual"] = res["fun"]
         res["fun"] = res["cost"]
     elif method in _MINIMIZE:
-        res = _minimize(problem.fun, theta0, method, monitor, **options)
+        res = _minimize(fun, theta0, method, monitor, **options)
     else:
         raise LiftnnError(f"unknown classical method {method!r}; choose one of: "
                           f"{', '.join(METHODS)}")

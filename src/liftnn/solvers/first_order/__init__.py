@@ -103,6 +103,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from liftnn import sharding
 from liftnn.errors import LiftnnError
 from liftnn.solvers import result as R
 from liftnn.solvers.first_order.epoch import compiled as _compiled
@@ -161,7 +162,8 @@ def fit(problem, params0, *, method: str = "adam", **options) -> R.Result:
     return fit_many(problem, [params0], method=method, **options)[0]
 
 
-def fit_many(problem, params0_list, *, method: str = "adam", **options) -> list[R.Result]:
+def fit_many(problem, params0_list, *, method: str = "adam", devices=None,
+             **options) -> list[R.Result]:
     """Train K initialisations on the same data in one vectorised (jax.vmap) call.
 
     Same options and result fields as `fit` (plus `lanes`: runs vmapped together, see _lanes);
@@ -175,6 +177,8 @@ def fit_many(problem, params0_list, *, method: str = "adam", **options) -> list[
     if not len(params0_list):
         raise LiftnnError("params0_list is empty")
     o = check_options(method, options, problem.m)
+    problem, mesh = sharding.shard_problem(problem, devices)  # docs/devices.md
+    sharding.check_full_batch(o["batch_size"], mesh)
     model = problem.model
     P = int(model.n_params)
     leaves0, treedef = jax.tree_util.tree_flatten(params0_list[0])
