@@ -21,7 +21,7 @@ the report's code) and the report's objective f = (1/m) sum_i ||z_i - z(y_i)||^2
 "mse", which averages over entries), initial weights x0 = s * N(0, I) with s = 0.01, 1, 100 (one
 fixed draw, numpy default_rng(0)) and Wolfe pairs (mu, eta) = (1e-4, 0.1), (1e-5, 0.3),
 (1e-6, 0.5): the report's three log-scale figures.  Then the same for its two-hidden-layer
-network (liftnn.models.graph.Moeller2Net, data set "moeller2"), which the report could not run.
+network (liftnn.models.moeller.Moeller2Net, data set "moeller2"), which the report could not run.
 
 Seed 003 (Belharbi, "On the optimization of neural networks"): newton, bfgs, cg, gn and lm (plus
 lbfgs and newton-cg) on a small network (sin2, 1-4-1 tanh): iterations, evaluations and time side
@@ -194,7 +194,7 @@ def _moeller_objective(name: str):
             z = jax.nn.sigmoid(Yin @ x.reshape(3, 2))
             return jnp.mean(jnp.sum((Z - z) ** 2, axis=1))
         return f, 6
-    from liftnn.models.graph import Moeller2Net
+    from liftnn.models.moeller import Moeller2Net
 
     net = Moeller2Net()
 

@@ -318,12 +318,12 @@ def moeller2(seed: int = 0, m: int | None = None, noise: float = 0.05, m_test: i
     From numpy.random.default_rng(seed): teacher weights W1 (5, 6), W2 (4, 5), W3 (3, 4) with
     entries N(0, 1.5^2 / fan_in); inputs y ~ N(0, I_6) for m training (default 20; alias n) and
     m_test test samples; targets z = tanh(A3 + noise * N(0, 1)), A3 = W3 H* + H0 1 the teacher's
-    output pre-activation (liftnn.models.graph.Moeller2Net), so targets stay in (-1, 1).
+    output pre-activation (liftnn.models.moeller.Moeller2Net), so targets stay in (-1, 1).
     Shapes: x_train (m, 6), y_train (m, 3), x_test (m_test, 6), y_test (m_test, 3).
     """
     import jax.numpy as jnp
 
-    from liftnn.models.graph import Moeller2Net
+    from liftnn.models.moeller import Moeller2Net
 
     m = _count("m", _alias("m", m, "n", n, 20))
     m_test = _count("m_test", m_test, 0)
