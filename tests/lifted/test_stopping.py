@@ -114,6 +114,16 @@ def test_with_validation_better_follows_the_validation_loss_and_patience_stops()
     assert w.best_val[0] == 0.7
 
 
+def test_validation_patience_waits_for_the_first_improvement_of_the_training_loss():
+    s = stopping.StopSettings(stop="none", val_patience=2)
+    # outer iterations 1-3 trade loss for feasibility (training loss above the start f0 = 1,
+    # validation loss worse than at the start): no early stop there; the count starts at k = 4
+    (k, status, _, w), better = _run([3.0, 2.0, 1.5, 0.8, 0.7, 0.6, 0.6],
+                                     val=[1.0, 2.5, 2.0, 1.2, 0.9, 1.1, 1.1, 1.3], settings=s)
+    assert better == [False, False, False, True, False, False]
+    assert (k, status) == (6, "converged") and w.best_val[0] == 0.9
+
+
 def test_budget_checks_time_then_max_outer():
     assert stopping.budget(3, 1.0, 10, None) == ""
     assert "max_outer = 10" in stopping.budget(10, 1.0, 10, None)

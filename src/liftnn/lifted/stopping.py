@@ -19,7 +19,8 @@ returns a status string and message per seed ("" while it goes on).  Rules, firs
 
 With validation data (`val_loss` in the Observation), the returned iterate is the one with the
 lowest validation loss, and a 7th rule stops a seed whose best validation loss has not improved
-for `val_patience` outer iterations -> "converged".  `budget` covers max_outer and time_budget.
+for `val_patience` outer iterations, counted once the simulated training loss has improved on
+the start -> "converged".  `budget` covers max_outer and time_budget.
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ def _update(w: Watch, o: Observation, s: StopSettings) -> tuple[Watch, np.ndarra
     else:
         better = live & (o.val_loss < w.best_val)
         best_val = np.where(better, o.val_loss, w.best_val)
-        since_val = np.where(better, 0, w.since_val + o.active)
+        # as for give_up, the count starts once the simulated loss has improved on the start:
+        # the first outer iterations trade loss for feasibility (validation loss rises with it)
+        since_val = np.where(better | ~moved, 0, w.since_val + o.active)
     return Watch(
         best_loss=np.where(live & (o.loss < w.best_loss), o.loss, w.best_loss),
         prev_loss=np.where(live, o.loss, w.prev_loss),
