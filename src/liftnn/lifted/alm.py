@@ -47,7 +47,11 @@ DEFAULTS = {
     "relu_mode": "complementarity",
     "linear_solver": "auto",
     "beta0": None,  # None: the scheme's default (evens: beta0_factor * f(z0); ialm: 10)
-    "beta0_factor": 1e-3,
+    # beta_0 = f(z_0) and damping 1e-3 (Evens et al.: 1e-3 f(z_0), damping ~0): with a penalty
+    # far below the loss and an undamped reduced system the first inner solve decoupled the
+    # layers and threw the weights far from the start (simulated MSE 1e2-1e3 on sin^2), and the
+    # run settled in a large-norm, sharp minimum that predicted badly (docs/why-models.md)
+    "beta0_factor": 1.0,
     "eps0": 1e-1,
     "eps_min": 1e-2,
     "eps_kkt": 1e-3,
@@ -56,7 +60,7 @@ DEFAULTS = {
     "alpha": 2.0,
     "max_outer": 50,
     "max_inner": 20,
-    "damping": 1e-9,
+    "damping": 1e-3,
     "ls_factor": 0.8,
     "ls_sigma": 0.1,
     "max_ls": 40,
