@@ -24,6 +24,7 @@ _FIRST_ORDER = ("gd", "momentum", "nesterov", "adam", "rmsprop", "adadelta", "rp
 FIRST_ORDER = "liftnn.solvers.first_order"
 METHODS: dict[str, str] = {
     "alm": "liftnn.lifted.alm",
+    "lifted-gn": "liftnn.lifted.lifted_gn",
     **{m: FIRST_ORDER for m in _FIRST_ORDER},
     **{m: "liftnn.solvers.network" for m in ("cg", "bfgs", "lbfgs", "newton", "newton-cg", "gn", "lm")},
 }
