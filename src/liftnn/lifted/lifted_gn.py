@@ -84,31 +84,31 @@ from liftnn.models.activations import get_activation
 from liftnn.models.losses import residual_scale
 from liftnn.solvers import result as R
 
-DEFAULTS = dict(
-    max_iter=500,
-    mu0=1e-3,
-    mu_inc=10.0,
-    mu_dec=0.1,
-    mu_max=1e10,
-    mu_min=1e-20,
-    rho0=1.0,
-    rho_margin=1.5,
-    merit="augmented",
-    ls_sigma=1e-4,
-    gtol=1e-8,
-    ftol=1e-12,
-    htol=1e-6,
-    patience=None,
-    min_delta=1e-3,
-    relu_mode="complementarity",
-    t0=1.0,
-    t_decay=0.7,
-    t_min=1e-8,
-    linear_solver="auto",
-    chunk=50,
-    time_budget=None,
-    callback=None,
-)
+DEFAULTS = {
+    "max_iter": 500,
+    "mu0": 1e-3,
+    "mu_inc": 10.0,
+    "mu_dec": 0.1,
+    "mu_max": 1e10,
+    "mu_min": 1e-20,
+    "rho0": 1.0,
+    "rho_margin": 1.5,
+    "merit": "augmented",
+    "ls_sigma": 1e-4,
+    "gtol": 1e-8,
+    "ftol": 1e-12,
+    "htol": 1e-6,
+    "patience": None,
+    "min_delta": 1e-3,
+    "relu_mode": "complementarity",
+    "t0": 1.0,
+    "t_decay": 0.7,
+    "t_min": 1e-8,
+    "linear_solver": "auto",
+    "chunk": 50,
+    "time_budget": None,
+    "callback": None,
+}
 
 #: the jitted loop's status codes, turned into liftnn's status strings at the boundary
 _RUNNING, _CONVERGED, _STALLED, _PATIENCE = 0, 1, 2, 3
@@ -194,7 +194,7 @@ def prepare_solve(mode, params, Z, X, lin: Linearised, c, mu_w):
         floor = linsolve.REL_FLOOR * jnp.maximum(jnp.mean(jnp.diag(K0)), 1e-300)
         Jth = gnm.jh_matvec(params, Z, X, t, cd, c, params) if mu_w else None
         eye = jnp.eye(K0.shape[0])
-        _, unravel = ravel_pytree(params)
+        _, _unravel = ravel_pytree(params)
 
         def solve(cc):
             ce = jnp.maximum(cc, floor)
