@@ -151,13 +151,13 @@ def part_compare(seeds, out):
 
 VARIANTS = {
     "default": {},
-    "damping=1e-5": {"damping": 1e-5},
+    "beta0_factor=1": {"beta0_factor": 1.0},
+    "beta0_factor=10": {"beta0_factor": 10.0},
     "damping=1e-3": {"damping": 1e-3},
+    "beta0_factor=1,damping=1e-3": {"beta0_factor": 1.0, "damping": 1e-3},
+    "beta0_factor=1,max_inner=5": {"beta0_factor": 1.0, "max_inner": 5},
     "max_inner=3": {"max_inner": 3},
-    "damping=1e-3,max_inner=3": {"damping": 1e-3, "max_inner": 3},
-    "beta0_factor=1e-1": {"beta0_factor": 1e-1},
     "relu_mode=gd": {"relu_mode": "gd"},
-    "relu_mode=softplus": {"relu_mode": "softplus"},
 }
 
 
@@ -254,23 +254,74 @@ def figures(out):
 
 
 def main():
+    global OUT
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--parts", default="compare,variants,lifted-gn")
-    ap.add_argument("--variants", default=None, help="comma-separated names from VARIANTS")
+    ap.add_argument("--variants", default=None, help="names from VARIANTS separated by ;")
     ap.add_argument("--recommended", default=None, help="JSON dict of alm options for part 3")
+    ap.add_argument("--out", default=str(OUT), help="results JSON (read, updated, written)")
+    ap.add_argument("--tables", nargs="*", help="only print markdown tables from these JSON files")
     a = ap.parse_args()
+    if a.tables:
+        print(tables(a.tables))
+        return
+    OUT = Path(a.out)
     seeds = range(a.seeds)
     out = json.loads(OUT.read_text()) if OUT.exists() else {}
     parts = a.parts.split(",")
     if "compare" in parts:
         part_compare(seeds, out)
     if "variants" in parts:
-        part_variants(seeds, out, a.variants.split(",") if a.variants else None)
+        part_variants(seeds, out, a.variants.split(";") if a.variants else None)
     if "lifted-gn" in parts:
         part_liftedgn(seeds, out, json.loads(a.recommended) if a.recommended else None)
     save(out)
     figures(out)
+
+
+
+def tables(paths):
+    """Markdown tables (medians over seeds; means of test MSE in brackets) from result files."""
+    out = {}
+    for p in paths:
+        if Path(p).exists():
+            for k, v in json.loads(Path(p).read_text()).items():
+                out.setdefault(k, {}).update(v)
+
+    def cell(rows, key, fmt="{:.3g}"):
+        v = [r[key] for r in rows if key in r]
+        return fmt.format(np.median(v)) if v else "-"
+
+    lines = []
+    if "compare" in out:
+        lines += [("| problem | method | train MSE | test MSE (median / mean) | free-run MSE | "
+                  "norm ||theta|| | sharpness lambda_max | iterations |"), "|---" * 8 + "|"]
+        for name, r in out["compare"].items():
+            for m in ("adam", "lm", "alm"):
+                rows = r[m]
+                lines.append(f"| {name} | {m} | {cell(rows, 'train_mse')} | {cell(rows, 'test_mse')} / "
+                             f"{np.mean([x['test_mse'] for x in rows]):.3g} | {cell(rows, 'freerun_mse')} | "
+                             f"{cell(rows, 'norm')} | {cell(rows, 'sharpness')} | {cell(rows, 'nit', '{:.0f}')} |")
+        lines.append("")
+    if "variants" in out:
+        lines += [("| problem | alm options | val MSE (selection) | train MSE | test MSE | free-run MSE | "
+                  "GN iterations | time/run (s, loaded) |"), "|---" * 8 + "|"]
+        for name, r in out["variants"].items():
+            for v, rows in r.items():
+                lines.append(f"| {name} | {v} | {cell(rows, 'val_mse')} | {cell(rows, 'train_mse')} | "
+                             f"{cell(rows, 'test_mse')} | {cell(rows, 'freerun_mse')} | "
+                             f"{cell(rows, 'nit', '{:.0f}')} | {cell(rows, 'time_s', '{:.2f}')} |")
+        lines.append("")
+    if "lifted_gn" in out:
+        lines += [("| problem | method | train MSE | test MSE (median / mean) | iterations | "
+                  "time/run (s, loaded, warm) |"), "|---" * 6 + "|"]
+        for name, r in out["lifted_gn"].items():
+            for m, rows in r.items():
+                lines.append(f"| {name} | {m} | {cell(rows, 'train_mse')} | {cell(rows, 'test_mse')} / "
+                             f"{np.mean([x['test_mse'] for x in rows]):.3g} | {cell(rows, 'nit', '{:.0f}')} | "
+                             f"{cell(rows, 'time_s', '{:.2f}')} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
