@@ -117,12 +117,14 @@ def mean(rows, key):
 # ---------------------------------------------------------------------------------------------
 
 
-def part_compare(seeds, out):
-    res = {}
-    for name, (ds, mk, fr) in problems(["sin2-relu", "diabetes", "santafe"]).items():
+def part_compare(seeds, out, names=("sin2-relu", "diabetes", "santafe"), peers=("adam", "lm")):
+    res = out.setdefault("compare", {})
+    for name, (ds, mk, fr) in problems(list(names)).items():
         model = mk()
         res[name] = {}
         for meth, opts in (("adam", ADAM), ("lm", {})):
+            if meth not in peers:
+                continue
             rows, _ = run(meth, model, ds, seeds, freerun_score=fr, sharp=True, **opts)
             res[name][meth] = rows
         # alm with a callback: test MSE of the best-so-far iterate per outer iteration
@@ -143,7 +145,7 @@ def part_compare(seeds, out):
                                   for h in r["history"]] for r in rs]
         print(name, {m: (med(res[name][m], "train_mse"), med(res[name][m], "test_mse"),
                          med(res[name][m], "norm"), med(res[name][m], "sharpness"))
-                     for m in ("adam", "lm", "alm")}, flush=True)
+                     for m in ("adam", "lm", "alm") if m in res[name]}, flush=True)
         out["compare"] = res
         save(out)
     return res
@@ -161,12 +163,12 @@ VARIANTS = {
 }
 
 
-def part_variants(seeds, out, names=None):
+def part_variants(seeds, out, names=None, probs=("sin2-relu", "diabetes", "santafe")):
     """Each variant is trained on 80 % of the training set; val_mse (the other 20 %) is the only
     number used for selection; test_mse is the untouched test set, for the report."""
     res = out.setdefault("variants", {})
     variants = {k: VARIANTS[k] for k in (names or VARIANTS)}
-    for name, (ds, mk, fr) in problems(["sin2-relu", "diabetes", "santafe"]).items():
+    for name, (ds, mk, fr) in problems(list(probs)).items():
         model = mk()
         dv = split_train(ds)
         res.setdefault(name, {})
@@ -228,6 +230,8 @@ def figures(out):
             for i in range(te.shape[1]):
                 ax.semilogy(ks, te[:, i], color="C0", alpha=0.5)
             for meth, col in (("adam", "C1"), ("lm", "C2")):
+                if meth not in r:
+                    continue
                 ax.axhline(med(r[meth], "test_mse"), color=col, ls="--", label=f"{meth} (median)")
             ax.set_title(name, fontsize=9)
             ax.set_xlabel("alm outer iteration")
@@ -241,7 +245,7 @@ def figures(out):
             ax = axes[j]
             for k, (name, r) in enumerate(comp.items()):
                 for mi, meth in enumerate(("adam", "lm", "alm")):
-                    v = [x[key] for x in r[meth] if key in x]
+                    v = [x[key] for x in r.get(meth, []) if key in x]
                     ax.scatter([k + 0.25 * (mi - 1)] * len(v), v, color=f"C{mi}", s=10,
                                label=meth if k == 0 else None)
             ax.set_yscale("log")
@@ -261,19 +265,24 @@ def main():
     ap.add_argument("--variants", default=None, help="names from VARIANTS separated by ;")
     ap.add_argument("--recommended", default=None, help="JSON dict of alm options for part 3")
     ap.add_argument("--out", default=str(OUT), help="results JSON (read, updated, written)")
-    ap.add_argument("--tables", nargs="*", help="only print markdown tables from these JSON files")
+    ap.add_argument("--tables", nargs="*", help="only print markdown tables (and draw the figures) "
+                    "from these JSON files")
+    ap.add_argument("--problems", default="sin2-relu,diabetes,santafe", help="for parts compare and variants")
+    ap.add_argument("--peers", default="adam,lm", help="for part compare")
     a = ap.parse_args()
     if a.tables:
         print(tables(a.tables))
+        figures(merged(a.tables))
         return
     OUT = Path(a.out)
     seeds = range(a.seeds)
     out = json.loads(OUT.read_text()) if OUT.exists() else {}
     parts = a.parts.split(",")
     if "compare" in parts:
-        part_compare(seeds, out)
+        part_compare(seeds, out, a.problems.split(","), a.peers.split(","))
     if "variants" in parts:
-        part_variants(seeds, out, a.variants.split(";") if a.variants else None)
+        part_variants(seeds, out, a.variants.split(";") if a.variants else None,
+                      a.problems.split(","))
     if "lifted-gn" in parts:
         part_liftedgn(seeds, out, json.loads(a.recommended) if a.recommended else None)
     save(out)
@@ -281,13 +290,18 @@ def main():
 
 
 
-def tables(paths):
-    """Markdown tables (medians over seeds; means of test MSE in brackets) from result files."""
+def merged(paths):
     out = {}
     for p in paths:
         if Path(p).exists():
             for k, v in json.loads(Path(p).read_text()).items():
                 out.setdefault(k, {}).update(v)
+    return out
+
+
+def tables(paths):
+    """Markdown tables (medians over seeds; means of test MSE after the slash) from result files."""
+    out = merged(paths)
 
     def cell(rows, key, fmt="{:.3g}"):
         v = [r[key] for r in rows if key in r]
@@ -296,9 +310,11 @@ def tables(paths):
     lines = []
     if "compare" in out:
         lines += [("| problem | method | train MSE | test MSE (median / mean) | free-run MSE | "
-                  "norm ||theta|| | sharpness lambda_max | iterations |"), "|---" * 8 + "|"]
+                  "weight norm | sharpness (largest Hessian eigenvalue) | iterations |"), "|---" * 8 + "|"]
         for name, r in out["compare"].items():
             for m in ("adam", "lm", "alm"):
+                if m not in r:
+                    continue
                 rows = r[m]
                 lines.append(f"| {name} | {m} | {cell(rows, 'train_mse')} | {cell(rows, 'test_mse')} / "
                              f"{np.mean([x['test_mse'] for x in rows]):.3g} | {cell(rows, 'freerun_mse')} | "
