@@ -188,16 +188,18 @@ def part_variants(seeds, out, names=None, probs=("sin2-relu", "diabetes", "santa
     return res
 
 
-def part_liftedgn(seeds, out, alm_rec=None):
+def part_liftedgn(seeds, out, alm_rec=None, labels=None):
     res = out.setdefault("lifted_gn", {})
     for name, (ds, mk, fr) in problems(["sin2-tanh", "sin2-relu", "diabetes"]).items():
         model = mk()
-        res[name] = {}
+        res.setdefault(name, {})
         cfgs = [("adam", "adam", ADAM), ("lm", "lm", {}), ("alm", "alm", {}),
                 ("lifted-gn", "lifted-gn", {})]
         if alm_rec:
             cfgs.insert(3, ("alm (recommended)", "alm", alm_rec))
         for label, meth, opts in cfgs:
+            if labels and label not in labels:
+                continue
             run(meth, model, ds, [0], **opts)  # warm: compile outside the timing
             rows, _ = run(meth, model, ds, seeds, **opts)
             res[name][label] = rows
@@ -240,6 +242,18 @@ def figures(out):
         fig.tight_layout()
         fig.savefig(FIG / "why-test-along-outer.png", dpi=80)
         plt.close(fig)
+        fig, axes = plt.subplots(1, len(comp), figsize=(3.3 * len(comp), 2.8))
+        for ax, (name, r) in zip(np.atleast_1d(axes), comp.items()):
+            for h in r["alm_hist"]:
+                ax.semilogy([x["iter"] for x in h], [x["train_mse"] for x in h], color="C0", alpha=0.5)
+            ax.axhline(r["alm_hist"][0][0]["train_mse"], color="k", ls=":", label="start")
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("alm outer iteration")
+            ax.set_ylabel("train MSE of the simulated network")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(FIG / "why-simulated-train-mse.png", dpi=80)
+        plt.close(fig)
         fig, axes = plt.subplots(1, 2, figsize=(6.6, 2.8))
         for j, key in enumerate(("norm", "sharpness")):
             ax = axes[j]
@@ -268,6 +282,7 @@ def main():
     ap.add_argument("--tables", nargs="*", help="only print markdown tables (and draw the figures) "
                     "from these JSON files")
     ap.add_argument("--problems", default="sin2-relu,diabetes,santafe", help="for parts compare and variants")
+    ap.add_argument("--labels", default=None, help="part lifted-gn: only these rows (; separated)")
     ap.add_argument("--peers", default="adam,lm", help="for part compare")
     a = ap.parse_args()
     if a.tables:
@@ -284,7 +299,8 @@ def main():
         part_variants(seeds, out, a.variants.split(";") if a.variants else None,
                       a.problems.split(","))
     if "lifted-gn" in parts:
-        part_liftedgn(seeds, out, json.loads(a.recommended) if a.recommended else None)
+        part_liftedgn(seeds, out, json.loads(a.recommended) if a.recommended else None,
+                      a.labels.split(";") if a.labels else None)
     save(out)
     figures(out)
 
@@ -331,7 +347,7 @@ def tables(paths):
         lines.append("")
     if "lifted_gn" in out:
         lines += [("| problem | method | train MSE | test MSE (median / mean) | iterations | "
-                  "time/run (s, loaded, warm) |"), "|---" * 6 + "|"]
+                  "time/run (s, loaded, incl. compiling the batch) |"), "|---" * 6 + "|"]
         for name, r in out["lifted_gn"].items():
             for m, rows in r.items():
                 lines.append(f"| {name} | {m} | {cell(rows, 'train_mse')} | {cell(rows, 'test_mse')} / "
