@@ -188,9 +188,9 @@ def part_variants(seeds, out, names=None, probs=("sin2-relu", "diabetes", "santa
     return res
 
 
-def part_liftedgn(seeds, out, alm_rec=None, labels=None):
+def part_liftedgn(seeds, out, alm_rec=None, labels=None, probs=("sin2-tanh", "sin2-relu", "diabetes")):
     res = out.setdefault("lifted_gn", {})
-    for name, (ds, mk, fr) in problems(["sin2-tanh", "sin2-relu", "diabetes"]).items():
+    for name, (ds, mk, fr) in problems(list(probs)).items():
         model = mk()
         res.setdefault(name, {})
         cfgs = [("adam", "adam", ADAM), ("lm", "lm", {}), ("alm", "alm", {}),
@@ -285,6 +285,7 @@ def main():
     ap.add_argument("--labels", default=None, help="part lifted-gn: only these rows (; separated)")
     ap.add_argument("--peers", default="adam,lm", help="for part compare")
     a = ap.parse_args()
+    a.problems_given = any(x.startswith("--problems") for x in __import__("sys").argv)
     if a.tables:
         print(tables(a.tables))
         figures(merged(a.tables))
@@ -300,7 +301,8 @@ def main():
                       a.problems.split(","))
     if "lifted-gn" in parts:
         part_liftedgn(seeds, out, json.loads(a.recommended) if a.recommended else None,
-                      a.labels.split(";") if a.labels else None)
+                      a.labels.split(";") if a.labels else None,
+                      a.problems.split(",") if a.problems_given else ("sin2-tanh", "sin2-relu", "diabetes"))
     save(out)
     figures(out)
 
@@ -310,8 +312,9 @@ def merged(paths):
     out = {}
     for p in paths:
         if Path(p).exists():
-            for k, v in json.loads(Path(p).read_text()).items():
-                out.setdefault(k, {}).update(v)
+            for part, probs in json.loads(Path(p).read_text()).items():
+                for name, rows in probs.items():
+                    out.setdefault(part, {}).setdefault(name, {}).update(rows)
     return out
 
 
