@@ -36,19 +36,25 @@ mu0 = 1e-3 on the unscaled errors (hence the c^2), a rejected step multiplies it
 and the linearisation is reused (only the factorisation is redone), an accepted one multiplies it
 by mu_dec = 0.1; mu > mu_max = 1e10 ends the run with status "stalled".
 
-Globalisation: the exact-penalty merit function
+Globalisation by a merit function, merit="augmented" (default) or "l1":
 
-    phi_rho(theta, Z) = 1/2 ||F||^2 + mu_w/2 ||theta||^2 + rho ||H||_1 / m,
+    augmented: phi = 1/2 ||F||^2 + mu_w/2 ||theta||^2 + <lambda, H> + rho/2 ||H||^2,
+               lambda_j = -n_j (F + J_F d) per sample (the QP's own multipliers of H_j);
+    l1:        phi = 1/2 ||F||^2 + mu_w/2 ||theta||^2 + rho ||H||_1 / m,  rho >= 1.5 m ||lambda||_inf.
 
-with rho raised when needed so that the step is a descent direction (Nocedal & Wright eq. 18.36
-with sigma = 0): since J_H d = -H, the directional derivative is D phi = g_f^T d - rho ||H||_1/m,
-g_f^T d = F^T (r0 + Jr d_theta - F) + mu_w theta^T d_theta, and rho >= g_f^T d / (0.5 ||H||_1/m)
-makes D phi <= -0.5 rho ||H||_1/m < 0.  A step is accepted when phi_rho(u + d) <= phi_rho(u) +
-ls_sigma D phi (Armijo at the full step); otherwise mu grows (a shorter, more gradient-like step),
-which is LM's own step-length control, so no separate line search is needed.  Why l1 rather than
-a filter: one scalar test per trial, cheap inside a vmapped, jitted loop, and with the states
-moved by the linear sweep the constraint violation stays second order in the step, so rho rarely
-has to grow (measured in docs/why-models.md).
+Since J_H d = -H the directional derivative is D phi = g_f^T d - <lambda, H> - rho ||H||^2
+(augmented) or g_f^T d - rho ||H||_1 / m (l1), with g_f^T d = F^T (r0 + Jr d_theta - F) +
+mu_w theta^T d_theta; rho is the smallest value making D phi <= -(g_f^T d - ...) < 0 (Nocedal &
+Wright eq. 18.36), decreased slowly (Powell: rho <- max(nu, (rho + nu) / 2)).  A step is
+accepted when phi(u + d) <= phi(u) + ls_sigma D phi (Armijo at the full step); otherwise mu grows
+(a shorter, more gradient-like step: LM's own step-length control, no separate line search).  If
+the lifted point fails the test but the same weights with re-simulated states (H = 0) pass it,
+that point is taken (a second-order correction).  Why the augmented merit: the l1 merit shows the
+Maratos effect here (measured in docs/why-models.md: on sin^2 tanh 1-8-8-1 nearly every lifted
+step was rejected, and with the correction 174 of 176 accepted steps were re-simulated, i.e. the
+method became single-shooting LM), while the augmented merit with the QP multipliers accepts the
+full lifted steps near a solution (0-2 corrections in 100-119 iterations, LM: 170-213).  A filter
+would need a history of pairs per seed inside the vmapped loop; one scalar test is cheaper.
 
 ReLU layers use the smoothed constraints of gauss_newton.hidden_activations (relu_mode
 "complementarity" (default) or "softplus", t_k = max(t0 t_decay^k, t_min), or "gd").
