@@ -45,10 +45,10 @@ def _check_step(arch, act, n, bias, mode, mu_w, damping):
     model, p, X, Y, acts, Z = _random_point(arch, act, n, bias)
     out = get_activation("identity")
     c = (2.0 / (n * model.d_out)) ** 0.5
-    step = jax.jit(lambda p, Z: lifted_gn.lifted_step(p, Z, X, Y, acts, out, c, mu_w, damping, mode))
+    prob = lifted_gn.constrained_problem(X, Y, acts, out, c, mu_w)
+    step = jax.jit(lambda p, Z: lifted_gn.lifted_step(prob, p, Z, damping, mode))
     dp, dZ = step(p, Z)
-    ref_p, ref_Z = jax.jit(lambda p, Z: lifted_gn.dense_kkt_step(p, Z, X, Y, acts, out, c, mu_w,
-                                                                 damping))(p, Z)
+    ref_p, ref_Z = jax.jit(lambda p, Z: lifted_gn.dense_kkt_step(prob, p, Z, damping))(p, Z)
     got = np.asarray(ravel_pytree((dp, dZ))[0])
     ref = np.asarray(ravel_pytree((ref_p, ref_Z))[0])
     tol = 1e-8 if mode != "cg" else 1e-7  # cg stops at a relative residual of 1e-10
@@ -74,8 +74,8 @@ def test_states_step_satisfies_the_linearised_constraints():
     out = get_activation("identity")
     rng = np.random.default_rng(3)
     dp = jax.tree_util.tree_map(lambda a: jnp.asarray(rng.standard_normal(a.shape)), p)
-    t = gnm.terms(p, Z, X, Y, acts, out, 1.0)
-    dZ = lifted_gn.states_step(p, Z, X, t, dp)
+    lin = lifted_gn.linearise(lifted_gn.constrained_problem(X, Y, acts, out, 1.0, 0.0), p, Z)
+    dZ = lifted_gn.states_step(lin, dp)
 
     def H(pp, zz):
         return jnp.concatenate([h.ravel() for h in gnm.terms(pp, zz, X, Y, acts, out, 1.0).H])
