@@ -176,3 +176,12 @@ def test_bad_loss_and_model_fail_before_work():
         lifted_gn.fit(prob, prob.model.init(0))
     with pytest.raises(LiftnnError, match="hidden layer"):
         lifted_gn.fit(TrainingProblem(ln.MLP("1-1"), X, np.sin(X)), ln.MLP("1-1").init(0))
+
+
+@pytest.mark.parametrize("devices", [2, True, "all"])
+def test_sharding_requests_fail_before_work(devices):
+    """lifted-gn does not shard the samples: anything but devices=None or 1 is a LiftnnError."""
+    model = ln.MLP("1-4-1")
+    data = ln.datasets.load("sin2", n=10)
+    with pytest.raises(LiftnnError, match="one device"):
+        ln.train(model, data, method="lifted-gn", devices=devices)

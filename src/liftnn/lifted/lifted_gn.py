@@ -167,7 +167,7 @@ def _check_devices(devices) -> None:
         return
     raise LiftnnError(f"lifted-gn runs on one device (its samples are not sharded); got "
                       f"devices={devices!r}: use devices=None or 1 (method='alm' and 'lm' shard "
-                      f"the samples, docs/devices.md)")
+                      f"the samples)")
 
 
 # ---------------------------------------------------------------------------------------------
