@@ -17,7 +17,7 @@ import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
-from liftnn.lifted import alm
+from liftnn.lifted import alm, lifted_gn
 from liftnn.solvers import first_order, network
 from liftnn.solvers.api import method_options
 
@@ -50,6 +50,8 @@ def _classical(name: str) -> Method:
 
 METHODS: dict[str, Method] = {
     "alm": Method("alm", alm.fit, alm.fit_many, LIFTED, lambda: list(alm.DEFAULTS)),
+    "lifted-gn": Method("lifted-gn", lifted_gn.fit, lifted_gn.fit_many, LIFTED,
+                        lambda: list(lifted_gn.DEFAULTS)),
     **{m: _first_order(m) for m in first_order.METHODS},
     **{m: _classical(m) for m in network.METHODS},
 }
