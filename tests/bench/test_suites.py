@@ -20,7 +20,7 @@ from liftnn.errors import LiftnnError
 
 SHIPPED = suite.suite_names()
 EXPECTED = {"thesis-sine", "thesis-sin2", "init-study", "santafe", "evens", "scaling", "deep",
-            "seeds-lectures", "relu-modes"}
+            "seeds-lectures", "relu-modes", "classify", "practical"}
 
 
 def test_every_suite_is_shipped():

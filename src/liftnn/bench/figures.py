@@ -83,9 +83,12 @@ def fig_convergence(out, cells, methods, runs, per_fig=4) -> list[tuple[str, str
     return figs
 
 
-def fig_histograms(out, rows, cells, methods, threshold, metric) -> list[tuple[str, str]]:
+def fig_histograms(out, rows, cells, methods, threshold, metric,
+                   col: str = "train_mse") -> list[tuple[str, str]]:
+    """Histogram of the final `col` per method (train_mse; the objective "loss" for
+    classification suites, whose train_mse of logits against one-hot rows means little)."""
     plt = _plt()
-    vals = [r["train_mse"] for r in rows if r["status"] != "error"]
+    vals = [r[col] for r in rows if r["status"] != "error"]
     a = finite(vals)
     a = a[a > 0]
     if not a.size:
@@ -98,8 +101,8 @@ def fig_histograms(out, rows, cells, methods, threshold, metric) -> list[tuple[s
                              sharex=True)
     stacked = len(cells) <= 8
     for ax, m in zip(axes[:, 0], methods):
-        per = [[r["train_mse"] for r in rows if r["method"] == m and r["cell"] == c
-                and r["status"] != "error" and to_float(r["train_mse"]) > 0] for c in cells]
+        per = [[r[col] for r in rows if r["method"] == m and r["cell"] == c
+                and r["status"] != "error" and to_float(r[col]) > 0] for c in cells]
         if stacked:
             ax.hist([p for p in per], bins=bins, stacked=True, label=cells,
                     color=[PALETTE[i % len(PALETTE)] for i in range(len(cells))])
@@ -111,11 +114,12 @@ def fig_histograms(out, rows, cells, methods, threshold, metric) -> list[tuple[s
         ax.set_ylabel(m)
     if stacked:
         axes[0, 0].legend(fontsize=7, ncol=min(3, len(cells)))
-    axes[-1, 0].set_xlabel("final training MSE (log scale)")
+    what = "training MSE" if col == "train_mse" else "training loss"
+    axes[-1, 0].set_xlabel(f"final {what} (log scale)")
     fig.tight_layout()
     fig.savefig(out / "mse_hist.png", dpi=110)
     plt.close(fig)
-    cap = "Final training MSE per method (log axis), stacked by cell"
+    cap = f"Final {what} per method (log axis), stacked by cell"
     if metric == "train_mse" and np.isfinite(threshold):
         cap += f"; dashed: the success threshold {threshold:g} (good and bad minima form two modes)"
     return [("mse_hist.png", cap + ".")]

@@ -57,6 +57,29 @@ def method_available(name: str) -> tuple[bool, str]:
     return bool(ok), str(reason or "")
 
 
+#: the losses liftnn's lifted method (alm) trains: least squares only (lifted/alm.py refuses the
+#: rest before any work; tests/bench/test_classify.py checks that this table says what alm does)
+LIFTED_LOSSES = ("mse", "sse")
+
+
+def supports_loss(name: str, loss: str) -> tuple[bool, str]:
+    """(True, "") if method or peer `name` trains `loss`, else (False, why).
+
+    Peers publish their losses (PeerSpec.losses); liftnn's first-order and classical methods
+    train every loss (gn / lm use a generalised Gauss-Newton for cross_entropy); alm is
+    least-squares only."""
+    base = base_method(name)
+    if base in peers.PEERS:
+        losses = tuple(peers.PEERS[base].losses)
+    elif METHODS[base].family == "lifted":
+        losses = LIFTED_LOSSES
+    else:
+        return True, ""
+    if loss in losses:
+        return True, ""
+    return False, f"{base} trains only the loss(es) {', '.join(losses)}, not {loss!r}"
+
+
 #: options the front door (ln.train) takes for every method
 FRONT_DOOR_OPTIONS = frozenset({"validation", "validation_seed", "devices"})
 

@@ -40,7 +40,8 @@ from liftnn.errors import LiftnnError
 
 FLOAT_COLS = ("train_mse", "test_mse", "time_s", "iterations", "loss", "batch_time_s",
               "time_per_iter", "iter_time_s", "freerun_mse", "peak_rss_mb", "base_rss_mb", "n", "n_params",
-              "outer_iterations", "nfev", "time_budget_s")
+              "outer_iterations", "nfev", "time_budget_s",
+              "train_accuracy", "test_accuracy")
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -93,8 +94,11 @@ def load_meta(out: Path) -> dict:
 def cell_table(stats, ref, meta) -> tuple[list[str], list[list[str]]]:
     extra_fr = any("freerun_median" in s for s in stats)
     extra_mem = any("peak_rss_mb" in s for s in stats)
-    show_test = any(np.isfinite(s["avg_test"]) for s in stats)
-    head = ["cell", "method", success_word(meta), "avg MSE", "best MSE"]
+    show_acc = any("avg_test_acc" in s for s in stats)  # classification: loss + accuracy
+    show_test = not show_acc and any(np.isfinite(s["avg_test"]) for s in stats)
+    head = ["cell", "method", success_word(meta)]
+    head += (["avg train loss", "avg train accuracy", "avg test accuracy", "best test accuracy"]
+             if show_acc else ["avg MSE", "best MSE"])
     if show_test:
         head += ["avg test MSE", "best test MSE"]
     if extra_fr:
@@ -108,7 +112,10 @@ def cell_table(stats, ref, meta) -> tuple[list[str], list[list[str]]]:
     body = []
     for s in stats:
         conv = f"{s['converged']}/{s['runs']}" + (f" ({s['errors']} errors)" if s["errors"] else "")
-        row = [s["cell"], s["method"], conv, fmt_num(s["avg_mse"]), fmt_num(s["best_mse"])]
+        row = [s["cell"], s["method"], conv]
+        row += ([fmt_num(s.get(k)) for k in ("avg_loss", "avg_train_acc", "avg_test_acc",
+                                             "best_test_acc")]
+                if show_acc else [fmt_num(s["avg_mse"]), fmt_num(s["best_mse"])])
         if show_test:
             row += [fmt_num(s["avg_test"]), fmt_num(s["best_test"])]
         if extra_fr:
@@ -171,7 +178,8 @@ def build_report(out, log=None) -> dict:
     runs, cellrecs = load_records(out)
     stats, cells, methods, ref = aggregate(rows, meta)
     figures, notes, series = _draw_figures(out, meta, rows, cells, methods, runs, cellrecs)
-    totals = method_totals(stats, methods, cells)
+    totals = method_totals(stats, methods, cells,
+                           headline_test=meta.get("success_metric") == "test_mse")
     work = work_stats(rows, runs, cellrecs, cells, methods, ref, meta)
     sections = _sections(meta, rows, stats, totals, series, work, methods, ref)
     name = meta.get("suite", rows[0]["suite"])
@@ -198,7 +206,8 @@ def _draw_figures(out: Path, meta, rows, cells, methods, runs, cellrecs):
                     r"jacobian_spy_.*)\.png$", old.name):
             old.unlink()
     figures += fig.fig_convergence(out, cells, methods, runs)
-    figures += fig.fig_histograms(out, rows, cells, methods, threshold, metric)
+    figures += fig.fig_histograms(out, rows, cells, methods, threshold, metric,
+                                  col="loss" if "test_accuracy" in rows[0] else "train_mse")
     figures += fig.fig_fits(out, rows, cells, methods, runs, cellrecs)
     figures += fig.fig_freerun(out, rows, cells, methods, runs, cellrecs)
     series = []
@@ -221,8 +230,12 @@ def _sections(meta, rows, stats, totals, series, work, methods, ref) -> list[tup
               "median time per run (s), range over cells"]
     if ref:
         t_head.append(f"median time / {ref}")
-    t_body = [[t["method"], t["converged"], t["time"]] + ([t["ratio"]] if ref else [])
-              for t in totals]
+    keys = [k for k in ("train_loss", "test_acc", "train_mse", "test_mse")
+            if totals and k in totals[0]]
+    t_head[2:2] = [{"train_loss": "mean train loss", "test_acc": "mean test accuracy",
+                    "train_mse": "mean train MSE", "test_mse": "mean test MSE"}[k] for k in keys]
+    t_body = [[t["method"], t["converged"]] + [fmt_num(t.get(k)) for k in keys] + [t["time"]]
+              + ([t["ratio"]] if ref else []) for t in totals]
     slope_head = ["group", "method", "x", "slope time/iteration (after the first)",
                   "slope time/run", "slope memory (peak RSS added)"]
     slope_body = [[s["group"], s["method"], "m" if s["x"] == "n" else "parameters",
@@ -258,9 +271,11 @@ def _sections(meta, rows, stats, totals, series, work, methods, ref) -> list[tup
 def _intro(meta, rows, name, cells, methods) -> list[str]:
     """The report's opening paragraphs (markdown inline): suite, source, size, protocol."""
     threshold = to_float(meta.get("success_below", math.inf))
+    above = to_float(meta.get("success_above", -math.inf))
     metric = meta.get("success_metric", "train_mse")
     inits = sorted({r["init"] for r in rows})
-    crit = (f"a run converges when {metric} < {threshold:g}" if np.isfinite(threshold)
+    crit = (f"a run is reliable when {metric} >= {above:g}" if np.isfinite(above)
+            else f"a run converges when {metric} < {threshold:g}" if np.isfinite(threshold)
             else f"a run counts as converged when it finishes without error ({metric} finite)")
     intro = [
         f"Suite **{name}**" + (f" — {meta['description']}" if meta.get("description") else ""),

@@ -62,6 +62,7 @@ class Unit:
     extras: dict = field(default_factory=dict)
     success_metric: str = "train_mse"
     success_below: float = float("inf")
+    success_above: float = float("-inf")
     time_budget: float | None = None
     want_cell_record: bool = False
 
@@ -116,6 +117,17 @@ def _run_liftnn(unit: Unit, model, data) -> list[tuple[int, dict, float, int]]:
     return out
 
 
+def accuracy(model, params, X, Y) -> float:
+    """Fraction of samples whose largest logit is the target class (Y one-hot (m, k) or class
+    indices (m, 1)): the definition ln.train's train_accuracy / test_accuracy use."""
+    import numpy as np
+
+    pred = np.argmax(np.asarray(model.apply(params, X)), axis=1)
+    Y = np.asarray(Y)
+    label = np.argmax(Y, axis=1) if Y.ndim == 2 and Y.shape[1] > 1 else Y.reshape(-1).astype(int)
+    return float(np.mean(pred == label))
+
+
 def _run_peer(unit: Unit, model, data) -> list[tuple[int, dict, float, int]]:
     from liftnn.bench import peers
 
@@ -131,6 +143,10 @@ def _run_peer(unit: Unit, model, data) -> list[tuple[int, dict, float, int]]:
                                weight_decay=unit.cell.weight_decay, **opts)
             wall = time.perf_counter() - t0
             r["time_s"] = wall  # wall time of the whole fit, setup included, as for liftnn
+            if unit.cell.loss == "cross_entropy":  # as ln.train reports them (liftnn.train)
+                r["train_accuracy"] = accuracy(model, r["params"], data.x_train, data.y_train)
+                r["test_accuracy"] = (accuracy(model, r["params"], data.x_test, data.y_test)
+                                      if len(data.x_test) else math.nan)
             out.append((s, r, wall, 1))
         except Exception as exc:  # noqa: BLE001
             out.append((s, _error_result(s, exc, time.perf_counter() - t0),
@@ -213,9 +229,13 @@ def _row(unit: Unit, seed, res, wall, bsize, model, data, extra=None) -> dict:
         "nfev": res.get("nfev", ""),
         "time_budget_s": unit.time_budget if unit.time_budget is not None else "",
     }
+    if unit.cell.loss == "cross_entropy":
+        row["train_accuracy"] = to_float(res.get("train_accuracy"))
+        row["test_accuracy"] = to_float(res.get("test_accuracy"))
     row.update(extra or {})
     metric = to_float(row.get(unit.success_metric, res.get(unit.success_metric)))
-    row["success"] = bool(status != ERROR and math.isfinite(metric) and metric < unit.success_below)
+    row["success"] = bool(status != ERROR and math.isfinite(metric) and metric < unit.success_below
+                          and metric >= unit.success_above)
     return row
 
 
@@ -230,7 +250,7 @@ def plan_units(suite: Suite, done: set, cells_with_record: set = frozenset()) ->
     for cell in suite.cells:
         for method, opts in suite.methods.items():
             pending = [s for s in suite.seeds if (cell.label, method, int(s)) not in done]
-            if not pending:
+            if not pending or (cell.label, method) in suite.skipped_cells:
                 continue
             peer = is_peer(method)
             size = 1 if peer else (suite.seed_batch or len(pending))
@@ -239,7 +259,8 @@ def plan_units(suite: Suite, done: set, cells_with_record: set = frozenset()) ->
                     suite=suite.name, cell=cell, method=method, options=dict(opts),
                     seeds=tuple(int(s) for s in pending[i:i + size]), data_seed=suite.data_seed,
                     peer=peer, extras=dict(suite.extras), success_metric=suite.success_metric,
-                    success_below=suite.success_below, time_budget=suite.time_budget,
+                    success_below=suite.success_below, success_above=suite.success_above,
+                    time_budget=suite.time_budget,
                     want_cell_record=cell.label not in have,  # the store keeps the first
                 ))
     return units
@@ -339,7 +360,7 @@ def _run(suite, store, jobs, backend, hooks: Hooks, report) -> RunSummary:
         hooks.note("note", note)
     for m, why in suite.skipped.items():
         hooks.note("skipped", f"{m}: {why}")
-    total = len(suite.cells) * len(suite.methods) * len(suite.seeds)
+    total = (len(suite.cells) * len(suite.methods) - len(suite.skipped_cells)) * len(suite.seeds)
     units = plan_units(suite, store.done, store.cells_with_record)
     pending = sum(len(u.seeds) for u in units)
     already = total - pending

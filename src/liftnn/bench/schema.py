@@ -12,7 +12,9 @@ from typing import Any
 from liftnn.errors import LiftnnError
 
 KINDS = ("train", "lectures")
-SUCCESS_METRICS = ("train_mse", "test_mse", "freerun_mse")
+SUCCESS_METRICS = ("train_mse", "test_mse", "freerun_mse", "train_accuracy", "test_accuracy")
+#: metrics where larger is better: judged with success_above (metric >= threshold)
+ACCURACY_METRICS = ("train_accuracy", "test_accuracy")
 
 # --- schema -------------------------------------------------------------------------------------
 # A field spec is (kind, required).  Kinds: str, int, num (int or float), bool, table, seeds
@@ -34,6 +36,7 @@ SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
         "data_seed": ("int", False),
         "success_metric": ("str", False),
         "success_below": ("num", False),
+        "success_above": ("num", False),
         "reference": ("str", False),
         "seed_batch": ("int", False),
         "time_budget": ("num", False),
@@ -145,6 +148,13 @@ def validate(doc: dict, src: str = "<suite>") -> dict:
     if s.get("success_metric", "train_mse") not in SUCCESS_METRICS:
         raise LiftnnError(f"{src}: suite.success_metric must be one of {', '.join(SUCCESS_METRICS)}; "
                           f"got {s['success_metric']!r}")
+    metric = s.get("success_metric", "train_mse")
+    if metric in ACCURACY_METRICS and "success_below" in s:
+        raise LiftnnError(f"{src}: suite.success_metric {metric!r} is an accuracy (larger is "
+                          f"better): give success_above, not success_below")
+    if metric not in ACCURACY_METRICS and "success_above" in s:
+        raise LiftnnError(f"{src}: suite.success_above goes with an accuracy metric "
+                          f"({', '.join(ACCURACY_METRICS)}); {metric!r} takes success_below")
     for key in ("seed_batch",):
         if key in s and s[key] < 0:
             raise LiftnnError(f"{src}: suite.{key} must be >= 0; got {s[key]}")

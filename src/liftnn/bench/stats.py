@@ -36,6 +36,11 @@ def _min(xs) -> float:
     return float(np.min(a)) if a.size else math.nan
 
 
+def _max(xs) -> float:
+    a = finite(xs)
+    return float(np.max(a)) if a.size else math.nan
+
+
 def order_of(rows, meta) -> tuple[list[str], list[str]]:
     """Cells in suite order, methods in suite order (then any others as they appear)."""
     cells = [c["label"] for c in meta.get("config", {}).get("cells", [])]
@@ -89,6 +94,11 @@ def aggregate(rows, meta) -> tuple[list[dict], list[str], list[str], str | None]
                 "n": _median(r["n"] for r in rs),
             }
             s["time_ratio"] = s["median_time"] / ref_time if ref and ref_time > 0 else math.nan
+            if "test_accuracy" in rs[0]:  # classification cells (loss cross_entropy)
+                s["avg_loss"] = _mean(r["loss"] for r in ok)
+                s["avg_train_acc"] = _mean(r["train_accuracy"] for r in ok)
+                s["avg_test_acc"] = _mean(r["test_accuracy"] for r in ok)
+                s["best_test_acc"] = _max(r["test_accuracy"] for r in ok)
             if "freerun_mse" in rs[0]:
                 s["freerun_median"] = _median(r["freerun_mse"] for r in ok)
                 s["freerun_best"] = _min(r["freerun_mse"] for r in ok)
@@ -176,8 +186,11 @@ def work_stats(rows, runs, cellrecs, cells, methods, ref, meta=None) -> list[dic
     return out
 
 
-def method_totals(stats, methods, cells) -> list[dict]:
-    """Per method over all cells: "15+18+14 = 47/60" converged and the median-time range."""
+def method_totals(stats, methods, cells, headline_test: bool = False) -> list[dict]:
+    """Per method over all cells: "15+18+14 = 47/60" converged and the median-time range; for
+    classification cells also the mean train loss and test accuracy, and with `headline_test`
+    (a suite judged on test MSE) the mean train and test MSE (means over cells of the per-cell
+    means)."""
     out = []
     for m in methods:
         ss = [s for s in stats if s["method"] == m]
@@ -186,7 +199,14 @@ def method_totals(stats, methods, cells) -> list[dict]:
         ks = "+".join(str(s["converged"]) for s in ss)
         k, n = sum(s["converged"] for s in ss), sum(s["runs"] for s in ss)
         times = finite([s["median_time"] for s in ss])
-        out.append({
+        extra = {}
+        if any("avg_test_acc" in s for s in ss):  # mean over the cells of the per-cell means
+            extra = {"train_loss": _mean(s.get("avg_loss") for s in ss),
+                     "test_acc": _mean(s.get("avg_test_acc") for s in ss)}
+        elif headline_test:
+            extra = {"train_mse": _mean(s["avg_mse"] for s in ss),
+                     "test_mse": _mean(s["avg_test"] for s in ss)}
+        out.append({**extra,
             "method": m, "converged": f"{ks} = {k}/{n}" if len(ss) > 1 else f"{k}/{n}",
             "errors": sum(s["errors"] for s in ss),
             "time": (f"{fmt_num(times.min())} - {fmt_num(times.max())}" if times.size > 1
@@ -251,6 +271,9 @@ def fmt_num(v, digits: int = 3) -> str:
 
 
 def success_word(meta) -> str:
-    """"converged" when the suite has a success threshold, else "finished" (without error)."""
+    """"reliable" for an accuracy threshold (success_above), "converged" when the suite has a
+    success threshold, else "finished" (without error)."""
+    if math.isfinite(to_float(meta.get("success_above", -math.inf))):
+        return "reliable"
     return "converged" if math.isfinite(to_float(meta.get("success_below", math.inf))) else "finished"
 

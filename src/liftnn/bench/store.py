@@ -31,6 +31,7 @@ EXTRA_COLUMNS = {
     "memory": ["peak_rss_mb", "base_rss_mb"],
     "grad_norms": ["grad_norms_init"],
     "time_budget": ["time_budget_s"],
+    "accuracy": ["train_accuracy", "test_accuracy"],
 }
 
 
@@ -46,7 +47,8 @@ def columns_for(suite: Suite) -> list[str]:
     """results.csv columns of a suite: the base ones, common ones, then its extras."""
     cols = BASE_COLUMNS + COMMON_COLUMNS
     for key, extra in EXTRA_COLUMNS.items():
-        if key in suite.extras or (key == "time_budget" and suite.time_budget is not None):
+        if key in suite.extras or (key == "time_budget" and suite.time_budget is not None) or (
+                key == "accuracy" and any(c.loss == "cross_entropy" for c in suite.cells)):
             cols = cols + extra
     return cols
 
@@ -239,6 +241,10 @@ class ResultStore:
             compile_cache=cache_state(),
             updated=time.strftime("%Y-%m-%d %H:%M:%S"),
         )
+        if math.isfinite(s.success_above):  # accuracy suites only (older suite.json unchanged)
+            meta["success_above"] = s.success_above
+        if s.skipped_cells:
+            meta["skipped_cells"] = [[c, m, why] for (c, m), why in s.skipped_cells.items()]
         meta.setdefault("created", meta["updated"])
         tmp = self.meta_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(jsonable(meta, 12), indent=2))

@@ -12,6 +12,8 @@ file (docs/benchmarks.md lists the shipped suites and what a bench directory hol
     data_seed = 0                # seed of the data (noise draws): the same data for every run
     success_metric = "train_mse" # train_mse | test_mse | freerun_mse
     success_below = 0.25         # a run "converges" when metric < success_below
+    # success_metric = "test_accuracy"; success_above = 0.9   # accuracies (train_accuracy,
+    #                              # test_accuracy; cross_entropy cells): metric >= success_above
     reference = "adam"           # the method the report's time ratios divide by
     seed_batch = 0               # seeds per vectorised liftnn batch (0: all seeds of a cell at once)
     time_budget = 5.0            # optional per-run time budget (s) given to every method
@@ -30,7 +32,9 @@ file (docs/benchmarks.md lists the shipped suites and what a bench directory hol
     activation = "tanh"; output_activation = "identity"; bias = true
     init = "glorot_uniform"      # or a list: every cell is run under each initialiser
     weight_decay = 0.0           # mu_w: the objective is loss + mu_w/2 ||theta||^2
-    loss = "mse"
+    loss = "mse"                 # or "cross_entropy" (classification: one-hot labels; the rows get
+                                 # train_accuracy / test_accuracy; a method that cannot train the
+                                 # loss, e.g. alm, is skipped on those cells with a notice)
 
     [[cells]]                    # one entry per family of cells; list values are swept
     label = "relu n={n}"         # optional template (fields: arch, activation, init, n, data keys)
@@ -64,6 +68,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -75,6 +80,7 @@ from liftnn.bench.methods import (
     check_method_options,
     known_methods,
     method_available,
+    supports_loss,
 )
 from liftnn.bench.schema import MODEL_KEYS, overlay, validate
 from liftnn.errors import LiftnnError
@@ -162,6 +168,7 @@ class Suite:
     methods: dict = field(default_factory=dict)  # name -> options
     success_metric: str = "train_mse"
     success_below: float = float("inf")
+    success_above: float = float("-inf")
     reference: str | None = None
     seed_batch: int = 0
     time_budget: float | None = None
@@ -171,6 +178,7 @@ class Suite:
     notes: str = ""
     notices: list = field(default_factory=list)  # printed and written to the report
     skipped: dict = field(default_factory=dict)  # method -> why it was not run
+    skipped_cells: dict = field(default_factory=dict)  # (cell label, method) -> why not run there
     quick: bool = False
 
     def config(self) -> dict:
@@ -178,7 +186,8 @@ class Suite:
         return {
             "name": self.name, "kind": self.kind, "data_seed": self.data_seed,
             "cells": [c.describe() for c in self.cells],
-            "success": [self.success_metric, self.success_below],
+            "success": [self.success_metric, self.success_below]
+            + ([self.success_above] if math.isfinite(self.success_above) else []),
             "time_budget": self.time_budget, "extras": self.extras,
         }
 
@@ -332,6 +341,7 @@ def _apply_settings(suite: Suite, s: dict, doc: dict, seeds: int | None, src: st
     suite.data_seed = int(s.get("data_seed", 0))
     suite.success_metric = s.get("success_metric", "train_mse")
     suite.success_below = float(s.get("success_below", float("inf")))
+    suite.success_above = float(s.get("success_above", float("-inf")))
     suite.seed_batch = int(s.get("seed_batch", 0))
     suite.time_budget = float(s["time_budget"]) if "time_budget" in s else None
     suite.max_jobs = int(s["max_jobs"]) if "max_jobs" in s else None
@@ -418,3 +428,25 @@ def _choose_methods(suite: Suite, doc: dict, methods, path: Path, check_availabi
         if not suite.methods:
             raise LiftnnError("none of the methods can run here: " + "; ".join(
                 f"{m}: {why}" for m, why in suite.skipped.items()))
+    _skip_by_loss(suite)
+
+
+def _skip_by_loss(suite: Suite) -> None:
+    """(cell, method) pairs whose loss the method cannot train (alm on cross_entropy cells) go to
+    suite.skipped_cells with a notice; a method that fits none of the cells goes to skipped."""
+    for m in list(suite.methods):
+        bad = [(c, why) for c in suite.cells for ok, why in [supports_loss(m, c.loss)] if not ok]
+        if not bad:
+            continue
+        why = bad[0][1]
+        if len(bad) == len(suite.cells):
+            suite.skipped[m] = why
+            del suite.methods[m]
+            continue
+        for c, w in bad:
+            suite.skipped_cells[(c.label, m)] = w
+        suite.notices.append(f"method {m!r} is skipped on {len(bad)} cell(s) "
+                             f"({', '.join(c.label for c, _ in bad)}): {why}")
+    if not suite.methods:
+        raise LiftnnError("none of the methods can train these cells' losses: " + "; ".join(
+            f"{m}: {why}" for m, why in suite.skipped.items()))
