@@ -465,3 +465,32 @@ def run(method: str, solver: tuple, ev, x0: np.ndarray, o: dict,
     else:
         res.update(fun=best.f, jac=best.g)
     return res
+
+
+def network_theta0(problem, params0) -> np.ndarray:
+    """params0 of a TrainingProblem's model as a finite flat vector of the model's size
+    (LiftnnError otherwise)."""
+    try:
+        theta0 = np.asarray(problem.flatten(params0), dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 - malformed params
+        raise LiftnnError(f"params0 do not fit the model: {exc}") from None
+    n = getattr(problem.model, "n_params", theta0.size)
+    if theta0.shape != (n,):
+        raise LiftnnError(f"params0 have {theta0.size} entries; the model has {n}")
+    if not np.all(np.isfinite(theta0)):
+        raise LiftnnError("params0 contain non-finite values")
+    return theta0
+
+
+@functools.lru_cache(maxsize=32)
+def _val_loss(problem):
+    return jax.jit(lambda theta: problem.val_loss(problem.unflatten(theta)))
+
+
+def validation_monitor(problem) -> Callable | None:
+    """theta -> validation loss of a TrainingProblem with validation data (`run`'s monitor),
+    else None."""
+    if problem.X_val is None:
+        return None
+    val = _val_loss(problem)
+    return lambda theta: float(val(theta))

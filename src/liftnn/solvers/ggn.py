@@ -61,7 +61,15 @@ import numpy as np
 
 from liftnn.errors import LiftnnError
 from liftnn.solvers import result as R
-from liftnn.solvers.driver import Iterate, Step, common_options, finite_iterate, run
+from liftnn.solvers.driver import (
+    Iterate,
+    Step,
+    common_options,
+    finite_iterate,
+    network_theta0,
+    run,
+    validation_monitor,
+)
 from liftnn.solvers.least_squares import GN_DEFAULTS, GN_NEGLIGIBLE, LM_DEFAULTS, validate
 from liftnn.solvers.newton import line_search_step
 from liftnn.solvers.result import Result
@@ -242,11 +250,6 @@ def make_lm(ev, o: dict):
     return (lambda it: LMState(o["mu"])), step, lambda state: {"mu": state.mu}
 
 
-@functools.lru_cache(maxsize=32)
-def _val_loss(problem):
-    return jax.jit(lambda theta: problem.val_loss(problem.unflatten(theta)))
-
-
 def fit(problem, params0, *, method: str, **options) -> Result:
     """Train a network on the softmax cross-entropy with generalised Gauss-Newton (gn) or
     Levenberg-Marquardt (lm) (module docstring).
@@ -278,21 +281,8 @@ def fit(problem, params0, *, method: str, **options) -> Result:
     defaults = GN_DEFAULTS if method == "gn" else LM_DEFAULTS
     o = common_options(method, options, defaults, _MAX_ITER)
     validate(method, o)
-    try:
-        theta0 = np.asarray(problem.flatten(params0), dtype=np.float64)
-    except Exception as exc:  # noqa: BLE001 - malformed params
-        raise LiftnnError(f"params0 do not fit the model: {exc}") from None
-    n = getattr(problem.model, "n_params", theta0.size)
-    if theta0.shape != (n,):
-        raise LiftnnError(f"params0 have {theta0.size} entries; the model has {n}")
-    if not np.all(np.isfinite(theta0)):
-        raise LiftnnError("params0 contain non-finite values")
-    monitor = None
-    if problem.X_val is not None:
-        val = _val_loss(problem)
-
-        def monitor(theta):
-            return float(val(theta))
+    theta0 = network_theta0(problem, params0)
+    monitor = validation_monitor(problem)
 
     ev = GGNEvaluator(problem)
     make = make_gn if method == "gn" else make_lm

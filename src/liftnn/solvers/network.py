@@ -21,23 +21,16 @@ returned (Result val_loss); docs/solvers.md, "Model selection".
 
 from __future__ import annotations
 
-import functools
-
-import jax
 import numpy as np
 
 from liftnn import sharding
 from liftnn.errors import LiftnnError
 from liftnn.models.losses import is_least_squares, residual_scale
 from liftnn.solvers.api import _LEAST_SQUARES, _MINIMIZE, _least_squares, _minimize
+from liftnn.solvers.driver import network_theta0, validation_monitor
 from liftnn.solvers.result import Result
 
 METHODS = tuple(_MINIMIZE) + tuple(_LEAST_SQUARES)
-
-
-@functools.lru_cache(maxsize=32)
-def _val_loss(problem):
-    return jax.jit(lambda theta: problem.val_loss(problem.unflatten(theta)))
 
 
 def fit(problem, params0, *, method: str, devices=None, **options) -> Result:
@@ -59,14 +52,9 @@ def fit(problem, params0, *, method: str, devices=None, **options) -> Result:
         residual = r(x)), nit, nfev, njev, nhev, status, success, message, history (time_s is
         set by ln.train).
     """
-    theta0 = _theta0(problem, params0)
+    theta0 = network_theta0(problem, params0)
     residual, fun = sharding.problem_functions(problem, devices)
-    monitor = None
-    if problem.X_val is not None:
-        val = _val_loss(problem)
-
-        def monitor(theta):
-            return float(val(theta))
+    monitor = validation_monitor(problem)
     if method in _LEAST_SQUARES and problem.loss == "cross_entropy":
         from liftnn.solvers import ggn  # generalised Gauss-Newton: the loss Hessian in J^T H J
 
@@ -89,17 +77,3 @@ def fit(problem, params0, *, method: str, devices=None, **options) -> Result:
     res["params"] = problem.unflatten(res["x"])
     res["params_last"] = problem.unflatten(res["x_last"])
     return res
-
-
-def _theta0(problem, params0) -> np.ndarray:
-    """params0 as a finite flat vector of the model's size (LiftnnError otherwise)."""
-    try:
-        theta0 = np.asarray(problem.flatten(params0), dtype=np.float64)
-    except Exception as exc:  # noqa: BLE001 - malformed params
-        raise LiftnnError(f"params0 do not fit the model: {exc}") from None
-    n = getattr(problem.model, "n_params", theta0.size)
-    if theta0.shape != (n,):
-        raise LiftnnError(f"params0 have {theta0.size} entries; the model has {n}")
-    if not np.all(np.isfinite(theta0)):
-        raise LiftnnError("params0 contain non-finite values")
-    return theta0
