@@ -35,18 +35,22 @@ from liftnn.bench.runner import BenchInterrupted, Hooks, run_suite
 from liftnn.bench.suite import resolve, suite_names
 from liftnn.cli.common import console, split_names
 
-DEMO_METHODS = ("alm", "adam", "lm", "torch-adam")
+# the peers a user would pick appear when their extras are installed (skipped with a notice otherwise)
+DEMO_METHODS = ("alm", "adam", "lm", "torch-adam", "torch-lm", "sklearn-lbfgs", "sklearn-adam")
 SHIPPED = ", ".join(suite_names())
 
 
 def print_table(out: Path, title: str, full: bool = False) -> None:
-    """Per cell and method: converged k/N, median time, median train MSE (rich, to stdout)."""
+    """Per cell and method: converged k/N, median time, median train MSE and mean test MSE
+    (classification cells: mean test accuracy) (rich, to stdout)."""
     rows = bench_report.load_rows(out)
     meta = bench_report.load_meta(out)
     per_cell, _, methods, ref = stats.aggregate(rows, meta)
     table = Table(title=title)
     word = stats.success_word(meta)
-    for col in ("cell", "method", word, "median time (s)", "median train MSE"):
+    classify = any("avg_test_acc" in s for s in per_cell)
+    for col in ("cell", "method", word, "median time (s)", "median train MSE",
+                "mean test accuracy" if classify else "mean test MSE"):
         table.add_column(col, justify="left" if col in ("cell", "method") else "right")
     if ref:
         table.add_column(f"time / {ref}", justify="right")
@@ -56,7 +60,8 @@ def print_table(out: Path, title: str, full: bool = False) -> None:
     for s in per_cell:
         conv = f"{s['converged']}/{s['runs']}" + (f" ({s['errors']} err)" if s["errors"] else "")
         cells = [s["cell"] if s["cell"] != prev else "", s["method"], conv,
-                 stats.fmt_num(s["median_time"]), stats.fmt_num(s["median_mse"])]
+                 stats.fmt_num(s["median_time"]), stats.fmt_num(s["median_mse"]),
+                 stats.fmt_num(s.get("avg_test_acc", float("nan")) if classify else s["avg_test"])]
         if ref:
             cells.append(stats.fmt_num(s["time_ratio"]) + "x" if s["time_ratio"] == s["time_ratio"]
                          else "-")
