@@ -70,8 +70,8 @@ from liftnn.solvers.driver import (
     run,
     validation_monitor,
 )
-from liftnn.solvers.least_squares import GN_DEFAULTS, GN_NEGLIGIBLE, LM_DEFAULTS, validate
-from liftnn.solvers.newton import line_search_step
+from liftnn.solvers.least_squares import GN_DEFAULTS, LM_DEFAULTS, validate
+from liftnn.solvers.least_squares import make_gn as _gauss_newton
 from liftnn.solvers.result import Result
 
 METHODS = ("gn", "lm")
@@ -189,33 +189,12 @@ def ggn_direction(G: np.ndarray, g: np.ndarray, rcond: float | None = None):
 
 
 def make_gn(ev, o: dict):
-    """(init, step, summary) of generalised Gauss-Newton with a line search."""
-
-    class GNState(NamedTuple):
-        min_rank: int  # smallest rank of G seen, 0 before the first iteration
-        idle: int  # iterations in a row whose decrease of C was negligible
-
-    def step(state: GNState, it: Iterate):
-        d, rank = ggn_direction(it.J, it.g, o["rcond"])
-        min_rank = rank if state.min_rank == 0 else min(state.min_rank, rank)
-        info = {"rank": rank}
-        if not (np.all(np.isfinite(d)) and float(it.g @ d) < 0.0):
-            return GNState(min_rank, state.idle), Step(
-                None, 0.0, R.STALLED, "the generalised Gauss-Newton direction is not a descent "
-                "direction: the gradient is at rounding level", info)
-        st = line_search_step(ev, it, d, o, info)
-        idle = 0
-        if st.it is not None and it.f - st.it.f <= GN_NEGLIGIBLE * abs(it.f):
-            idle = state.idle + 1
-            if idle >= o["stall_iters"]:
-                st = Step(st.it, st.step, R.STALLED,
-                          f"no progress: the loss fell by less than {GN_NEGLIGIBLE:g} of itself "
-                          f"in {idle} iterations in a row (last step length {st.step:.3g}); the "
-                          f"GGN matrix is nearly singular here (rank {rank}): lm's damping is "
-                          f"the remedy", info)
-        return GNState(min_rank, idle), st
-
-    return (lambda it: GNState(0, 0)), step, lambda state: {"min_rank": state.min_rank}
+    """(init, step, summary) of generalised Gauss-Newton with a line search: least_squares's
+    Gauss-Newton loop with the direction -G^+ g."""
+    return _gauss_newton(
+        ev, o, direction=lambda it: ggn_direction(it.J, it.g, o["rcond"]),
+        name="generalised Gauss-Newton", flat="the gradient is at rounding level",
+        poor="the GGN matrix nearly singular")
 
 
 class LMState(NamedTuple):

@@ -87,24 +87,32 @@ def gauss_newton_direction(J: np.ndarray, r: np.ndarray, rcond: float | None = N
     return d, int(rank)
 
 
-def make_gn(ev, o: dict):
-    """(init, step, summary) of Gauss-Newton with a line search (module docstring)."""
+def make_gn(ev, o: dict, direction=None, name: str = "Gauss-Newton",
+            flat: str = "J^T r is at rounding level", poor: str = "J^T J nearly singular"):
+    """(init, step, summary) of Gauss-Newton with a line search (module docstring).
+
+    direction(it) -> (d, rank): the (minimum-norm) Gauss-Newton direction at iterate `it`
+    (default: gauss_newton_direction on the residual's J and r; liftnn.solvers.ggn passes the
+    generalised one); name, flat, poor: the words of the stop messages."""
+    if direction is None:
+        def direction(it):
+            return gauss_newton_direction(it.J, it.r, o["rcond"])
 
     class GNState(NamedTuple):
-        min_rank: int  # smallest rank of J seen (min over iterations), 0 before the first
+        min_rank: int  # smallest rank of the Gauss-Newton matrix seen, 0 before the first
         idle: int  # iterations in a row whose cost decrease was negligible
 
     def init(it: Iterate) -> GNState:
         return GNState(0, 0)
 
     def step(state: GNState, it: Iterate):
-        d, rank = gauss_newton_direction(it.J, it.r, o["rcond"])
+        d, rank = direction(it)
         min_rank = rank if state.min_rank == 0 else min(state.min_rank, rank)
         info = {"rank": rank}
         if not (np.all(np.isfinite(d)) and float(it.g @ d) < 0.0):
             return GNState(min_rank, state.idle), Step(
-                None, 0.0, R.STALLED, "the Gauss-Newton direction is not a descent direction: "
-                "J^T r is at rounding level", info)
+                None, 0.0, R.STALLED, f"the {name} direction is not a descent direction: "
+                f"{flat}", info)
         st = line_search_step(ev, it, d, o, info)
         idle = 0
         if st.it is not None and it.f - st.it.f <= GN_NEGLIGIBLE * abs(it.f):
@@ -113,8 +121,8 @@ def make_gn(ev, o: dict):
                 st = Step(st.it, st.step, R.STALLED,
                           f"no progress: the cost fell by less than {GN_NEGLIGIBLE:g} of itself "
                           f"in {idle} iterations in a row (last step length {st.step:.3g}); the "
-                          f"Gauss-Newton direction is poor here (J^T J nearly singular, rank "
-                          f"{rank}): lm's damping is the remedy", info)
+                          f"{name} direction is poor here ({poor}, rank {rank}): lm's damping "
+                          f"is the remedy", info)
         return GNState(min_rank, idle), st
 
     return init, step, lambda state: {"min_rank": state.min_rank}
