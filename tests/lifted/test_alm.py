@@ -67,7 +67,7 @@ def test_linear_solver_modes_follow_the_same_path(tanh_problem, solver):
     p0 = model.init(5)
     # Evens's first penalty (1e-3 f(z0)): the path this comparison was set up on; with the
     # default beta0_factor 1 the PCG solves stop at their relative tolerance ~1e-5 apart
-    opts = dict(max_outer=2, damping=1e-4, beta0_factor=1e-3)
+    opts = {"max_outer": 2, "damping": 1e-4, "beta0_factor": 1e-3}
     ref = alm.fit(prob, p0, linear_solver="dual", **opts)
     other = alm.fit(prob, p0, linear_solver=solver, **opts)
     np.testing.assert_allclose(other.x, ref.x, rtol=1e-6, atol=1e-8)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _points import random_point
 from jax.flatten_util import ravel_pytree
 
 import liftnn as ln
@@ -30,19 +31,10 @@ SLOW_CASES = [
 ]
 
 
-def _random_point(arch, act, n, bias, seed=0):
-    model = ln.MLP(arch, activation=act, bias=bias)
-    p = model.init(1)
-    rng = np.random.default_rng(seed)
-    X = jnp.asarray(rng.standard_normal((n, model.d_in)))
-    Y = jnp.asarray(rng.standard_normal((n, model.d_out)))
-    acts = gnm.hidden_activations(model, "gd", 1.0)
-    Z = [z + 0.1 * rng.standard_normal(z.shape) for z in gnm.simulate(p, X, acts)]  # infeasible
-    return model, p, X, Y, acts, Z
 
 
 def _check_step(arch, act, n, bias, mode, mu_w, damping):
-    model, p, X, Y, acts, Z = _random_point(arch, act, n, bias)
+    model, p, X, Y, acts, Z, _lam = random_point(arch, act, n, bias)
     out = get_activation("identity")
     c = (2.0 / (n * model.d_out)) ** 0.5
     prob = lifted_gn.constrained_problem(X, Y, acts, out, c, mu_w)
@@ -70,7 +62,7 @@ def test_condensed_step_equals_dense_kkt_solve_more_shapes(arch, act, n, bias, m
 
 def test_states_step_satisfies_the_linearised_constraints():
     """H + J_H d = 0 for the forward sweep's d_Z, with J_H from autodiff."""
-    _, p, X, Y, acts, Z = _random_point("2-4-3-1", "tanh", 6, True)
+    _, p, X, Y, acts, Z, _lam = random_point("2-4-3-1", "tanh", 6, True)
     out = get_activation("identity")
     rng = np.random.default_rng(3)
     dp = jax.tree_util.tree_map(lambda a: jnp.asarray(rng.standard_normal(a.shape)), p)

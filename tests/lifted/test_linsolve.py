@@ -5,6 +5,7 @@ linear-solver mode."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _points import random_point
 from jax.flatten_util import ravel_pytree
 
 import liftnn as ln
@@ -26,22 +27,12 @@ CASES = [
 ]
 
 
-def _random_point(arch, act, n, bias, seed=0):
-    model = ln.MLP(arch, activation=act, bias=bias)
-    p = model.init(1)
-    rng = np.random.default_rng(seed)
-    X = jnp.asarray(rng.standard_normal((n, model.d_in)))
-    Y = jnp.asarray(rng.standard_normal((n, model.d_out)))
-    acts = gnm.hidden_activations(model, "gd", 1.0)
-    Z = [z + 0.1 * rng.standard_normal(z.shape) for z in gnm.simulate(p, X, acts)]  # infeasible
-    lam = [0.3 * rng.standard_normal(z.shape) for z in Z]
-    return model, p, X, Y, acts, Z, lam
 
 
 @pytest.mark.parametrize("arch,act,n,bias,mode", CASES)
 @pytest.mark.parametrize("mu_w,damping", [(0.0, 1e-6), (0.05, 1e-3)])
 def test_structured_step_equals_dense_reference(arch, act, n, bias, mode, mu_w, damping):
-    model, p, X, Y, acts, Z, lam = _random_point(arch, act, n, bias)
+    model, p, X, Y, acts, Z, lam = random_point(arch, act, n, bias)
     out = get_activation("identity")
     beta, m = 0.7, n
     c = (2.0 / (n * model.d_out)) ** 0.5
@@ -58,7 +49,7 @@ def test_structured_step_equals_dense_reference(arch, act, n, bias, mode, mu_w, 
 
 def test_reduced_jacobian_matches_matvecs():
     """Jh formed explicitly agrees with the matrix-free products Jh v and Jh^T w."""
-    _model, p, X, Y, acts, Z, _lam = _random_point("2-3-3-2", "tanh", 6, True)
+    _model, p, X, Y, acts, Z, _lam = random_point("2-3-3-2", "tanh", 6, True)
     out = get_activation("identity")
     c, s2 = 0.3, 0.5
     lin = gnm.linearise(gnm.AugmentedLSQ(X, Y, [0.0 * z for z in Z], s2, 0.0, acts, out, c), p, Z)

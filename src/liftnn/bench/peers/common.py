@@ -7,6 +7,7 @@ Each option checker returns the normalised value or raises LiftnnError naming th
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -164,3 +165,13 @@ def finish(res: Result, problem, dataset, model, name) -> Result:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def budget_stop(nit: int, o: dict, t0: float, unit: str = "iterations"):
+    """(status, message) once max_iter units are done or the time budget (s since t0) is spent,
+    else None: the peers' own iteration loops stop the same way."""
+    if "max_iter" in o and nit >= o["max_iter"]:
+        return R.MAX_ITER, f"max_iter = {o['max_iter']} {unit} reached"
+    if o.get("time_budget") is not None and time.perf_counter() - t0 >= o["time_budget"]:
+        return R.MAX_ITER, f"time budget of {o['time_budget']:g} s spent after {nit} {unit}"
+    return None

@@ -13,7 +13,7 @@ from collections import deque
 
 import numpy as np
 
-from liftnn.bench.peers.common import POS, POS_INT, TIME, PeerSpec, flag, number
+from liftnn.bench.peers.common import POS, POS_INT, TIME, PeerSpec, budget_stop, flag, number
 from liftnn.errors import LiftnnError
 from liftnn.solvers import result as R
 from liftnn.solvers.result import Result
@@ -279,12 +279,9 @@ def fit_lbfgs(problem, params0, o, name, t0) -> Result:
                     status, message = R.CONVERGED, (f"||grad||_inf = {ginf:.3g} <= tolerance_grad"
                                                     f" = {o['tolerance_grad']:g}")
                     break
-                if nit >= o["max_iter"]:
-                    status, message = R.MAX_ITER, f"max_iter = {o['max_iter']} iterations reached"
-                    break
-                if o["time_budget"] is not None and time.perf_counter() - t0 >= o["time_budget"]:
-                    status, message = R.MAX_ITER, (f"time budget of {o['time_budget']:g} s spent "
-                                                   f"after {nit} iterations")
+                stop = budget_stop(nit, o, t0)
+                if stop is not None:
+                    status, message = stop
                     break
                 before = [p.detach().clone() for p in params]
                 opt.step(closure)

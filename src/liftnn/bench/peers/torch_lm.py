@@ -52,6 +52,7 @@ from liftnn.bench.peers.common import (
     POS_INT,
     TIME,
     PeerSpec,
+    budget_stop,
     choice,
     flag,
     import_reason,
@@ -156,12 +157,9 @@ def fit_torch_lm(problem, params0, o, name, t0) -> Result:
         status = message = None
         try:
             while status is None:
-                if nit >= o["max_iter"]:
-                    status, message = R.MAX_ITER, f"max_iter = {o['max_iter']} iterations reached"
-                    break
-                if o["time_budget"] is not None and time.perf_counter() - t0 >= o["time_budget"]:
-                    status, message = R.MAX_ITER, (f"time budget of {o['time_budget']:g} s spent "
-                                                   f"after {nit} iterations")
+                budget = budget_stop(nit, o, t0)
+                if budget is not None:
+                    status, message = budget
                     break
                 before = lm.flat_params.clone()
                 _, _, stop, logs = lm.training_step(X, Y)
