@@ -160,7 +160,8 @@ def demo(
     seeds: Annotated[int, typer.Option(help="seeds per cell")] = 10,
     jobs: Annotated[int | None, typer.Option(help="worker processes (default min(2, cores))")] = None,
 ):
-    """The thesis sin^2 ReLU comparison: lifted ALM vs Adam vs LM (plus torch Adam if installed).
+    """The thesis sin^2 ReLU comparison: lifted ALM vs Adam vs LM, plus the installed peers
+    (torch Adam, torch-lm, scikit-learn lbfgs / adam).
 
     ReLU 1-16-16-1 on y = sin(x^2) + noise with n = 20 / 40 / 80, glorot_uniform weights, the
     same initial weights for every method; a run converges when its train MSE < 0.25.
