@@ -33,6 +33,7 @@ import jax
 import numpy as np
 
 import liftnn as ln
+from liftnn.bench.figures import save_figure
 from liftnn.datasets.base import Dataset
 from liftnn.diagnostics import curvature
 from liftnn.problem import TrainingProblem
@@ -239,9 +240,7 @@ def figures(out):
             ax.set_xlabel("alm outer iteration")
             ax.set_ylabel("test MSE of best-so-far")
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(FIG / "why-test-along-outer.png", dpi=80)
-        plt.close(fig)
+        save_figure(fig, FIG / "why-test-along-outer.png", dpi=80)
         fig, axes = plt.subplots(1, len(comp), figsize=(3.3 * len(comp), 2.8))
         for ax, (name, r) in zip(np.atleast_1d(axes), comp.items()):
             for h in r["alm_hist"]:
@@ -251,9 +250,7 @@ def figures(out):
             ax.set_xlabel("alm outer iteration")
             ax.set_ylabel("train MSE of the simulated network")
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(FIG / "why-simulated-train-mse.png", dpi=80)
-        plt.close(fig)
+        save_figure(fig, FIG / "why-simulated-train-mse.png", dpi=80)
         fig, axes = plt.subplots(1, 2, figsize=(6.6, 2.8))
         for j, key in enumerate(("norm", "sharpness")):
             ax = axes[j]
@@ -266,9 +263,7 @@ def figures(out):
             ax.set_xticks(range(len(comp)), list(comp), fontsize=8)
             ax.set_title({"norm": "||theta||_2", "sharpness": "lambda_max(Hessian)"}[key], fontsize=9)
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(FIG / "why-norm-sharpness.png", dpi=80)
-        plt.close(fig)
+        save_figure(fig, FIG / "why-norm-sharpness.png", dpi=80)
 
 
 def main():
@@ -326,38 +321,38 @@ def tables(paths):
         v = [r[key] for r in rows if key in r]
         return fmt.format(np.median(v)) if v else "-"
 
-    lines = []
-    if "compare" in out:
-        lines += [("| problem | method | train MSE | test MSE (median / mean) | free-run MSE | "
-                  "weight norm | sharpness (largest Hessian eigenvalue) | iterations |"), "|---" * 8 + "|"]
-        for name, r in out["compare"].items():
-            for m in ("adam", "lm", "alm"):
-                if m not in r:
-                    continue
-                rows = r[m]
-                lines.append(f"| {name} | {m} | {cell(rows, 'train_mse')} | {cell(rows, 'test_mse')} / "
-                             f"{np.mean([x['test_mse'] for x in rows]):.3g} | {cell(rows, 'freerun_mse')} | "
-                             f"{cell(rows, 'norm')} | {cell(rows, 'sharpness')} | {cell(rows, 'nit', '{:.0f}')} |")
-        lines.append("")
-    if "variants" in out:
-        lines += [("| problem | alm options | val MSE (selection) | train MSE | test MSE | free-run MSE | "
-                  "GN iterations | time/run (s, loaded) |"), "|---" * 8 + "|"]
-        for name, r in out["variants"].items():
-            for v, rows in r.items():
-                lines.append(f"| {name} | {v} | {cell(rows, 'val_mse')} | {cell(rows, 'train_mse')} | "
-                             f"{cell(rows, 'test_mse')} | {cell(rows, 'freerun_mse')} | "
-                             f"{cell(rows, 'nit', '{:.0f}')} | {cell(rows, 'time_s', '{:.2f}')} |")
-        lines.append("")
-    if "lifted_gn" in out:
-        lines += [("| problem | method | train MSE | test MSE (median / mean) | iterations | "
-                  "time/run (s, loaded, incl. compiling the batch) |"), "|---" * 6 + "|"]
-        for name, r in out["lifted_gn"].items():
-            for m, rows in r.items():
-                lines.append(f"| {name} | {m} | {cell(rows, 'train_mse')} | {cell(rows, 'test_mse')} / "
-                             f"{np.mean([x['test_mse'] for x in rows]):.3g} | {cell(rows, 'nit', '{:.0f}')} | "
-                             f"{cell(rows, 'time_s', '{:.2f}')} |")
-    return "\n".join(lines)
+    def test_cell(rows):
+        return f"{cell(rows, 'test_mse')} / {np.mean([x['test_mse'] for x in rows]):.3g}"
 
+    # part -> (first two column titles, the other columns as (title, function of the rows))
+    its, secs = ("iterations", lambda r: cell(r, "nit", "{:.0f}")), lambda r: cell(r, "time_s", "{:.2f}")
+    layouts = {
+        "compare": (("problem", "method"), [
+            ("train MSE", lambda r: cell(r, "train_mse")), ("test MSE (median / mean)", test_cell),
+            ("free-run MSE", lambda r: cell(r, "freerun_mse")), ("weight norm", lambda r: cell(r, "norm")),
+            ("sharpness (largest Hessian eigenvalue)", lambda r: cell(r, "sharpness")), its]),
+        "variants": (("problem", "alm options"), [
+            ("val MSE (selection)", lambda r: cell(r, "val_mse")),
+            ("train MSE", lambda r: cell(r, "train_mse")), ("test MSE", lambda r: cell(r, "test_mse")),
+            ("free-run MSE", lambda r: cell(r, "freerun_mse")), ("GN iterations", its[1]),
+            ("time/run (s, loaded)", secs)]),
+        "lifted_gn": (("problem", "method"), [
+            ("train MSE", lambda r: cell(r, "train_mse")), ("test MSE (median / mean)", test_cell), its,
+            ("time/run (s, loaded, incl. compiling the batch)", secs)]),
+    }
+    lines = []
+    for part, (keys, cols) in layouts.items():
+        if part not in out:
+            continue
+        titles = list(keys) + [t for t, _ in cols]
+        lines += ["| " + " | ".join(titles) + " |", "|---" * len(titles) + "|"]
+        for name, r in out[part].items():
+            picked = ([(m, r[m]) for m in ("adam", "lm", "alm") if m in r] if part == "compare"
+                      else r.items())  # compare's entries also hold alm's traces
+            for label, rows in picked:
+                lines.append("| " + " | ".join([name, label] + [f(rows) for _, f in cols]) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()

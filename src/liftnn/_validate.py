@@ -147,3 +147,14 @@ def callable_or_none(o: dict, name: str):
     if o[name] is not None and not callable(o[name]):
         raise LiftnnError(f"{name} must be callable or None; got {o[name]!r}")
     return o[name]
+
+
+def check_lifted_problem(problem, method: str) -> None:
+    """What a lifted method (alm, lifted-gn) needs of a TrainingProblem: a least-squares loss and
+    an MLP with at least one hidden layer (whose states become the lifted variables)."""
+    if problem.loss not in ("mse", "sse"):
+        raise LiftnnError(f"{method} needs a least-squares loss (mse or sse); got {problem.loss!r}")
+    if not hasattr(problem.model, "activations") or not hasattr(problem.model, "sizes"):
+        raise LiftnnError(f"{method} trains MLPs (ln.MLP)")
+    if len(problem.model.sizes) < 3:
+        raise LiftnnError(f"{method} needs at least one hidden layer (there are no states to lift)")

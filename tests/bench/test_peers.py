@@ -265,8 +265,10 @@ def no_work(monkeypatch):
 
 def test_unknown_peer_lists_the_names(sin2, no_work):
     model, data, p0 = sin2
-    with pytest.raises(LiftnnError, match="unknown peer 'keras-adam'.*torch-adam.*ipopt-ms"):
+    with pytest.raises(LiftnnError, match="unknown peer 'keras-adam'") as err:
         peers.fit_peer("keras-adam", model, data, p0)
+    for name in ("torch-adam", "ipopt-ms", "scipy-lm", "optimistix-lm", "torch-lm", "sklearn-adam"):
+        assert name in str(err.value)
     with pytest.raises(LiftnnError, match="unknown peer"):
         peers.available("keras-adam")
 
@@ -300,19 +302,37 @@ def test_bad_loss_and_params_fail_before_work(sin2, no_work):
         peers.fit_peer("scipy-trf", model, data, [(np.full((4, 1), np.nan), np.zeros(4)), p0[1]])
 
 
-def test_missing_library_is_reported_with_the_install_hint(monkeypatch, no_work, sin2):
+# (modules made unimportable, the peer asked about, words its reason must hold, a sibling peer
+# of the same library that fit_peer must refuse)
+MISSING = [
+    (("torch",), "torch-adam",
+     ["torch is not installed (pip install 'liftnn[peers]', torch==2.13.0 first)"], "torch-lbfgs"),
+    (("casadi",), "ipopt-ms", ["casadi is not installed"], "ipopt-ms"),
+    (("optimistix",), "optimistix-gn",
+     ["optimistix is not installed (pip install 'liftnn[peers]' (or: pip install optimistix))"],
+     "optimistix-lm"),
+    (("torch_levenberg_marquardt",), "torch-lm",
+     ["torch_levenberg_marquardt is not installed", "pip install torch-levenberg-marquardt==1.2.3"],
+     "torch-lm"),
+    (("sklearn.neural_network",), "sklearn-lbfgs", ["pip install scikit-learn"], "sklearn-adam"),
+]
+
+
+@pytest.mark.parametrize("hidden, name, words, sibling", MISSING)
+def test_missing_library_is_reported_with_the_install_hint(monkeypatch, no_work, sin2, hidden,
+                                                           name, words, sibling):
     model, data, p0 = sin2
     peers._family_available.cache_clear()
-    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
-    monkeypatch.setitem(sys.modules, "casadi", None)
+    for module in hidden:
+        monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
     try:
-        ok, reason = peers.available("torch-adam")
-        assert not ok and reason == ("torch is not installed (pip install 'liftnn[peers]', "
-                                     "torch==2.13.0 first)")
-        ok, reason = peers.available("ipopt-ms")
-        assert not ok and "casadi is not installed" in reason
+        ok, reason = peers.available(name)
+        assert not ok
+        for w in words:
+            assert w in reason
         assert peers.available("scipy-lm") == (True, "")
-        with pytest.raises(LiftnnError, match="'torch-lbfgs' is not available: torch is not"):
-            peers.fit_peer("torch-lbfgs", model, data, p0)
+        first_words = reason.split(" (")[0]
+        with pytest.raises(LiftnnError, match=f"'{sibling}' is not available: {first_words}"):
+            peers.fit_peer(sibling, model, data, p0)
     finally:
         peers._family_available.cache_clear()

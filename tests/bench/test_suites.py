@@ -221,22 +221,25 @@ def test_quick_suite_runs(tmp_path, name):
     assert any(r["status"] != "error" for r in rows)
 
 
-def test_quick_santafe_free_run(tmp_path, monkeypatch):
+# suite -> (what each finished row must show, a figure the report draws, words the report holds)
+EXTRAS = {
+    "santafe": (lambda r: math.isfinite(float(r["freerun_mse"])), "freerun_*.png", "synthetic"),
+    "scaling": (lambda r: float(r["peak_rss_mb"]) >= float(r["base_rss_mb"]) > 0,
+                "scaling_*.png", "log-log slopes"),
+}
+
+
+@pytest.mark.parametrize("name", ["santafe", pytest.param("scaling", marks=pytest.mark.slow)])
+def test_quick_suite_extras(tmp_path, monkeypatch, name):
+    """santafe's free runs (on the synthetic stand-in: no data directory is set) and scaling's
+    memory columns and log-log slopes."""
     monkeypatch.delenv("LIFTNN_SANTAFE_DIR", raising=False)
-    _, rows, out = _bench("santafe", tmp_path)
+    row_ok, figure, words = EXTRAS[name]
+    _, rows, out = _bench(name, tmp_path)
     ok = [r for r in rows if r["status"] != "error"]
-    assert ok and all(math.isfinite(float(r["freerun_mse"])) for r in ok)
-    assert list(out.glob("freerun_*.png"))
-    assert "synthetic" in (out / "report.md").read_text()
-
-
-@pytest.mark.slow
-def test_quick_scaling_memory_and_slopes(tmp_path):
-    _, rows, out = _bench("scaling", tmp_path)
-    ok = [r for r in rows if r["status"] != "error"]
-    assert ok and all(float(r["peak_rss_mb"]) >= float(r["base_rss_mb"]) > 0 for r in ok)
-    assert list(out.glob("scaling_*.png"))
-    assert "log-log slopes" in (out / "report.md").read_text()
+    assert ok and all(row_ok(r) for r in ok)
+    assert list(out.glob(figure))
+    assert words in (out / "report.md").read_text()
 
 
 @pytest.mark.slow
@@ -253,10 +256,6 @@ def test_quick_deep_gradient_norms_and_budget(tmp_path):
 
 @pytest.mark.slow
 def test_quick_seeds_lectures(tmp_path):
-    try:
-        from liftnn.bench import lectures  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"liftnn.bench.lectures is not available: {exc}")
     out = tmp_path / "lectures"
     res = CliRunner().invoke(app, ["bench", "seeds-lectures", "--quick", "--out", str(out)])
     assert res.exit_code == 0, res.output

@@ -91,6 +91,12 @@ def check_gradient(model, params, X, Y, loss="mse"):
     assert rel_err(g, central_differences(model, params, X, Y, loss)) < FD_RTOL
 
 
+def _batch(model, seed, m=7):
+    """Random inputs (m, d_in) and targets (m, d_out) for `model`."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(m, model.d_in)), rng.normal(size=(m, model.d_out))
+
+
 def random_params(model, seed, scale=1.0):
     """Random float64 NumPy params in the model's structure (weights ~ scale N(0, 1/fan_in),
     biases ~ 0.5 N(0, 1)).  NumPy draws keep the tests independent of liftnn's initialisers."""
@@ -236,9 +242,7 @@ GRAPHS = {
 def test_graph_backprop_matches_autodiff_and_finite_differences(name):
     g = GRAPHS[name]
     w = random_params(g, 5)
-    rng = np.random.default_rng(11)
-    X = rng.normal(size=(7, g.d_in))
-    Y = rng.normal(size=(7, g.d_out))
+    X, Y = _batch(g, 11)
     check_gradient(g, w, X, Y, loss="mse")
 
 
@@ -246,8 +250,7 @@ def test_graph_backprop_matches_autodiff_and_finite_differences(name):
 def test_graph_backprop_with_sse_loss():
     g = GRAPHS["random_skip"]
     w = random_params(g, 6)
-    rng = np.random.default_rng(12)
-    X, Y = rng.normal(size=(7, g.d_in)), rng.normal(size=(7, g.d_out))
+    X, Y = _batch(g, 12)
     check_gradient(g, w, X, Y, loss="sse")
 
 
@@ -321,9 +324,7 @@ INPUT_MODELS = {
 def test_input_gradient_matches_autodiff(name):
     model = INPUT_MODELS[name]
     params = random_params(model, 2)
-    rng = np.random.default_rng(3)
-    X = rng.normal(size=(7, model.d_in))
-    Y = rng.normal(size=(7, model.d_out))
+    X, Y = _batch(model, 3)
     gx = ln.input_gradient(model, params, X, Y, loss="mse")
     assert gx.shape == X.shape
     lf = get_loss("mse")

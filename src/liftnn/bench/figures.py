@@ -32,6 +32,15 @@ def _plt():
     return plt
 
 
+def save_figure(fig, path, dpi: int = 110, title: str | None = None) -> None:
+    """Lay `fig` out (under an optional suptitle), write it to `path` and release it."""
+    if title is not None:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    _plt().close(fig)
+
+
 def _colors(methods) -> dict:
     return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
 
@@ -74,10 +83,8 @@ def fig_convergence(out, cells, methods, runs, per_fig=4) -> list[tuple[str, str
             ax_i.set_ylabel("training loss")
             if seen:
                 ax_i.legend(fontsize=7)
-        fig.tight_layout()
         name = f"convergence_{start // per_fig + 1}.png"
-        fig.savefig(out / name, dpi=100)
-        plt.close(fig)
+        save_figure(fig, out / name, dpi=100)
         figs.append((name, ("Convergence histories, one line per run: training loss against "
                             "iterations and against wall time (compilation included).")))
     return figs
@@ -116,9 +123,7 @@ def fig_histograms(out, rows, cells, methods, threshold, metric,
         axes[0, 0].legend(fontsize=7, ncol=min(3, len(cells)))
     what = "training MSE" if col == "train_mse" else "training loss"
     axes[-1, 0].set_xlabel(f"final {what} (log scale)")
-    fig.tight_layout()
-    fig.savefig(out / "mse_hist.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "mse_hist.png")
     cap = f"Final {what} per method (log axis), stacked by cell"
     if metric == "train_mse" and np.isfinite(threshold):
         cap += f"; dashed: the success threshold {threshold:g} (good and bad minima form two modes)"
@@ -150,11 +155,8 @@ def fig_fits(out, rows, cells, methods, runs, cellrecs, max_cells=24) -> list[tu
                             label=f"{what} (seed {r['seed']}, MSE {fmt_num(r['train_mse'])})")
             ax.set_title(m, fontsize=9)
             ax.legend(fontsize=6)
-        fig.suptitle(c, fontsize=10)
-        fig.tight_layout()
         name = f"fits_{_slug(c)}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
+        save_figure(fig, out / name, title=c)
         figs.append((name, f"Best and worst fits per method, cell {c}."))
     return figs
 
@@ -192,11 +194,8 @@ def fig_freerun(out, rows, cells, methods, runs, cellrecs) -> list[tuple[str, st
             ax.set_ylabel(m)
             ax.legend(fontsize=7, loc="upper left")
         axes[-1, 0].set_xlabel("step after the training series")
-        fig.suptitle(f"Free-run prediction, {c} (normalised)", fontsize=10)
-        fig.tight_layout()
         name = f"freerun_{_slug(c)}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
+        save_figure(fig, out / name, title=f"Free-run prediction, {c} (normalised)")
         figs.append((name, (f"Free-run predictions against the continuation, {c}: the best and "
                             f"the median run per method.")))
     return figs
@@ -228,11 +227,8 @@ def fig_scaling(out, series, methods) -> list[tuple[str, str]]:
             ax.set_xlabel(xlabel)
             ax.set_title(t, fontsize=9)
             ax.legend(fontsize=7)
-        fig.suptitle(f"scaling: {g}", fontsize=10)
-        fig.tight_layout()
         name = f"scaling_{_slug(g)}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
+        save_figure(fig, out / name, title=f"scaling: {g}")
         figs.append((name, f"Scaling ({g}): medians on log-log axes with least-squares slopes."))
     return figs
 
@@ -266,9 +262,7 @@ def fig_grad_norms(out, rows, cells) -> list[tuple[str, str]]:
     ax.set_xlabel("weight layer j (1: input -> first hidden layer; last: output layer)")
     ax.set_ylabel("||dC/dW_j|| at initialisation (median over seeds)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "grad_norms.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "grad_norms.png")
     return [("grad_norms.png", ("Per-layer gradient norms of the training loss at the initial "
                                 "weights (vanishing gradients show as a slope across layers)."))]
 

@@ -326,6 +326,17 @@ def _table(head, body) -> list[str]:
     return lines + [""]
 
 
+def _section(title: str, text: str, head: list, body: list) -> list[str]:
+    """A report section's heading, its paragraph and its table."""
+    return [f"## {title}", "", text, ""] + _table(head, body)
+
+
+def _image(fig, ax, out: Path, name: str, figures: list, alt: str, **legend) -> list[str]:
+    """Add the legend, save the figure and return the markdown that shows it."""
+    ax.legend(**legend)
+    return [f"![{alt}]({_save(fig, out, name, figures)})", ""]
+
+
 def _fig_moeller(out, sec, figures, tag) -> list[str]:
     rows = sec["rows"]
 
@@ -382,43 +393,40 @@ def build_report(out_dir) -> dict:
 
 def _md_line_fit(out: Path, data: dict, figures: list) -> list[str]:
     """Seed 004's line fit: the table of every method and its convergence figure."""
-    md: list[str] = []
     lf = data["line_fit"]
     a, b = lf["closed_form"]
-    md += ["## Seed 004: the three-point line fit", "",
-           ("L(a, b) = sum_i (a x_i + b - z_i)^2 on {(0, 1), (1, 2.1), (2, 2.9)}.  Closed form "
+    text = ("L(a, b) = sum_i (a x_i + b - z_i)^2 on {(0, 1), (1, 2.1), (2, 2.9)}.  Closed form "
             f"(normal equations): a = {a:.12g}, b = {b:.12g}, L* = {lf['loss_star']:.6g}.  "
-            "Every method starts at (0, 0); gtol = 1e-10 (1e-12 on J^T r for gn/lm)."), ""]
+            "Every method starts at (0, 0); gtol = 1e-10 (1e-12 on J^T r for gn/lm).")
     body = []
     for r in lf["rows"]:
         opts = ", ".join(f"{k}={v:g}" for k, v in r["options"].items())
         body.append([r["method"] + (f" ({opts})" if opts else ""), f"{r['a']:.10f}",
                      f"{r['b']:.10f}", _fmt(r["error"]), "yes" if r["error"] <= 1e-8 else "no",
                      r["nit"], r["status"]])
-    md += _table(["method", "a", "b", "max error", "<= 1e-8", "iterations", "status"], body)
+    md = _section("Seed 004: the three-point line fit", text,
+                  ["method", "a", "b", "max error", "<= 1e-8", "iterations", "status"], body)
     fig, ax = _figure(7, 4.4)
     for r in lf["rows"]:
         gap = np.asarray(r["losses"]) - lf["loss_star"]
         ax.loglog(np.arange(1, len(gap) + 1), _positive(gap, 1e-18), label=r["method"])
     ax.set(xlabel="iteration + 1", ylabel="L - L*", title="Line fit: convergence of every method")
-    ax.legend(fontsize=7, ncol=2)
-    md += [f"![line fit]({_save(fig, out, 'line_fit_convergence.png', figures)})", ""]
+    md += _image(fig, ax, out, "line_fit_convergence.png", figures, "line fit", fontsize=7, ncol=2)
     return md
 
 
 def _md_step_sizes(out: Path, data: dict, figures: list) -> list[str]:
     """Seed 004's step sizes and momentum on the line fit."""
-    md: list[str] = []
     ss = data["step_sizes"]
-    md += ["## Seed 004: the step size, and momentum", "",
-           (f"The line-fit Hessian 2 A^T A has eigenvalues {_fmt(ss['lambda'][0], 4)} and "
+    text = (f"The line-fit Hessian 2 A^T A has eigenvalues {_fmt(ss['lambda'][0], 4)} and "
             f"{_fmt(ss['lambda'][1], 4)}, so fixed-step gradient descent is stable only for "
-            f"alpha < 2 / lambda_max = {ss['bound']:.4g} (seed 003)."), ""]
+            f"alpha < 2 / lambda_max = {ss['bound']:.4g} (seed 003).")
     body = [[r["method"], r["label"], _fmt(r["options"]["lr"], 4),
              _fmt(r["options"].get("beta")), _fmt(r["lr_over_bound"]), r["nit"], r["status"],
              _fmt(r["error"])] for r in ss["rows"]]
-    md += _table(["method", "step", "alpha", "beta", "alpha / bound", "iterations", "status",
-                  "final max-norm error of w"], body)
+    md = _section("Seed 004: the step size, and momentum", text,
+                  ["method", "step", "alpha", "beta", "alpha / bound", "iterations", "status",
+                   "final max-norm error of w"], body)
     fig, ax = _figure(7, 4.4)
     for r in ss["rows"]:
         gap = np.asarray(r["losses"]) - ss["loss_star"]
@@ -427,27 +435,25 @@ def _md_step_sizes(out: Path, data: dict, figures: list) -> list[str]:
         ax.semilogy(np.minimum(_positive(gap, 1e-18), 1e40), label=lab)
     ax.set(xlabel="iteration", ylabel="L - L* (clipped to [1e-18, 1e40])", ylim=(1e-18, 1e41),
            title="Gradient descent step sizes vs momentum (line fit)")
-    ax.legend(fontsize=7)
-    md += [f"![step sizes]({_save(fig, out, 'step_sizes.png', figures)})", ""]
+    md += _image(fig, ax, out, "step_sizes.png", figures, "step sizes", fontsize=7)
     return md
 
 
 def _md_gauss_bump(out: Path, data: dict, figures: list) -> list[str]:
     """Seed 004's Gaussian bump from several starts."""
-    md: list[str] = []
     gb = data["gauss_bump"]
     truth = ", ".join(_fmt(v) for v in gb["truth"])
-    md += ["## Seed 004: the Gaussian bump from several starts", "",
-           (f"y = a exp(-b (x - c)^2) + d fitted to the `gauss-bump` data (truth a, b, c, d = "
+    text = (f"y = a exp(-b (x - c)^2) + d fitted to the `gauss-bump` data (truth a, b, c, d = "
             f"{truth}); best loss found {gb['best_loss']:.6g} (sum of squares).  'best' marks "
-            "runs that reach it (within 1e-6 relative)."), ""]
+            "runs that reach it (within 1e-6 relative).")
     body = []
     for r in gb["rows"]:
         body.append([r["start"], "(" + ", ".join(_fmt(v) for v in r["x0"]) + ")", r["method"],
                      "(" + ", ".join(_fmt(v) for v in r["x"]) + ")", _fmt(r["loss"], 6),
                      "yes" if r["best"] else "no", r["nit"], r["status"]])
-    md += _table(["start", "x0 (a, b, c, d)", "method", "final (a, b, c, d)", "loss", "best",
-                  "iterations", "status"], body)
+    md = _section("Seed 004: the Gaussian bump from several starts", text,
+                  ["start", "x0 (a, b, c, d)", "method", "final (a, b, c, d)", "loss", "best",
+                   "iterations", "status"], body)
     counts = {m: sum(r["best"] for r in gb["rows"] if r["method"] == m) for m in gb["methods"]}
     md += ["Runs reaching the best fit: " + ", ".join(
         f"{m} {c}/{len(gb['starts'])}" for m, c in counts.items()) + ".", ""]
@@ -463,17 +469,20 @@ def _md_gauss_bump(out: Path, data: dict, figures: list) -> list[str]:
             ax.plot(grid, p[0] * np.exp(-p[1] * (grid - p[2]) ** 2) + p[3],
                     label=f"{r['method']} from start {r['start']} (loss {r['loss']:.3g})")
     ax.set(xlabel="x", ylabel="y", title=f"Gaussian bump: {gb['methods'][0]} from each start")
-    ax.legend(fontsize=7)
-    md += [f"![bump fits]({_save(fig, out, 'gauss_bump_fits.png', figures)})", ""]
+    md += _image(fig, ax, out, "gauss_bump_fits.png", figures, "bump fits", fontsize=7)
     fig, ax = _figure(7, 4.4)
     for r in gb["rows"]:
         if r["method"] == gb["methods"][0]:
             ax.semilogy(_positive(r["losses"]), label=f"start {r['start']}")
     ax.set(xlabel="iteration", ylabel="sum of squares",
            title=f"Gaussian bump: {gb['methods'][0]} convergence from each start")
-    ax.legend(fontsize=7)
-    md += [f"![bump convergence]({_save(fig, out, 'gauss_bump_convergence.png', figures)})", ""]
+    md += _image(fig, ax, out, "gauss_bump_convergence.png", figures, "bump convergence", fontsize=7)
     return md
+
+
+BFGS_RUNS = ("20 BFGS iterations with the strong Wolfe search, f = (1/m) sum_i "
+             "‖z_i - z(y_i)‖², B_0 = I, x0 = s N(0, I) (one draw), gtol = 0 (all 20 "
+             "iterations unless the search fails or the gradient is exactly 0).")
 
 
 def _md_seed001(out: Path, data: dict, figures: list) -> list[str]:
@@ -483,15 +492,12 @@ def _md_seed001(out: Path, data: dict, figures: list) -> list[str]:
     for key, tag, what in (("moeller", "3-2 sigmoid", "the single-layer network (6 weights)"),
                            ("moeller2", "Moeller2Net", two_layer)):
         sec = data[key]
-        md += [f"## Seed 001: BFGS on {what}", "",
-               ("20 BFGS iterations with the strong Wolfe search, f = (1/m) sum_i "
-                "‖z_i - z(y_i)‖², B_0 = I, x0 = s N(0, I) (one draw), gtol = 0 (all 20 "
-                "iterations unless the search fails or the gradient is exactly 0)."), ""]
         body = [[_fmt(r["scale"]), _fmt(r["mu"]), _fmt(r["eta"]), _fmt(r["losses"][0], 4),
                  _fmt(r["final"], 4), _fmt(r["grad_norm"], 3), r["nit"], r["nfev"], r["status"]]
                 for r in sec["rows"]]
-        md += _table(["scale s", "mu", "eta", "f(x0)", "f after the run", "max abs gradient",
-                      "iterations", "f/grad evaluations", "status"], body)
+        md += _section(f"Seed 001: BFGS on {what}", BFGS_RUNS,
+                       ["scale s", "mu", "eta", "f(x0)", "f after the run", "max abs gradient",
+                        "iterations", "f/grad evaluations", "status"], body)
         for name in _fig_moeller(out, sec, figures, tag):
             md += [f"![{name}]({name})", ""]
     return md
@@ -499,25 +505,23 @@ def _md_seed001(out: Path, data: dict, figures: list) -> list[str]:
 
 def _md_seed003(out: Path, data: dict, figures: list) -> list[str]:
     """Seed 003's second-order methods and the Hessian spectra."""
-    md: list[str] = []
     s3 = data["seed003"]
-    md += ["## Seed 003: second-order methods on a small network", "",
-           (f"{s3['dataset']}, {s3['network']} ({s3['n_params']} weights), `ln.train` with "
+    text = (f"{s3['dataset']}, {s3['network']} ({s3['n_params']} weights), `ln.train` with "
             "each method's network defaults (gtol = 1e-8), the same initial weights (seed 0).  "
             f"At the start: condition number {_fmt(s3['condition0'])}, lambda_max "
             f"{_fmt(s3['lambda_max0'])}, so a fixed gradient step must stay below "
-            f"2 / lambda_max = {_fmt(s3['step_bound0'])}."), ""]
+            f"2 / lambda_max = {_fmt(s3['step_bound0'])}.")
     body = [[r["method"], _fmt(r["loss"], 6), r["nit"], r["nfev"], r["njev"], r["nhev"],
              _fmt(r["time_s"]), r["status"], _fmt(r["lambda_min"]), _fmt(r["lambda_max"]),
              _fmt(r["condition"])] for r in s3["rows"]]
-    md += _table(["method", "final MSE", "iterations", "nfev", "njev", "nhev", "time (s)",
-                  "status", "lambda_min (end)", "lambda_max (end)", "condition (end)"], body)
+    md = _section("Seed 003: second-order methods on a small network", text,
+                  ["method", "final MSE", "iterations", "nfev", "njev", "nhev", "time (s)",
+                   "status", "lambda_min (end)", "lambda_max (end)", "condition (end)"], body)
     fig, ax = _figure(7, 4.4)
     for r in s3["rows"]:
         ax.semilogy(_positive(r["losses"]), label=r["method"])
     ax.set(xlabel="iteration", ylabel="training MSE", title="Seed 003 methods on sin2 1-4-1 tanh")
-    ax.legend(fontsize=8)
-    md += [f"![seed 003 convergence]({_save(fig, out, 'seed003_convergence.png', figures)})", ""]
+    md += _image(fig, ax, out, "seed003_convergence.png", figures, "seed 003 convergence", fontsize=8)
     fig, ax = _figure(7, 4.4)
     lam0 = np.asarray(s3["eigenvalues0"])
     ax.semilogy(np.abs(lam0), "ko-", label=f"start (cond {_fmt(s3['condition0'])})")
@@ -530,6 +534,5 @@ def _md_seed003(out: Path, data: dict, figures: list) -> list[str]:
             ax.semilogy(neg, np.abs(lam[neg]), style, ms=10)
     ax.set(xlabel="index (ascending eigenvalue)", ylabel="|eigenvalue| (x: negative)",
            title="Hessian spectrum at the start and at the end")
-    ax.legend(fontsize=8)
-    md += [f"![spectrum]({_save(fig, out, 'seed003_spectrum.png', figures)})", ""]
+    md += _image(fig, ax, out, "seed003_spectrum.png", figures, "spectrum", fontsize=8)
     return md

@@ -18,54 +18,27 @@ ACCURACY_METRICS = ("train_accuracy", "test_accuracy")
 
 # --- schema -------------------------------------------------------------------------------------
 # A field spec is (kind, required).  Kinds: str, int, num (int or float), bool, table, seeds
-# (int > 0 or list of ints), str* / int* / num* (a value or a list of them: swept), any.
-MODEL_KEYS = {
-    "activation": ("str*", False),
-    "output_activation": ("str", False),
-    "bias": ("bool", False),
-    "init": ("str*", False),
-    "weight_decay": ("num", False),
-    "loss": ("str", False),
-}
+# (int > 0 or list of ints), str* / int* / num* (a value or a list of them: swept), any; a|b is
+# either.  The tables are written as "key:kind" words, a trailing "!" marking a required key.
+def _fields(words: str) -> dict[str, tuple[str, bool]]:
+    spec = {}
+    for word in words.split():
+        key, kind = word.split(":")
+        spec[key] = (kind.rstrip("!"), kind.endswith("!"))
+    return spec
+
+
+MODEL_KEYS = _fields("activation:str* output_activation:str bias:bool init:str* weight_decay:num "
+                     "loss:str")
 SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
-    "suite": {
-        "name": ("str", True),
-        "kind": ("str", False),
-        "description": ("str", False),
-        "seeds": ("seeds", False),
-        "data_seed": ("int", False),
-        "success_metric": ("str", False),
-        "success_below": ("num", False),
-        "success_above": ("num", False),
-        "reference": ("str", False),
-        "seed_batch": ("int", False),
-        "time_budget": ("num", False),
-        "max_jobs": ("int", False),
-        "fresh_process": ("bool", False),
-        "notes": ("str", False),
-    },
-    "problem": {
-        "dataset": ("str", True),
-        "kw": ("table", False),
-        "real_dataset": ("str", False),
-        "data_dir_env": ("str", False),
-        "data_dir_kw": ("str", False),
-    },
+    "suite": _fields("name:str! kind:str description:str seeds:seeds data_seed:int "
+                     "success_metric:str success_below:num success_above:num reference:str "
+                     "seed_batch:int time_budget:num max_jobs:int fresh_process:bool notes:str"),
+    "problem": _fields("dataset:str! kw:table real_dataset:str data_dir_env:str data_dir_kw:str"),
     "model": dict(MODEL_KEYS),
-    "cell": {
-        "label": ("str", False),
-        "group": ("str", False),
-        "dataset": ("str", False),
-        "arch": ("str*", True),
-        "n": ("int*", False),
-        "data": ("table", False),
-        **MODEL_KEYS,
-    },
-    "extras": {
-        "freerun": ("table|bool", False),
-        "grad_norms": ("bool", False),
-        "memory": ("bool", False),
-    },
+    "cell": {**_fields("label:str group:str dataset:str arch:str*! n:int* data:table"),
+             **MODEL_KEYS},
+    "extras": _fields("freerun:table|bool grad_norms:bool memory:bool"),
 }
 TOP_LEVEL = ("suite", "problem", "model", "cells", "methods", "extras", "quick")
 

@@ -21,24 +21,15 @@ def finite(xs) -> np.ndarray:
     return a[np.isfinite(a)]
 
 
-def _median(xs) -> float:
-    a = finite(xs)
-    return float(np.median(a)) if a.size else math.nan
+def _summary(reduce):
+    """xs -> reduce over the finite values of xs, NaN when there are none."""
+    def summarise(xs) -> float:
+        a = finite(xs)
+        return float(reduce(a)) if a.size else math.nan
+    return summarise
 
 
-def _mean(xs) -> float:
-    a = finite(xs)
-    return float(np.mean(a)) if a.size else math.nan
-
-
-def _min(xs) -> float:
-    a = finite(xs)
-    return float(np.min(a)) if a.size else math.nan
-
-
-def _max(xs) -> float:
-    a = finite(xs)
-    return float(np.max(a)) if a.size else math.nan
+_median, _mean, _min, _max = (_summary(f) for f in (np.median, np.mean, np.min, np.max))
 
 
 def order_of(rows, meta) -> tuple[list[str], list[str]]:

@@ -25,13 +25,10 @@ from liftnn.errors import LiftnnError
 
 # ---- printing -----------------------------------------------------------------------------
 def _fmt(x) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, float):
-        return "inf" if math.isinf(x) else f"{x:.6g}"
-    return str(x)
+    """A table cell: '-' for None, yes/no for booleans, floats to 6 significant digits."""
+    if x is None or isinstance(x, bool):
+        return {None: "-", True: "yes", False: "no"}[x]
+    return f"{x:.6g}" if isinstance(x, float) and math.isfinite(x) else str(x)
 
 
 def _print_tables(res: dict, modes: list[str]):

@@ -34,7 +34,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from liftnn import sharding
-from liftnn._validate import check_choice, check_positive
+from liftnn._validate import check_choice, check_lifted_problem, check_positive
 from liftnn.errors import LiftnnError
 from liftnn.lifted import inner, linsolve, schemes, stopping
 from liftnn.models.activations import RELU_MODES
@@ -116,12 +116,7 @@ def _check_options(opts: dict, problem) -> dict:
             raise LiftnnError(f"{k} must be >= 1; got {o[k]}")
     if o["time_budget"] is not None:
         check_positive("time_budget", o["time_budget"])
-    if problem.loss not in ("mse", "sse"):
-        raise LiftnnError(f"alm needs a least-squares loss (mse or sse); got {problem.loss!r}")
-    if not hasattr(problem.model, "activations") or not hasattr(problem.model, "sizes"):
-        raise LiftnnError("alm trains MLPs (ln.MLP)")
-    if len(problem.model.sizes) < 3:
-        raise LiftnnError("alm needs at least one hidden layer (there are no states to lift)")
+    check_lifted_problem(problem, "alm")
     return o
 
 

@@ -86,7 +86,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from liftnn._validate import callable_or_none, check_choice, integer, merge_options, number
+from liftnn._validate import (
+    callable_or_none,
+    check_choice,
+    check_lifted_problem,
+    integer,
+    merge_options,
+    number,
+)
 from liftnn.errors import LiftnnError
 from liftnn.lifted import gauss_newton as gnm
 from liftnn.lifted import linsolve
@@ -147,17 +154,8 @@ def _check_options(opts: dict, problem) -> dict:
     if o["time_budget"] is not None:
         number(o, "time_budget", lo=0, lo_open=True)
     callable_or_none(o, "callback")
-    _check_problem(problem)
+    check_lifted_problem(problem, "lifted-gn")
     return o
-
-
-def _check_problem(problem) -> None:
-    if problem.loss not in ("mse", "sse"):
-        raise LiftnnError(f"lifted-gn needs a least-squares loss (mse or sse); got {problem.loss!r}")
-    if not hasattr(problem.model, "activations") or not hasattr(problem.model, "sizes"):
-        raise LiftnnError("lifted-gn trains MLPs (ln.MLP)")
-    if len(problem.model.sizes) < 3:
-        raise LiftnnError("lifted-gn needs at least one hidden layer (there are no states to lift)")
 
 
 def _check_devices(devices) -> None:
@@ -266,17 +264,8 @@ def lifted_step(prob: gnm.AugmentedLSQ, params, Z, damping, mode="primal"):
 def dense_kkt_step(prob: gnm.AugmentedLSQ, params, Z, damping):
     """Reference (tests only): the same step from the dense KKT system of
     min 1/2||F + J_F d||^2 + mu_w/2||theta + d_theta||^2 + damping/2||d_theta||^2 s.t. H + J_H d = 0."""
-    u0, unravel = ravel_pytree((params, Z))
-    P = ravel_pytree(params)[0].shape[0]
+    u0, unravel, P, F, JF, H, JH = linsolve.dense_terms(prob, params, Z)
     mu_w = prob.mu_w
-
-    def FH(u):
-        p, z = unravel(u)
-        tt = gnm.terms(p, z, prob.X, prob.Y, prob.acts, prob.out_act, prob.c)
-        return tt.F.reshape(-1), jnp.concatenate([h.reshape(-1) for h in tt.H])
-
-    F, H = FH(u0)
-    JF, JH = jax.jacfwd(FH)(u0)
     n, q = u0.shape[0], H.shape[0]
     A = JF.T @ JF + jnp.diag(jnp.zeros(n).at[:P].set(mu_w + damping))
     K = jnp.block([[A, JH.T], [JH, jnp.zeros((q, q))]])

@@ -195,25 +195,34 @@ def reduced_step(mode: str, lin: gnm.Linearisation, damping: float):
     return solve_primal(lin, theta, mu_w, cc)
 
 
+def dense_terms(prob: gnm.AugmentedLSQ, params, Z) -> tuple:
+    """(u0, unravel, P, F, JF, H, JH) at the lifted point u0 = (theta, Z), theta its first P
+    entries: the output residuals F and the stacked constraint residuals H (flattened) and their
+    dense Jacobians.  Only for small problems: the references the tests check steps against."""
+    u0, unravel = ravel_pytree((params, Z))
+    P = ravel_pytree(params)[0].shape[0]
+
+    def FH(u):
+        p, z = unravel(u)
+        tt = gnm.terms(p, z, prob.X, prob.Y, prob.acts, prob.out_act, prob.c)
+        return tt.F.reshape(-1), jnp.concatenate([h.reshape(-1) for h in tt.H])
+
+    F, H = FH(u0)
+    JF, JH = jax.jacfwd(FH)(u0)
+    return u0, unravel, P, F, JF, H, JH
+
+
 def dense_reference_step(prob: gnm.AugmentedLSQ, params, Z, damping):
-    """The full lifted GN step by a dense solve of (J^T J + D) d = -(J^T R + mu_w [theta; 0]).
+    """The full lifted GN step by a dense solve of (J^T J + D) d = -(J^T R + mu_w [theta; 0]),
+    R = [F; sqrt(s2) (H + omega)].
 
     D = (mu_w + damping) on the weights, 0 on the states.  Only for small problems (tests).
     """
-    u0, unravel = ravel_pytree((params, Z))
-    P = ravel_pytree(params)[0].shape[0]
-    mu_w = prob.mu_w
-
-    def R(u):
-        p, z = unravel(u)
-        tt = gnm.terms(p, z, prob.X, prob.Y, prob.acts, prob.out_act, prob.c)
-        parts = [tt.F.reshape(-1)] + [jnp.sqrt(prob.s2) * (h + o).reshape(-1)
-                                      for h, o in zip(tt.H, prob.omega)]
-        return jnp.concatenate(parts)
-
-    J = jax.jacfwd(R)(u0)
-    r = R(u0)
-    dvec = jnp.zeros(u0.shape[0]).at[:P].set(mu_w + damping)
-    g = J.T @ r + jnp.zeros_like(u0).at[:P].set(mu_w * u0[:P])
+    u0, unravel, P, F, JF, H, JH = dense_terms(prob, params, Z)
+    omega = jnp.concatenate([o.reshape(-1) for o in prob.omega])
+    r = jnp.concatenate([F, jnp.sqrt(prob.s2) * (H + omega)])
+    J = jnp.concatenate([JF, jnp.sqrt(prob.s2) * JH])
+    dvec = jnp.zeros(u0.shape[0]).at[:P].set(prob.mu_w + damping)
+    g = J.T @ r + jnp.zeros_like(u0).at[:P].set(prob.mu_w * u0[:P])
     d = -jnp.linalg.solve(J.T @ J + jnp.diag(dvec), g)
     return unravel(d)

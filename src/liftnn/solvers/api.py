@@ -82,11 +82,20 @@ def method_options(method: str) -> dict:
     return {**COMMON_DEFAULTS, "max_iter": max_iter, **defaults}
 
 
-def _prepare(table: dict, method: str, options: dict):
+def solve(fn: Callable, x0, method: str, monitor, **options) -> Result:
+    """Run the classical `method` (a key of _MINIMIZE or _LEAST_SQUARES) on fn: a scalar function
+    for the former, a residual vector for the latter, with an optional validation monitor.
+    minimize, least_squares and network.fit call it once they have checked the method."""
+    if method in _LEAST_SQUARES:
+        table, evaluator = _LEAST_SQUARES, ResidualEvaluator
+    else:
+        table, evaluator = _MINIMIZE, ScalarEvaluator
     defaults, max_iter, validate, make = table[method]
     o = common_options(method, options, defaults, max_iter)
     validate(o)
-    return o, make
+    x = check_x0(x0)
+    ev = evaluator(fn, x)
+    return run(method, make(ev, o), ev, x, o, monitor=monitor)
 
 
 def minimize(fun: Callable, x0, method: str = "bfgs", **options) -> Result:
@@ -117,17 +126,9 @@ def minimize(fun: Callable, x0, method: str = "bfgs", **options) -> Result:
         from liftnn.solvers.first_order import minimize_first_order
 
         return minimize_first_order(fun, x0, method, **options)
-    res = _minimize(fun, x0, method, None, **options)
+    res = solve(fun, x0, method, None, **options)
     res["time_s"] = time.perf_counter() - t0
     return res
-
-
-def _minimize(fun, x0, method, monitor, **options) -> Result:
-    """minimize with a classical `method` (a key of _MINIMIZE) and an optional monitor."""
-    o, make = _prepare(_MINIMIZE, method, options)
-    x = check_x0(x0)
-    ev = ScalarEvaluator(fun, x)
-    return run(method, make(ev, o), ev, x, o, monitor=monitor)
 
 
 def least_squares(residual: Callable, x0, method: str = "lm", **options) -> Result:
@@ -153,14 +154,6 @@ def least_squares(residual: Callable, x0, method: str = "lm", **options) -> Resu
         raise LiftnnError(f"method {method!r} minimises a scalar function: call "
                           f"minimize(fun, x0, method={method!r}) with fun = 1/2 ||r||^2")
     check_choice("least-squares method", method, _LEAST_SQUARES)
-    res = _least_squares(residual, x0, method, None, **options)
+    res = solve(residual, x0, method, None, **options)
     res["time_s"] = time.perf_counter() - t0
     return res
-
-
-def _least_squares(residual, x0, method, monitor, **options) -> Result:
-    """least_squares with `method` (a key of _LEAST_SQUARES) and an optional monitor."""
-    o, make = _prepare(_LEAST_SQUARES, method, options)
-    x = check_x0(x0)
-    ev = ResidualEvaluator(residual, x)
-    return run(method, make(ev, o), ev, x, o, monitor=monitor)

@@ -253,7 +253,26 @@ class ScalarEvaluator:
         return it
 
 
-class ResidualEvaluator:
+class KeepsLastIterate:
+    """For evaluators whose `iterate` computes everything a step needs in one go (r and J, or
+    C, grad C and G): the strong Wolfe search's `fg` keeps that iterate, so accepting the point
+    it ended at costs nothing more."""
+
+    def fg(self, x) -> tuple[float, np.ndarray]:
+        """(f, grad f) for the strong Wolfe search: one full `iterate`, kept for `accepted`."""
+        self._last = self.iterate(x)
+        return self._last.f, self._last.g
+
+    def accepted(self, ls) -> Iterate:
+        """The iterate at a line search's accepted point: reused from `fg` when the search
+        evaluated it there, else one more `iterate`."""
+        last = getattr(self, "_last", None)
+        if last is not None and last.x is ls.x:
+            return last
+        return self.iterate(ls.x)
+
+
+class ResidualEvaluator(KeepsLastIterate):
     """Counts and evaluates a residual r: (n,) -> (m,) and its Jacobian (module docstring)."""
 
     kind = "least_squares"
@@ -284,20 +303,6 @@ class ResidualEvaluator:
         with np.errstate(over="ignore"):
             cost = 0.5 * float(r @ r) if np.all(np.isfinite(r)) else math.nan
         return Iterate(x, cost, J.T @ r if np.all(np.isfinite(J)) else J.sum(0) * np.nan, r, J)
-
-    def fg(self, x) -> tuple[float, np.ndarray]:
-        """(cost, J^T r) for the strong Wolfe search: one Jacobian evaluation (the iterate is
-        kept, so accepting this point costs nothing more)."""
-        self._last = self.iterate(x)
-        return self._last.f, self._last.g
-
-    def accepted(self, ls) -> Iterate:
-        """The iterate (r, J) at a line search's accepted point: reused from `fg` when the
-        search evaluated it there, else one Jacobian evaluation."""
-        last = getattr(self, "_last", None)
-        if last is not None and last.x is ls.x:
-            return last
-        return self.iterate(ls.x)
 
     def first(self, x0) -> Iterate:
         """The iterate at x0; raises LiftnnError if r or J is not finite there."""

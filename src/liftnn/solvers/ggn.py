@@ -63,6 +63,7 @@ from liftnn.errors import LiftnnError
 from liftnn.solvers import result as R
 from liftnn.solvers.driver import (
     Iterate,
+    KeepsLastIterate,
     Step,
     common_options,
     finite_iterate,
@@ -131,7 +132,7 @@ def _compiled(problem):
     return jax.jit(problem.fun), jax.jit(fgG)
 
 
-class GGNEvaluator:
+class GGNEvaluator(KeepsLastIterate):
     """Counts and evaluates C, grad C and the GGN matrix G (n, n), which Iterate.J holds
     (Iterate.r is None).  kind "minimize": the driver reports fun = C(x) and jac = grad C(x)."""
 
@@ -151,17 +152,6 @@ class GGNEvaluator:
         self.njev += 1
         f, g, G = self._fgG(x)
         return Iterate(x, float(f), np.asarray(g, np.float64), None, np.asarray(G, np.float64))
-
-    def fg(self, x) -> tuple[float, np.ndarray]:
-        """(C, grad C) for the strong Wolfe search; the full iterate is kept for `accepted`."""
-        self._last = self.iterate(x)
-        return self._last.f, self._last.g
-
-    def accepted(self, ls) -> Iterate:
-        last = getattr(self, "_last", None)
-        if last is not None and last.x is ls.x:
-            return last
-        return self.iterate(ls.x)
 
     def first(self, x0) -> Iterate:
         it = self.iterate(x0)

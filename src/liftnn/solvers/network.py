@@ -26,7 +26,7 @@ import numpy as np
 from liftnn import sharding
 from liftnn.errors import LiftnnError
 from liftnn.models.losses import is_least_squares, residual_scale
-from liftnn.solvers.api import _LEAST_SQUARES, _MINIMIZE, _least_squares, _minimize
+from liftnn.solvers.api import _LEAST_SQUARES, _MINIMIZE, solve
 from liftnn.solvers.driver import network_theta0, validation_monitor
 from liftnn.solvers.result import Result
 
@@ -66,11 +66,11 @@ def fit(problem, params0, *, method: str, devices=None, **options) -> Result:
         if method == "lm" and "mu_scale" not in options:
             n_entries = int(np.prod(problem.Y.shape))
             options = {**options, "mu_scale": residual_scale(problem.loss, n_entries) ** 2}
-        res = _least_squares(residual, theta0, method, monitor, **options)
+        res = solve(residual, theta0, method, monitor, **options)
         res["residual"] = res["fun"]
         res["fun"] = res["cost"]
     elif method in _MINIMIZE:
-        res = _minimize(fun, theta0, method, monitor, **options)
+        res = solve(fun, theta0, method, monitor, **options)
     else:
         raise LiftnnError(f"unknown classical method {method!r}; choose one of: "
                           f"{', '.join(METHODS)}")

@@ -3,6 +3,7 @@ callback, progress bar, and the per-run results (docs/solvers.md, "First-order m
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -230,29 +231,28 @@ def _history(segments, first, i, t_init, has_val) -> list[dict]:
     return hist
 
 
-def _status_message(code: int, nit: int, g, o: dict, has_val: bool) -> tuple[str, str]:
+# The status and message template of each stop code; _status_message fills in the numbers.
+_STOPS = {
+    E.CONV: (R.CONVERGED, "||grad||_inf = {gmax:.3g} <= gtol = {gtol:g}"),
+    E.STALL: (R.STALLED, ("no improvement of the training loss by more than min_delta = "
+                          "{min_delta:g} in {patience} epochs (patience)")),
+    E.VSTALL: (R.STALLED, ("no improvement of the validation loss in {val_patience} epochs "
+                           "(val_patience); returned the iterate with the lowest validation loss")),
+    E.MAXIT: (R.MAX_ITER, "max_iter = {max_iter} epochs reached"),
+    E.DIV: (R.DIVERGED, ("the loss became non-finite in epoch {epoch} (step {lr0:g}); returned "
+                         "the best finite iterate (x_last is the last finite one)")),
+    E.LSF: (R.LINE_SEARCH_FAILED, ("Armijo backtracking found no sufficient decrease in "
+                                   "{max_backtracks} halvings of lr = {lr0:g} in epoch {epoch}")),
+}
+
+
+def _status_message(code: int, nit: int, g, o: dict) -> tuple[str, str]:
     """The string status and message of a run the compiled loop stopped with `code`."""
-    lr0 = o["hyper"]["lr"]
-    if code == E.CONV:
-        gmax = float(np.max(np.abs(g), initial=0.0))
-        return R.CONVERGED, f"||grad||_inf = {gmax:.3g} <= gtol = {o['gtol']:g}"
-    if code == E.STALL:
-        return R.STALLED, (f"no improvement of the training loss by more than min_delta = "
-                           f"{o['min_delta']:g} in {o['patience']} epochs (patience)")
-    if code == E.VSTALL:
-        return R.STALLED, (f"no improvement of the validation loss in {o['val_patience']} "
-                           f"epochs (val_patience); returned the iterate with the lowest "
-                           f"validation loss")
-    if code == E.MAXIT:
-        return R.MAX_ITER, f"max_iter = {o['max_iter']} epochs reached"
-    if code == E.DIV:
-        return R.DIVERGED, (f"the loss became non-finite in epoch {nit + 1} (step {lr0:g}); "
-                            f"returned the best finite iterate (x_last is the last finite one)")
-    if code == E.LSF:
-        return R.LINE_SEARCH_FAILED, (f"Armijo backtracking found no sufficient decrease in "
-                                      f"{o['max_backtracks']} halvings of lr = {lr0:g} in epoch "
-                                      f"{nit + 1}")
-    return R.INTERRUPTED, "stopped before the run finished"  # pragma: no cover
+    if code not in _STOPS:
+        return R.INTERRUPTED, "stopped before the run finished"  # pragma: no cover
+    status, template = _STOPS[code]
+    gmax = float(np.max(np.abs(g), initial=0.0)) if code == E.CONV else math.nan
+    return status, template.format(gmax=gmax, lr0=o["hyper"]["lr"], epoch=nit + 1, **o)
 
 
 def collect(runs: _Runs, first, t_init, o, has_val, wall) -> list[dict]:
@@ -267,7 +267,7 @@ def collect(runs: _Runs, first, t_init, o, has_val, wall) -> list[dict]:
         if runs.status[i] is not None:
             status, message = runs.status[i], runs.message[i]
         else:
-            status, message = _status_message(int(st["status"][i]), nit, st["g"][i], o, has_val)
+            status, message = _status_message(int(st["status"][i]), nit, st["g"][i], o)
         out.append({
             "x": st["best"][i], "fun": float(st["best_f"][i]), "x_last": st["theta"][i],
             "fun_last": float(st["f"][i]), "nit": nit, "nfev": int(st["nfev"][i]),
