@@ -550,6 +550,22 @@ def test_work_to_reach_the_reference_loss():
     assert w["adam"]["reached"] == "2/2" and w["adam"]["median_time"] == pytest.approx(3.5)
 
 
+def test_work_of_a_history_without_a_clock_is_read_by_iteration():
+    """lifted-gn's compiled loop records no per-iteration time: the time to reach is the run's
+    time scaled by the share of its iterations done when it reached the target."""
+    rows = [
+        {"cell": "c", "method": "adam", "seed": 0, "status": "max_iter", "loss": 0.5, "batch_size": 1, "time_s": 1.0},
+        {"cell": "c", "method": "lifted-gn", "seed": 0, "status": "converged", "loss": 0.1, "batch_size": 4, "time_s": 8.0},
+    ]
+    hist = [{"iter": j, "loss": f} for j, f in enumerate([1.0, 0.9, 0.7, 0.45, 0.3, 0.2, 0.15, 0.12, 0.1])]
+    runs = {("c", "lifted-gn", 0): {"history": hist}}
+    w = {x["method"]: x for x in bench_stats.work_stats(rows, runs, {"c": {"fwd_bwd_s": 0.5}}, ["c"],
+                                                        ["adam", "lifted-gn"], "adam")}
+    assert w["lifted-gn"]["reached"] == "1/1"
+    assert w["lifted-gn"]["median_time"] == pytest.approx(8.0 * 3 / 8)  # loss 0.45 <= 0.5 at iteration 3 of 8
+    assert w["lifted-gn"]["work"] == pytest.approx(6.0)
+
+
 def test_forward_backward_timing_is_positive():
     import liftnn as ln
     from liftnn.bench.measure import fwd_bwd_seconds

@@ -248,7 +248,9 @@ def _sections(meta, rows, stats, totals, series, work, methods, ref) -> list[tup
     work_intro = (f"Time for each run to reach the final training loss of {ref}'s run from the "
                   "same initial weights: its time per run (compilation included) less the part "
                   "of its history after the first entry at or below that loss; in seconds and in "
-                  "multiples of one full-batch forward + backward pass on the cell's data. "
+                  "multiples of one full-batch forward + backward pass on the cell's data "
+                  "(a method whose history has no clock, such as lifted-gn's compiled loop: its "
+                  "time per run times the share of its iterations done by then, an estimate). "
                   "Medians over the runs that reached it.")
     opt_body = [[m, json.dumps(o, sort_keys=True) if o else "(defaults)"]
                 for m, o in meta.get("methods", {}).items() if m in methods]

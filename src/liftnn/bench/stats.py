@@ -102,15 +102,37 @@ def aggregate(rows, meta) -> tuple[list[dict], list[str], list[str], str | None]
 
 def _reach_time(history, target: float) -> tuple[float, float]:
     """(time of the first history entry with loss <= target, time of the last entry), both on
-    the run's own history clock; NaN when never reached."""
+    the run's own history clock; NaN when never reached.  Histories without a clock (a fully
+    compiled loop such as lifted-gn's records no per-iteration time) use the iteration count
+    instead: the caller then scales by the run's time per iteration."""
+    entries = history or []
+    clock = "time" if any(math.isfinite(to_float(e.get("time", math.nan))) for e in entries) \
+        else "iter"
     t_reach, t_last = math.nan, math.nan
-    for e in history or []:
-        f, t = to_float(e.get("loss", math.nan)), to_float(e.get("time", math.nan))
+    for e in entries:
+        f, t = to_float(e.get("loss", math.nan)), to_float(e.get(clock, math.nan))
         if math.isfinite(t):
             t_last = t
             if math.isnan(t_reach) and math.isfinite(f) and f <= target:
                 t_reach = t
     return t_reach, t_last
+
+
+def _reached_at(r, history, target: float) -> float:
+    """Time per run at which run row `r` first reached `target` (work_stats); NaN if never."""
+    if not math.isfinite(target):
+        return math.nan
+    t, t_last = _reach_time(history, target * (1.0 + 1e-9))
+    if not math.isfinite(t):
+        return math.nan
+    time_s = to_float(r["time_s"])
+    if not any(math.isfinite(to_float(e.get("time", math.nan))) for e in history or []):
+        # iteration clock, an estimate: the run's time scaled by the share of its iterations
+        # done when it reached the target (compilation spread over the iterations alike)
+        return time_s * t / t_last if t_last > 0 else time_s
+    bs = to_float(r.get("batch_size", 1.0))
+    bs = bs if math.isfinite(bs) and bs >= 1 else 1.0
+    return time_s - max(0.0, t_last - t) / bs
 
 
 def _cell_fwd_bwd(meta, label: str) -> float:
@@ -139,6 +161,8 @@ def work_stats(rows, runs, cellrecs, cells, methods, ref, meta=None) -> list[dic
     to reach it is its time per run (time_s: compilation included, a batch's wall time divided
     by its runs) minus the part of its history after the first entry at or below the target
     (history clocks are batch clocks, so that part is divided by the runs in the batch too).
+    A history with no clock (lifted-gn's compiled loop) is read by iteration instead:
+    time_s * (reaching iteration / last iteration), an estimate.
     Work = that time / one full-batch forward + backward pass on the cell's data (cell record
     `fwd_bwd_s`, else measured while the report is built).  Histories are thinned to at most
     400 entries, so long first-order runs may be found a little late (never early).
@@ -161,13 +185,9 @@ def work_stats(rows, runs, cellrecs, cells, methods, ref, meta=None) -> list[dic
                 if m == ref:  # it ends at its own final loss
                     reached.append(to_float(r["time_s"]))
                     continue
-                hist = runs.get((c, m, seed), {}).get("history")
-                t, t_last = (_reach_time(hist, target * (1.0 + 1e-9)) if math.isfinite(target)
-                             else (math.nan, math.nan))
-                bs = to_float(r.get("batch_size", 1.0))
-                bs = bs if math.isfinite(bs) and bs >= 1 else 1.0
+                t = _reached_at(r, runs.get((c, m, seed), {}).get("history"), target)
                 if math.isfinite(t):
-                    reached.append(to_float(r["time_s"]) - max(0.0, t_last - t) / bs)
+                    reached.append(t)
             if k == 0:
                 continue
             tm = _median(reached) if reached else math.nan
