@@ -112,6 +112,31 @@ def test_history_and_best_simulated_iterate(teacher_problem):
     assert res.status in ("converged", "stalled", "max_iter")
 
 
+def test_validation_selects_the_iterate_and_stops_after_val_patience():
+    """With validation data the returned network is the iterate with the lowest validation loss
+    (recorded in the history) and val_patience iterations without a new lowest one end the run;
+    without them the run is the plain one (val_loss NaN in the history)."""
+    model = ln.MLP("1-6-1", activation="tanh")
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-2, 2, (30, 1))
+    Y = np.sin(2 * X) + 0.3 * rng.standard_normal((30, 1))  # noisy: fitting it fully overfits
+    Xv = rng.uniform(-2, 2, (20, 1))
+    Yv = np.sin(2 * Xv) + 0.3 * rng.standard_normal((20, 1))
+    prob = TrainingProblem(model, X, Y, X_val=Xv, Y_val=Yv)
+    res = lifted_gn.fit(prob, model.init(0), val_patience=3, max_iter=200)
+    val = res.history_array("val_loss")
+    assert len(val) == res.nit + 1 and np.all(np.isfinite(val))
+    best = int(np.argmin(val))
+    assert float(prob.val_loss(res.params)) == pytest.approx(val[best], rel=1e-10)
+    assert res.val_loss == pytest.approx(val[best], rel=1e-12)
+    assert res.fun == pytest.approx(float(prob.objective(res.params)), rel=1e-10)
+    assert res.status == "stalled" and "val_patience" in res.message, res.message
+    assert res.nit - best == 3
+    plain = lifted_gn.fit(TrainingProblem(model, X, Y), model.init(0), max_iter=200)
+    assert np.all(np.isnan(plain.history_array("val_loss")))
+    assert plain.fun == pytest.approx(np.nanmin(plain.history_array("loss")), rel=1e-12)
+
+
 def test_vectorised_runs_equal_single_runs(teacher_problem):
     model, _, prob = teacher_problem
     many = lifted_gn.fit_many(prob, [model.init(0), model.init(1)], max_iter=30)
@@ -149,6 +174,7 @@ def test_stalls_honestly_when_no_step_helps(teacher_problem):
     ({"mu_max": 1e-6}, "mu_max"),
     ({"max_iter": 0}, "max_iter"),
     ({"patience": 1.5}, "patience"),
+    ({"val_patience": 0}, "val_patience"),
     ({"relu_mode": "magic"}, "ReLU mode"),
     ({"merit": "filter"}, "merit function"),
     ({"linear_solver": "lu"}, "linear solver"),

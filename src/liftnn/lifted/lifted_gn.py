@@ -68,7 +68,10 @@ ftol phi, each with ||H||_inf <= htol -> "converged"; mu > mu_max -> "stalled"; 
 `patience` (iterations without a (1 - min_delta) improvement of the best simulated loss) ->
 "stalled"; max_iter / time_budget -> "max_iter".  The returned weights are those of the iterate
 whose *simulated* network (exact activations, states recomputed: a feasible point) has the lowest
-training objective; a run never returns a non-finite network.
+training objective; a run never returns a non-finite network.  With validation data
+(problem.X_val / Y_val) the iterate is chosen by the lowest validation loss instead (recorded as
+"val_loss" in the history), and `val_patience` iterations without a new lowest validation loss
+end the run ("stalled"), as for the classical methods (liftnn.solvers.driver).
 
 Several initialisations run in one call: `fit_many` vmaps the jitted iteration over seeds (each
 seed stops on its own), in chunks of `chunk` iterations between which the callback and the time
@@ -99,6 +102,7 @@ from liftnn.lifted import gauss_newton as gnm
 from liftnn.lifted import linsolve
 from liftnn.models.activations import RELU_MODES, get_activation
 from liftnn.models.losses import residual_scale
+from liftnn.problem import loss_value
 from liftnn.solvers import result as R
 
 DEFAULTS = {
@@ -117,6 +121,7 @@ DEFAULTS = {
     "htol": 1e-6,
     "patience": None,
     "min_delta": 1e-3,
+    "val_patience": 10,
     "relu_mode": "complementarity",
     "t0": 1.0,
     "t_decay": 0.7,
@@ -130,7 +135,7 @@ DEFAULTS = {
 MERITS = ("augmented", "l1")
 
 #: the jitted loop's status codes, turned into liftnn's status strings at the boundary (_status)
-_RUNNING, _CONVERGED, _STALLED, _PATIENCE = 0, 1, 2, 3
+_RUNNING, _CONVERGED, _STALLED, _PATIENCE, _VAL_PATIENCE = 0, 1, 2, 3, 4
 
 
 def _check_options(opts: dict, problem) -> dict:
@@ -151,6 +156,7 @@ def _check_options(opts: dict, problem) -> dict:
     integer(o, "max_iter", 1)
     integer(o, "chunk", 1)
     integer(o, "patience", 1, allow_none=True)
+    integer(o, "val_patience", 1, allow_none=True)
     if o["time_budget"] is not None:
         number(o, "time_budget", lo=0, lo_open=True)
     callable_or_none(o, "callback")
@@ -341,23 +347,27 @@ class State(NamedTuple):
     k: jax.Array  # accepted iterations
     status: jax.Array  # _RUNNING / _CONVERGED / _STALLED / _PATIENCE
     best_params: list
-    best_loss: jax.Array
+    best_loss: jax.Array  # training objective of the returned (best) iterate
     best_mse: jax.Array
     since_best: jax.Array
+    low_loss: jax.Array  # the lowest simulated training objective so far (for `patience`)
+    best_val: jax.Array  # the returned iterate's validation loss (inf without validation data)
+    since_val: jax.Array
     nfev: jax.Array  # merit evaluations (one per trial step)
     nsolve: jax.Array  # linear solves (one per trial step)
     nsoc: jax.Array  # accepted steps that took the re-simulated states (second-order correction)
-    hist: jax.Array  # (max_iter + 1, 5): loss, train_mse, h_inf, mu, merit
+    hist: jax.Array  # (max_iter + 1, 6): the HIST_KEYS
 
 
-HIST_KEYS = ("loss", "train_mse", "h_inf", "mu", "merit")
+HIST_KEYS = ("loss", "train_mse", "h_inf", "mu", "merit", "val_loss")
 
 
 class Config(NamedTuple):
     """The static settings of one compiled run (hashable: the compilation cache key).
 
     mode: the resolved linear solver; c: output residual scale; m: samples; mu_w: weight decay;
-    opts: the numeric options as sorted (name, value) pairs.
+    opts: the numeric options as sorted (name, value) pairs; loss: the loss name (the validation
+    loss); has_val: whether validation data come with the training data.
     """
 
     model: object
@@ -367,6 +377,8 @@ class Config(NamedTuple):
     m: int
     mu_w: float
     opts: tuple
+    loss: str = "mse"
+    has_val: bool = False
 
     @property
     def o(self) -> dict:
@@ -461,19 +473,65 @@ def _search(cfg: Config, prob, lin, solve, s: State, gconv) -> _Search:
     return jax.lax.cond(gconv, lambda: ls0, lambda: jax.lax.while_loop(cond, body, ls0))
 
 
-def _iterate(cfg: Config, s: State, X, Y) -> State:
+class Data(NamedTuple):
+    """The training samples and, when the problem has them, the validation samples."""
+
+    X: jax.Array
+    Y: jax.Array
+    val: tuple | None  # (X_val, Y_val)
+
+
+def _val_loss(cfg: Config, params, data: Data):
+    """The simulated network's validation loss (the problem's loss on X_val, no weight decay);
+    inf without validation data."""
+    if not cfg.has_val:
+        return jnp.asarray(jnp.inf)
+    return loss_value(cfg.model, cfg.loss, params, *data.val)
+
+
+def _iterate(cfg: Config, s: State, data: Data) -> State:
     """One lifted-gn iteration: linearise, LM trials, then the bookkeeping (_advance)."""
     acts = gnm.hidden_activations(cfg.model, cfg.relu_mode, _t_at(cfg, s.k))
-    prob = constrained_problem(X, Y, acts, get_activation(cfg.model.activations[-1]), cfg.c, cfg.mu_w)
+    prob = constrained_problem(data.X, data.Y, acts, get_activation(cfg.model.activations[-1]),
+                               cfg.c, cfg.mu_w)
     lin = linearise(prob, s.params, s.Z)
     g = reduced_gradient(lin)
     hinf = jnp.max(jnp.stack([jnp.max(jnp.abs(h)) for h in lin.terms.H]))
     gconv = (jnp.max(jnp.abs(g)) <= cfg.o["gtol"]) & (hinf <= cfg.o["htol"])
     ls = _search(cfg, prob, lin, prepare_solve(cfg.mode, lin, g), s, gconv)
-    return _advance(cfg, prob, s, ls, gconv)
+    return _advance(cfg, prob, s, ls, gconv, data)
 
 
-def _advance(cfg: Config, prob, s: State, ls: _Search, gconv) -> State:
+class _Best(NamedTuple):
+    """The iterate a run returns and the counters of the patience rules (State's fields)."""
+
+    params: list
+    loss: jax.Array
+    mse: jax.Array
+    since: jax.Array
+    low: jax.Array
+    val: jax.Array
+    since_val: jax.Array
+
+
+def _select(cfg: Config, s: State, ok, params, loss, mse, vloss) -> _Best:
+    """Keep the accepted iterate if it is the best so far: the lowest validation loss with
+    validation data, else the lowest simulated training objective; count the iterations since
+    the training objective improved by min_delta (patience) and since a new lowest validation
+    loss (val_patience)."""
+    new_val = ok & jnp.isfinite(vloss) & (vloss < s.best_val)
+    better = new_val if cfg.has_val else ok & jnp.isfinite(loss) & (loss < s.best_loss)
+    improved = ok & (loss < (1.0 - cfg.o["min_delta"]) * s.low_loss)
+
+    def keep(new, old):
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), new, old)
+    return _Best(keep(params, s.best_params), keep(loss, s.best_loss), keep(mse, s.best_mse),
+                 jnp.where(improved, 0, s.since_best + ok),
+                 jnp.where(ok & jnp.isfinite(loss), jnp.minimum(loss, s.low_loss), s.low_loss),
+                 jnp.where(new_val, vloss, s.best_val), jnp.where(new_val, 0, s.since_val + ok))
+
+
+def _advance(cfg: Config, prob, s: State, ls: _Search, gconv, data: Data) -> State:
     """Accept the trial point (or keep the old one), update mu, the best simulated iterate, the
     stopping status and the history row."""
     o, tr = cfg.o, ls.trial
@@ -483,51 +541,55 @@ def _advance(cfg: Config, prob, s: State, ls: _Search, gconv) -> State:
     mu = jnp.where(ok, jnp.maximum(ls.mu * o["mu_dec"], o["mu_min"]), ls.mu)
     k = s.k + ok
     loss, mse = _simulated(cfg, params, prob.X, prob.Y)
-    better = ok & jnp.isfinite(loss) & (loss < s.best_loss)
-    improved = ok & (loss < (1.0 - o["min_delta"]) * s.best_loss)
-    best_params = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), params,
-                                         s.best_params)
+    vloss = _val_loss(cfg, params, data)
+    b = _select(cfg, s, ok, params, loss, mse, vloss)
     # stopping, after the step (the new point's feasibility)
     hn = jnp.max(jnp.stack([jnp.max(jnp.abs(h)) for h in gnm.terms(
         params, Z, prob.X, prob.Y, prob.acts, prob.out_act, prob.c).H]))
     fconv = ok & (tr.phi_old - tr.phi_new <= o["ftol"] * jnp.abs(tr.phi_old)) & (hn <= o["htol"])
-    since = jnp.where(improved, 0, s.since_best + ok)
     status = jnp.where(gconv | fconv, _CONVERGED, jnp.where(~ok, _STALLED, _RUNNING))
     if o["patience"] is not None:
-        status = jnp.where((status == _RUNNING) & (since >= o["patience"]), _PATIENCE, status)
-    row = jnp.stack([loss, mse, hn, mu, jnp.where(ok, tr.phi_new, tr.phi_old)])
+        status = jnp.where((status == _RUNNING) & (b.since >= o["patience"]), _PATIENCE, status)
+    if cfg.has_val and o["val_patience"] is not None:
+        status = jnp.where((status == _RUNNING) & (b.since_val >= o["val_patience"]),
+                           _VAL_PATIENCE, status)
+    row = jnp.stack([loss, mse, hn, mu, jnp.where(ok, tr.phi_new, tr.phi_old),
+                     jnp.where(cfg.has_val, vloss, jnp.nan)])
     hist = s.hist.at[k].set(jnp.where(ok, row, s.hist[k]))
-    return State(params, Z, mu, tr.rho, k, status.astype(jnp.int32), best_params,
-                 jnp.where(better, loss, s.best_loss), jnp.where(better, mse, s.best_mse),
-                 since, s.nfev + ls.n, s.nsolve + ls.n, s.nsoc + (ok & tr.use_s), hist)
+    return State(params, Z, mu, tr.rho, k, status.astype(jnp.int32), b.params, b.loss, b.mse,
+                 b.since, b.low, b.val, b.since_val, s.nfev + ls.n, s.nsolve + ls.n,
+                 s.nsoc + (ok & tr.use_s), hist)
 
 
-def _chunk(cfg: Config, s: State, k_stop, X, Y) -> State:
+def _chunk(cfg: Config, s: State, k_stop, data: Data) -> State:
     """Iterate while running and k < min(k_stop, max_iter)."""
     max_iter = cfg.o["max_iter"]
 
     def cond(s):
         return (s.status == _RUNNING) & (s.k < jnp.minimum(k_stop, max_iter))
-    return jax.lax.while_loop(cond, lambda s: _iterate(cfg, s, X, Y), s)
+    return jax.lax.while_loop(cond, lambda s: _iterate(cfg, s, data), s)
 
 
-def _init(cfg: Config, params, X, Y) -> State:
+def _init(cfg: Config, params, data: Data) -> State:
     """The start: states by simulating the network (a feasible point), mu0, rho0."""
     o = cfg.o
-    Z = gnm.simulate(params, X, gnm.hidden_activations(cfg.model, cfg.relu_mode, _t_at(cfg, 0)))
-    loss, mse = _simulated(cfg, params, X, Y)
+    Z = gnm.simulate(params, data.X,
+                     gnm.hidden_activations(cfg.model, cfg.relu_mode, _t_at(cfg, 0)))
+    loss, mse = _simulated(cfg, params, data.X, data.Y)
+    vloss = _val_loss(cfg, params, data)
     hist = jnp.full((o["max_iter"] + 1, len(HIST_KEYS)), jnp.nan)
-    hist = hist.at[0].set(jnp.stack([loss, mse, 0.0, o["mu0"], jnp.nan]))
+    hist = hist.at[0].set(jnp.stack([loss, mse, 0.0, o["mu0"], jnp.nan,
+                                     jnp.where(cfg.has_val, vloss, jnp.nan)]))
     return State(params, Z, jnp.asarray(o["mu0"], float), jnp.asarray(o["rho0"], float),
-                 jnp.int32(0), jnp.int32(_RUNNING), params, loss, mse, jnp.int32(0),
-                 jnp.int32(1), jnp.int32(0), jnp.int32(0), hist)
+                 jnp.int32(0), jnp.int32(_RUNNING), params, loss, mse, jnp.int32(0), loss,
+                 vloss, jnp.int32(0), jnp.int32(1), jnp.int32(0), jnp.int32(0), hist)
 
 
 @functools.lru_cache(maxsize=32)
 def _compiled(cfg: Config):
     """(vinit, vchunk): _init and _chunk jitted and vmapped over seeds, once per Config."""
-    vinit = jax.jit(jax.vmap(functools.partial(_init, cfg), in_axes=(0, None, None)))
-    vchunk = jax.jit(jax.vmap(functools.partial(_chunk, cfg), in_axes=(0, None, None, None)))
+    vinit = jax.jit(jax.vmap(functools.partial(_init, cfg), in_axes=(0, None)))
+    vchunk = jax.jit(jax.vmap(functools.partial(_chunk, cfg), in_axes=(0, None, None)))
     return vinit, vchunk
 
 
@@ -560,21 +622,26 @@ def fit_many(problem, params0_list, *, devices=None, **options):
     P = int(ravel_pytree(params0_list[0])[0].shape[0])
     key = tuple(sorted((k, v) for k, v in o.items() if k not in ("callback", "time_budget",
                                                                   "linear_solver", "relu_mode")))
+    has_val = problem.X_val is not None
     cfg = Config(problem.model, o["relu_mode"], linsolve.choose(o["linear_solver"], m, O, P),
-                 float(residual_scale(problem.loss, m * O)), m, float(problem.weight_decay), key)
+                 float(residual_scale(problem.loss, m * O)), m, float(problem.weight_decay), key,
+                 problem.loss, has_val)
+    data = Data(X, Y, (problem.X_val, problem.Y_val) if has_val else None)
     vinit, vchunk = _compiled(cfg)
     t_start = time.perf_counter()
-    s = vinit(_stack([[(W, b) for W, b in p] for p in params0_list]), X, Y)
+    s = vinit(_stack([[(W, b) for W, b in p] for p in params0_list]), data)
     if not np.all(np.isfinite(np.asarray(s.best_loss))):
         raise LiftnnError("the loss is not finite at the initial weights")
-    s, budget_hit, interrupted = _run(vchunk, s, X, Y, o, t_start)
+    if has_val and not np.all(np.isfinite(np.asarray(s.best_val))):
+        raise LiftnnError("the validation loss is not finite at the initial weights")
+    s, budget_hit, interrupted = _run(vchunk, s, data, o, t_start)
     wall = time.perf_counter() - t_start
     host = jax.device_get(s)
     return [_result(host, i, o, cfg.mode, wall, budget_hit, interrupted)
             for i in range(len(params0_list))]
 
 
-def _run(vchunk, s: State, X, Y, o: dict, t_start: float):
+def _run(vchunk, s: State, data: Data, o: dict, t_start: float):
     """Run chunks of `chunk` iterations until every seed stopped, max_iter, the time budget or
     Ctrl-C; the callback after each chunk.  Returns (state, budget_hit, interrupted)."""
     max_iter, chunk = o["max_iter"], o["chunk"]
@@ -583,7 +650,7 @@ def _run(vchunk, s: State, X, Y, o: dict, t_start: float):
     try:
         while True:
             k_stop += chunk
-            s = vchunk(s, jnp.int32(k_stop), X, Y)
+            s = vchunk(s, jnp.int32(k_stop), data)
             st, k = np.asarray(s.status), np.asarray(s.k)
             if o["callback"] is not None:
                 o["callback"](int(k.max()), s.best_params, np.asarray(s.best_loss))
@@ -607,6 +674,10 @@ def _status(code: int, o: dict, budget_hit: bool, interrupted: bool) -> tuple[st
     if code == _STALLED:
         return R.STALLED, (f"mu exceeded mu_max = {o['mu_max']:g}: no damped step decreases the "
                            f"merit function; returned the best iterate")
+    if code == _VAL_PATIENCE:
+        return R.STALLED, (f"no improvement of the validation loss in {o['val_patience']} "
+                           f"iterations (val_patience); returned the iterate with the lowest "
+                           f"validation loss")
     if code == _PATIENCE:
         return R.STALLED, (f"the best simulated loss did not improve by {o['min_delta']:g} in "
                            f"{o['patience']} iterations")
@@ -632,4 +703,5 @@ def _result(host: State, i: int, o: dict, mode: str, wall: float, budget_hit, in
         history=hist, linear_solver=mode, relu_mode=o["relu_mode"], time_s=wall,
         rho=float(host.rho[i]), mu=float(host.mu[i]), n_resimulated=int(host.nsoc[i]),
         interrupted=interrupted,
+        **({"val_loss": float(host.best_val[i])} if np.isfinite(host.best_val[i]) else {}),
     )
