@@ -40,6 +40,7 @@ from liftnn.lifted import inner, linsolve, schemes, stopping
 from liftnn.models.activations import RELU_MODES
 from liftnn.models.losses import mse as mse_loss
 from liftnn.models.losses import residual_scale
+from liftnn.problem import loss_value
 from liftnn.solvers import result as R
 
 DEFAULTS = {
@@ -124,7 +125,7 @@ def _inner_config(problem, o: dict, P: int) -> inner.InnerConfig:
     m, O = int(problem.Y.shape[0]), int(problem.Y.shape[1])
     return inner.InnerConfig(
         problem.model, o["relu_mode"], linsolve.choose(o["linear_solver"], m, O, P),
-        float(residual_scale(problem.loss, m * O)), m, float(problem.weight_decay),
+        float(residual_scale(problem.loss, m * O)), m, float(problem.weight_decay) > 0,
         float(o["damping"]), int(o["max_inner"]),
         inner.LineSearch(float(o["ls_factor"]), float(o["ls_sigma"]), int(o["max_ls"]),
                          o["line_search"] == "interp"))
@@ -142,18 +143,26 @@ def _evaluator(problem):
     """jit(vmap) over seeds of (problem.objective, problem.data_loss, MSE) of the simulated
     network on (X, Y) (the training data, or the validation data).
 
-    One compiled function per (model, loss, weight_decay): the traced function uses only those
-    fields of `problem` (X, Y are arguments), so problems that share them share it."""
-    key = (problem.model, problem.loss, float(problem.weight_decay))
+    One compiled function per (model, loss, weight decay or none): the traced function uses only
+    those fields of `problem` (X, Y and the weight decay's value are arguments), so problems that
+    share them share it.  The objective is problem.objective's formula (liftnn.problem
+    .objective_value)."""
+    decay = float(problem.weight_decay) > 0
+    key = (problem.model, problem.loss, decay)
     if key not in _EVALUATORS:
         if len(_EVALUATORS) >= 64:  # bounded, like inner.compiled's cache
             _EVALUATORS.clear()
-        def evaluate(params, X, Y):
-            return (problem.objective(params, X, Y), problem.data_loss(params, X, Y),
-                    mse_loss(problem.model.apply(params, X), Y))
+        model, loss = problem.model, problem.loss
 
-        _EVALUATORS[key] = jax.jit(jax.vmap(evaluate, in_axes=(0, None, None)))
-    return _EVALUATORS[key]
+        def evaluate(params, X, Y, mu_w):
+            data = loss_value(model, loss, params, X, Y)
+            obj = data + 0.5 * mu_w * jnp.sum(ravel_pytree(params)[0] ** 2) if decay else data
+            return obj, data, mse_loss(model.apply(params, X), Y)
+
+        _EVALUATORS[key] = jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, None)))
+    w = jnp.asarray(float(problem.weight_decay))
+    compiled = _EVALUATORS[key]
+    return lambda params, X, Y: compiled(params, X, Y, w)
 
 
 def _stack(trees):
@@ -237,7 +246,7 @@ def fit_many(problem, params0_list, *, devices=None, **options):
     problem, mesh = sharding.shard_problem(problem, devices)
     K = len(params0_list)
     cfg = _inner_config(problem, o, int(ravel_pytree(params0_list[0])[0].shape[0]))
-    kernels, evaluate = inner.compiled(cfg), _evaluator(problem)
+    kernels, evaluate = inner.kernels_for(cfg, problem.weight_decay), _evaluator(problem)
     t_start = time.perf_counter()
     smooth = o["relu_mode"] != "gd" and "relu" in problem.model.activations[:-1]
     X, Y = problem.X, problem.Y

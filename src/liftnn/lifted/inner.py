@@ -63,8 +63,10 @@ class InnerConfig(NamedTuple):
 
     model: the MLP; relu_mode: see liftnn.models.activations.RELU_MODES; linear_solver: a
     resolved mode of liftnn.lifted.linsolve ("primal", "dual", "cg"); c: output residual scale;
-    m: number of samples; mu_w: weight decay; damping: Levenberg-Marquardt term on the weights;
-    max_inner: Gauss-Newton steps per inner solve; line_search: LineSearch.
+    m: number of samples; decay: whether the objective has a weight-decay term (its value mu_w
+    is an argument of the compiled solve, so one program serves every mu_w > 0, e.g. the whole
+    weight_decay="auto" path); damping: Levenberg-Marquardt term on the weights; max_inner:
+    Gauss-Newton steps per inner solve; line_search: LineSearch.
     """
 
     model: object
@@ -72,7 +74,7 @@ class InnerConfig(NamedTuple):
     linear_solver: str
     c: float
     m: int
-    mu_w: float
+    decay: bool
     damping: float
     max_inner: int
     line_search: LineSearch
@@ -184,12 +186,14 @@ def _gn_iteration(cfg: InnerConfig, prob: gnm.AugmentedLSQ, eps, s: InnerState) 
                       s.ls_evals + jnp.where(conv, 0, j), status)
 
 
-def inner_solve(cfg: InnerConfig, params, Z, lam, beta, eps, t, X, Y) -> InnerResult:
+def inner_solve(cfg: InnerConfig, params, Z, lam, beta, eps, t, X, Y, mu_w=0.0) -> InnerResult:
     """Minimise L_beta(., lambda) from (params, Z) until the scaled ||grad Phi||_inf <= eps, a line
-    search fails, or cfg.max_inner steps.  t: the ReLU relaxation parameter (ignored otherwise)."""
+    search fails, or cfg.max_inner steps.  t: the ReLU relaxation parameter (ignored otherwise);
+    mu_w: the weight decay (used only when cfg.decay)."""
     m = cfg.m
     sqm = math.sqrt(m)
-    prob = gnm.AugmentedLSQ(X, Y, [lj * sqm / beta for lj in lam], beta / m, cfg.mu_w,
+    prob = gnm.AugmentedLSQ(X, Y, [lj * sqm / beta for lj in lam], beta / m,
+                            mu_w if cfg.decay else 0.0,
                             gnm.hidden_activations(cfg.model, cfg.relu_mode, t),
                             get_activation(cfg.model.activations[-1]), cfg.c)
     s0 = InnerState(params, Z, jnp.inf, jnp.inf, jnp.int32(0), jnp.int32(0), jnp.int32(0),
@@ -208,7 +212,8 @@ def feasible_states(cfg: InnerConfig, params, X, t) -> list:
 
 
 class Kernels(NamedTuple):
-    """jit(vmap(.)) over seeds: solve(params, Z, lam, beta, eps, t, X, Y), start(params, X, t)."""
+    """jit(vmap(.)) over seeds: solve(params, Z, lam, beta, eps, t, X, Y[, mu_w]),
+    start(params, X, t)."""
 
     solve: object
     start: object
@@ -217,7 +222,16 @@ class Kernels(NamedTuple):
 @functools.lru_cache(maxsize=64)
 def compiled(cfg: InnerConfig) -> Kernels:
     """The batched inner solve and feasible start for one static configuration (cached)."""
-    solve = jax.jit(jax.vmap(functools.partial(inner_solve, cfg), in_axes=(0, 0, 0, 0, 0, 0, None, None)),
+    solve = jax.jit(jax.vmap(functools.partial(inner_solve, cfg),
+                             in_axes=(0, 0, 0, 0, 0, 0, None, None, None)),
                     compiler_options=FAST_COMPILE)
     start = jax.jit(jax.vmap(functools.partial(feasible_states, cfg), in_axes=(0, None, 0)))
     return Kernels(solve, start)
+
+
+def kernels_for(cfg: InnerConfig, mu_w: float) -> Kernels:
+    """compiled(cfg) with the weight decay mu_w bound into solve (the program is shared by every
+    mu_w > 0 of the same configuration)."""
+    k = compiled(cfg)
+    w = jnp.asarray(float(mu_w))
+    return Kernels(lambda *args: k.solve(*args, w), k.start)

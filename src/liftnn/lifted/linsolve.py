@@ -98,7 +98,7 @@ def solve_dual(lin: gnm.Linearisation, theta, mu_w, cc):
     K = K + ce * Gblk
     ratio = mu_w / ce
     rhs = cd.rh
-    if mu_w:
+    if gnm.has_decay(mu_w):
         rhs = rhs - ratio * gnm.jh_matvec(lin, lin.params)
     y = _chol_solve(K, rhs.reshape(-1)).reshape(m, O)
     step = ravel_pytree(gnm.jh_rmatvec(lin, y))[0]
