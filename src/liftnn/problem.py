@@ -32,11 +32,17 @@ def loss_value(model, loss: str, params, X, Y, key=None):
     return get_loss(loss)(out, Y)
 
 
+def has_weight_decay(weight_decay) -> bool:
+    """Whether the objective gets a weight-decay term: always for a traced value (one compiled
+    program then serves every value > 0), for a Python number only when it is non-zero."""
+    return not isinstance(weight_decay, (int, float)) or weight_decay != 0
+
+
 def objective_value(model, loss: str, weight_decay: float, params, X, Y, theta=None, key=None):
     """C = loss(f_params(X), Y) + weight_decay / 2 ||theta||^2, theta = the flat params (pass it
     when it is at hand; it is only needed for weight_decay > 0)."""
     c = loss_value(model, loss, params, X, Y, key)
-    if weight_decay:
+    if has_weight_decay(weight_decay):
         if theta is None:
             from jax.flatten_util import ravel_pytree
 

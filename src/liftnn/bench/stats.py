@@ -100,11 +100,11 @@ def aggregate(rows, meta) -> tuple[list[dict], list[str], list[str], str | None]
     return stats, cells, methods, ref
 
 
-def _reach_time(history, target: float) -> tuple[float, float]:
-    """(time of the first history entry with loss <= target, time of the last entry), both on
-    the run's own history clock; NaN when never reached.  Histories without a clock (a fully
-    compiled loop such as lifted-gn's records no per-iteration time) use the iteration count
-    instead: the caller then scales by the run's time per iteration."""
+def _reach_time(history, target: float) -> tuple[float, float, str]:
+    """(time of the first history entry with loss <= target, time of the last entry, the clock:
+    "time" or "iter"), both on the run's own history clock; NaN when never reached.  Histories
+    without a clock (a fully compiled loop such as lifted-gn's records no per-iteration time)
+    use the iteration count instead: the caller then scales by the run's time per iteration."""
     entries = history or []
     clock = "time" if any(math.isfinite(to_float(e.get("time", math.nan))) for e in entries) \
         else "iter"
@@ -115,18 +115,18 @@ def _reach_time(history, target: float) -> tuple[float, float]:
             t_last = t
             if math.isnan(t_reach) and math.isfinite(f) and f <= target:
                 t_reach = t
-    return t_reach, t_last
+    return t_reach, t_last, clock
 
 
 def _reached_at(r, history, target: float) -> float:
     """Time per run at which run row `r` first reached `target` (work_stats); NaN if never."""
     if not math.isfinite(target):
         return math.nan
-    t, t_last = _reach_time(history, target * (1.0 + 1e-9))
+    t, t_last, clock = _reach_time(history, target * (1.0 + 1e-9))
     if not math.isfinite(t):
         return math.nan
     time_s = to_float(r["time_s"])
-    if not any(math.isfinite(to_float(e.get("time", math.nan))) for e in history or []):
+    if clock == "iter":
         # iteration clock, an estimate: the run's time scaled by the share of its iterations
         # done when it reached the target (compilation spread over the iterations alike)
         return time_s * t / t_last if t_last > 0 else time_s

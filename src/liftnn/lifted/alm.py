@@ -40,7 +40,7 @@ from liftnn.lifted import inner, linsolve, schemes, stopping
 from liftnn.models.activations import RELU_MODES
 from liftnn.models.losses import mse as mse_loss
 from liftnn.models.losses import residual_scale
-from liftnn.problem import loss_value
+from liftnn.problem import loss_value, objective_value
 from liftnn.solvers import result as R
 
 DEFAULTS = {
@@ -155,9 +155,8 @@ def _evaluator(problem):
         model, loss = problem.model, problem.loss
 
         def evaluate(params, X, Y, mu_w):
-            data = loss_value(model, loss, params, X, Y)
-            obj = data + 0.5 * mu_w * jnp.sum(ravel_pytree(params)[0] ** 2) if decay else data
-            return obj, data, mse_loss(model.apply(params, X), Y)
+            return (objective_value(model, loss, mu_w if decay else 0.0, params, X, Y),
+                    loss_value(model, loss, params, X, Y), mse_loss(model.apply(params, X), Y))
 
         _EVALUATORS[key] = jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, None)))
     w = jnp.asarray(float(problem.weight_decay))

@@ -50,6 +50,7 @@ import jax
 import jax.numpy as jnp
 
 from liftnn.models.activations import RELU_MODES, Activation, get_activation, relu_relaxation
+from liftnn.problem import has_weight_decay
 
 __all__ = ["RELU_MODES", "AugmentedLSQ", "Linearisation", "back_substitute", "condense",
            "hidden_activations", "jh_matvec", "jh_rmatvec", "linearise", "merit",
@@ -130,16 +131,10 @@ def merit(prob: AugmentedLSQ, params, Z):
     return _merit_value(params, t, [Hj + Oj for Hj, Oj in zip(t.H, prob.omega)], prob.s2, prob.mu_w)
 
 
-def has_decay(mu_w) -> bool:
-    """Whether a weight-decay term is traced: a traced mu_w (one program for every value > 0)
-    always; a Python number only when non-zero (no term at all for 0)."""
-    return not isinstance(mu_w, (int, float)) or mu_w != 0
-
-
 def _merit_value(params, t: Terms, E: list, s2, mu_w):
     """Phi from the residual pieces, E_j = H_j + omega_j."""
     val = 0.5 * jnp.sum(t.F ** 2) + 0.5 * s2 * sum(jnp.sum(Ej ** 2) for Ej in E)
-    if has_decay(mu_w):
+    if has_weight_decay(mu_w):
         val = val + 0.5 * mu_w * sum(jnp.sum(q ** 2) for q in jax.tree_util.tree_leaves(params))
     return val
 
@@ -224,7 +219,7 @@ def merit_value_and_grad(lin: Linearisation):
         gp.append((-s2 * (e[j].T @ zprev), None if b is None else -s2 * jnp.sum(e[j], axis=0)))
         zprev = Z[j]
     gp.append((go.T @ zprev, None if params[-1][1] is None else jnp.sum(go, axis=0)))
-    if has_decay(mu_w):
+    if has_weight_decay(mu_w):
         gp = jax.tree_util.tree_map(lambda g, q: g + mu_w * q, gp, params)
     return val, gp, gz
 

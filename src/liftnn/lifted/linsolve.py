@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from liftnn.lifted import gauss_newton as gnm
+from liftnn.problem import has_weight_decay
 
 SOLVERS = ("auto", "primal", "dual", "cg")
 DIRECT_MAX_P = 4000
@@ -98,7 +99,7 @@ def solve_dual(lin: gnm.Linearisation, theta, mu_w, cc):
     K = K + ce * Gblk
     ratio = mu_w / ce
     rhs = cd.rh
-    if gnm.has_decay(mu_w):
+    if has_weight_decay(mu_w):
         rhs = rhs - ratio * gnm.jh_matvec(lin, lin.params)
     y = _chol_solve(K, rhs.reshape(-1)).reshape(m, O)
     step = ravel_pytree(gnm.jh_rmatvec(lin, y))[0]
