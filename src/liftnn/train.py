@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from liftnn import bayes
 from liftnn._validate import check_choice, check_positive
 from liftnn.errors import LiftnnError
 from liftnn.methods import FIRST_ORDER, METHODS, Method
@@ -54,7 +55,10 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
             (1e-1 ... 1e-6, then 0; each fit warm-started from the previous one's weights) and
             keep the fit with the lowest validation loss (per seed).  Needs validation data;
             without `validation` it holds out AUTO_FRACTION (0.2) of the training data and says
-            so in the Result ("validation_note").
+            so in the Result ("validation_note").  Or "bayes" (gn, lm, alm, lifted-gn):
+            Bayesian regularisation, mu_w re-estimated by the evidence framework on the
+            training data alone (liftnn.bayes; options bayes_max_cycles, bayes_tol); the
+            Result adds alpha, beta, effective_params, log_evidence, weight_decay, bayes_path.
         validation: None (no model selection), a fraction in (0, 1) of the training data held
             out (a shuffled split seeded by `validation_seed`, the same for every method and
             seed), or explicit arrays (X_val, Y_val).  With validation data every method records
@@ -78,6 +82,7 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
         options["devices"] = devices
     _check_dropout(model, spec)
     auto = _check_weight_decay(weight_decay)
+    bayes_opts = bayes.check(method, loss, options) if weight_decay == "bayes" else None
     note = None
     if auto and validation is None:
         validation = AUTO_FRACTION
@@ -93,7 +98,10 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
     else:
         seeds = [seed]
         p0s = [params0 if params0 is not None else model.init(int(seed))]
-    if auto:
+    if bayes_opts is not None:
+        results, problems, wall = _bayes(spec, model, X, Y, Xv, Yv, loss, p0s, options,
+                                         bayes_opts)
+    elif auto:
         results, problems, wall = _path(spec, model, X, Y, Xv, Yv, loss, p0s, many, options)
     else:
         problem = TrainingProblem(model, X, Y, loss=loss, weight_decay=weight_decay, X_val=Xv,
@@ -151,12 +159,36 @@ def _path(spec: Method, model, X, Y, Xv, Yv, loss, p0s, many, options):
     return chosen, [b[3] for b in best], wall
 
 
+def _bayes(spec: Method, model, X, Y, Xv, Yv, loss, p0s, options, own):
+    """weight_decay="bayes": liftnn.bayes.fit's evidence cycles, each initialisation trained
+    with its own mu_w.  Returns (results, problems, wall) like _path."""
+    problems: dict = {}
+
+    def train_cycle(mus, params_list):
+        out = []
+        for mu, p in zip(mus, params_list):
+            problem = TrainingProblem(model, X, Y, loss=loss, weight_decay=mu, X_val=Xv,
+                                      Y_val=Yv)
+            res = _fit(spec, problem, [p], False, options)[0]
+            problems[id(res[0])] = problem
+            out.append(res[0])
+        return out
+
+    t0 = time.perf_counter()
+    results = bayes.fit(train_cycle, model, X, Y, loss, p0s, own)
+    wall = time.perf_counter() - t0
+    return results, [problems[id(r)] for r in results], wall
+
+
 def _check_weight_decay(weight_decay) -> bool:
-    """True for "auto"; a number must be >= 0; another string is an error."""
+    """True for "auto"; "bayes" and a number >= 0 give False; another string is an error."""
     if isinstance(weight_decay, str):
+        if weight_decay == "bayes":
+            return False
         if weight_decay != "auto":
-            raise LiftnnError(f"unknown weight_decay {weight_decay!r}; give a number >= 0 or "
-                              f"'auto' (a validated regularisation path)")
+            raise LiftnnError(f"unknown weight_decay {weight_decay!r}; give a number >= 0, "
+                              f"'auto' (a validated regularisation path) or 'bayes' (Bayesian "
+                              f"regularisation, the evidence framework)")
         return True
     check_positive("weight_decay", weight_decay, strict=False)
     return False

@@ -1,0 +1,277 @@
+"""`weight_decay="bayes"`: Bayesian regularisation (the evidence framework) for the Gauss-Newton
+family (gn, lm, alm, lifted-gn); docs/bayes.md has the derivation and the measurements.
+
+MacKay's model (Neural Computation 4, 1992) with a Gaussian prior on the P weights and Gaussian
+noise on the N = m * d_out target entries: with E_D = 1/2 sum e^2 (e = f_theta(X) - Y) and
+E_W = 1/2 ||theta||^2 the posterior is exp(-M) with M = beta E_D + alpha E_W.  Its minimiser is
+liftnn's objective mse + mu_w/2 ||theta||^2 with
+
+    mu_w = 2 alpha / (beta N)                                   (only r = alpha / beta matters)
+
+At a minimiser, with J = d f_theta(X) / d theta (N x P) and lambda_i the eigenvalues of J^T J,
+the Gauss-Newton (Laplace) Hessian of M is A = beta J^T J + alpha I and
+
+    gamma = sum_i beta lambda_i / (beta lambda_i + alpha) = sum_i lambda_i / (lambda_i + r)
+    alpha <- gamma / (2 E_W),    beta <- (N - gamma) / (2 E_D)
+    ln p(Y | alpha, beta) = -beta E_D - alpha E_W - 1/2 ln det A + P/2 ln alpha + N/2 ln beta
+                            - N/2 ln(2 pi)
+
+gamma (`effective_params`) counts the well-determined weights.  The eigenvalues come from the
+smaller Gram matrix, J^T J (P x P) or J J^T (N x N): they share the non-zero spectrum, so nothing
+larger than min(N, P)^2 is formed.  At a feasible lifted point the exactly condensed reduced
+system of alm / lifted-gn is this single-shooting Gauss-Newton matrix (docs/lifted.md), so one
+re-estimation serves every method.
+
+The layer (`fit`): start from the r_0 at which gamma = min(N, P)/2 on the initial network's
+Jacobian (trainbr's gamma_0 = P gives a negative beta when P > N, and a start from the initial
+errors regularised sin^2 to the zero function), train with mu_w = 2 r / N, re-estimate r on the trained network, and
+train again warm-started from it, until r and gamma settle (relative changes below `tol`) or
+`max_cycles` trainings; per initialisation.  The Result reports alpha, beta, effective_params,
+log_evidence, weight_decay (the final mu_w) and bayes_path (one row per cycle).
+
+`Posterior` is the Laplace posterior of a fit: predictive variance 1/beta + g(x)^T A^{-1} g(x),
+g(x) = d f_theta(x) / d theta, through the same smaller Gram (Woodbury when P > N).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from liftnn._validate import check_choice
+from liftnn.errors import LiftnnError
+
+#: the methods whose curvature is the Gauss-Newton matrix the evidence framework uses
+METHODS = ("gn", "lm", "alm", "lifted-gn")
+#: options of the layer itself (taken out of the method's options by liftnn.train)
+DEFAULTS = {"bayes_max_cycles": 12, "bayes_tol": 0.02, "bayes_start": "both"}
+STARTS = ("both", "weak", "strong")
+
+
+class Evidence(NamedTuple):
+    """The evidence quantities of one trained network (MacKay's half-sum conventions)."""
+
+    alpha: float
+    beta: float
+    gamma: float  # effective number of parameters
+    log_evidence: float
+    ratio: float  # the re-estimated r = alpha / beta for the next training
+
+
+def check(method: str, loss: str, options: dict) -> dict:
+    """Refuse what the layer cannot do before any work; returns the layer's own options (taken
+    out of `options`, in place)."""
+    if method not in METHODS:
+        raise LiftnnError(f"weight_decay='bayes' (Bayesian regularisation) needs a Gauss-Newton "
+                          f"method: one of {', '.join(METHODS)}; got {method!r}")
+    if loss not in ("mse", "sse"):
+        raise LiftnnError(f"weight_decay='bayes' is implemented for least-squares losses (mse, "
+                          f"sse); loss={loss!r} needs the classification evidence framework, "
+                          f"which liftnn does not have yet: use weight_decay='auto' or a number")
+    own = {k: options.pop(k, v) for k, v in DEFAULTS.items()}
+    check_choice("bayes_start", own["bayes_start"], STARTS)
+    if isinstance(own["bayes_max_cycles"], bool) or not isinstance(
+            own["bayes_max_cycles"], (int, np.integer)) or own["bayes_max_cycles"] < 1:
+        raise LiftnnError(f"bayes_max_cycles must be an integer >= 1; got "
+                          f"{own['bayes_max_cycles']!r}")
+    if not (isinstance(own["bayes_tol"], (int, float)) and 0 < own["bayes_tol"] < 1):
+        raise LiftnnError(f"bayes_tol must be a number in (0, 1); got {own['bayes_tol']!r}")
+    return own
+
+
+@functools.lru_cache(maxsize=32)
+def _jacobian_fn(model):
+    """jit of (theta, X) -> J = d f_theta(X).ravel() / d theta, (N, P) with N = m * d_out."""
+    unravel = ravel_pytree(model.init(0))[1]
+
+    def jac(theta, X):
+        return jax.jacfwd(lambda t: model.apply(unravel(t), X).reshape(-1))(theta)
+
+    return jax.jit(jac)
+
+
+def jacobian(model, params, X) -> np.ndarray:
+    """The single-shooting output Jacobian J (N x P) at params on X: (m, d_in)."""
+    theta = ravel_pytree(params)[0]
+    return np.asarray(_jacobian_fn(model)(theta, jnp.asarray(X)))
+
+
+def gram_eigh(J: np.ndarray):
+    """Eigen-decomposition of the smaller Gram matrix of J (N x P): (lambda, V, side) with side
+    "params" (J^T J = V diag(lambda) V^T, P x P) or "samples" (J J^T, N x N); lambda >= 0."""
+    N, P = J.shape
+    side = "params" if P <= N else "samples"
+    lam, V = np.linalg.eigh(J.T @ J if side == "params" else J @ J.T)
+    return np.clip(lam, 0.0, None), V, side
+
+
+def effective_params(lam: np.ndarray, ratio: float) -> float:
+    """gamma = sum_i lambda_i / (lambda_i + r) (eigenvalues of J^T J; zero ones add nothing)."""
+    return float(np.sum(lam / (lam + ratio)))
+
+
+def evidence(lam: np.ndarray, sse: float, ssw: float, N: int, P: int, ratio: float) -> Evidence:
+    """Re-estimate at a network trained with r = alpha / beta (module docstring).
+
+    lam: eigenvalues of the smaller Gram matrix; sse = sum e^2; ssw = ||theta||^2."""
+    gamma = min(effective_params(lam, ratio), N - 0.5)
+    sse, ssw = max(sse, 1e-300), max(ssw, 1e-300)
+    alpha, beta = gamma / ssw, (N - gamma) / sse
+    n = lam.size  # min(N, P) eigenvalues; the other P - n of J^T J are zero
+    logdet = float(np.sum(np.log(beta * lam + alpha))) + (P - n) * math.log(alpha)
+    log_ev = (-0.5 * beta * sse - 0.5 * alpha * ssw - 0.5 * logdet + 0.5 * P * math.log(alpha)
+              + 0.5 * N * math.log(beta) - 0.5 * N * math.log(2 * math.pi))
+    return Evidence(float(alpha), float(beta), float(gamma), float(log_ev), float(alpha / beta))
+
+
+def strong_start(sse: float, ssw: float, N: int, P: int) -> float:
+    """r_0 from gamma_0 = min(P, N/2) and the initial network's errors and weights (MacKay's
+    re-estimation applied at the start): a strong prior, the smooth end of the path."""
+    g = min(P, N / 2.0)
+    return g * max(sse, 1e-12) / ((N - g) * max(ssw, 1e-12))
+
+
+def weak_start(lam: np.ndarray, N: int, P: int) -> float:
+    """r_0 with gamma(r_0) = min(N, P) / 2 at the initial network's Jacobian (eigenvalues lam
+    of the smaller Gram matrix): half the weights well determined by the prior at the start,
+    whatever the scales of the data and the weights (gamma(r) falls from rank to 0 as r grows;
+    solved by bisection on log r)."""
+    target = min(N, P) / 2.0
+    lam = lam[lam > 0]
+    if lam.size == 0 or effective_params(lam, 0.0) <= target:
+        return float(np.median(lam)) if lam.size else 1.0
+    lo, hi = math.log(lam.min()) - 30.0, math.log(lam.max()) + 30.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if effective_params(lam, math.exp(mid)) > target else (lo, mid)
+    return math.exp(0.5 * (lo + hi))
+
+
+def weight_decay(ratio: float, N: int, loss: str) -> float:
+    """liftnn's mu_w for r = alpha / beta: 2 r / N for "mse" (a mean), r for "sse" (half sum)."""
+    return 2.0 * ratio / N if loss == "mse" else ratio
+
+
+def _sums(model, params, X, Y):
+    e = np.asarray(model.apply(params, X)) - np.asarray(Y)
+    return float(np.sum(e**2)), float(np.sum(np.asarray(ravel_pytree(params)[0]) ** 2))
+
+
+def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict):
+    """The evidence cycles for K initialisations (module docstring), from the weak start, the
+    strong start or both (`bayes_start`); with both, each initialisation keeps the run with the
+    higher log evidence (bayes_start_used says which).
+
+    train_cycle(mus, params_list) -> list[Result]: trains every initialisation with its own
+    weight decay mus[k] from params_list[k] (liftnn.train supplies it).  Returns the Results of
+    the last cycle with the evidence fields added."""
+    X, Y = np.asarray(X), np.asarray(Y)
+    N, P = int(Y.size), int(ravel_pytree(p0s[0])[0].size)
+    starts = ("weak", "strong") if own["bayes_start"] == "both" else (own["bayes_start"],)
+    runs = {}
+    for start in starts:
+        if start == "weak":
+            r0 = [weak_start(gram_eigh(jacobian(model, p, X))[0], N, P) for p in p0s]
+        else:
+            r0 = [strong_start(*_sums(model, p, X, Y), N, P) for p in p0s]
+        runs[start] = _cycles(train_cycle, model, X, Y, loss, p0s, own, r0, N, P)
+    out = []
+    for k in range(len(p0s)):
+        best = max(starts, key=lambda s: runs[s][k]["log_evidence"])
+        res = runs[best][k]
+        res["bayes_start_used"] = best
+        res["bayes_log_evidence_by_start"] = {s: runs[s][k]["log_evidence"] for s in starts}
+        out.append(res)
+    return out
+
+
+def _cycles(train_cycle, model, X, Y, loss, p0s, own, ratio, N, P):
+    """Train, re-estimate r, train again until settled (fit's loop, from the ratios given).
+
+    Every cycle's network is a candidate model; each initialisation returns the one with the
+    highest log evidence (often not the last: the fixed-point iteration of alpha and beta does
+    not climb the evidence monotonically), with the whole path in bayes_path."""
+    K = len(p0s)
+    ratio = list(ratio)
+    gamma = [math.nan] * K
+    settled = [False] * K
+    path: list[list] = [[] for _ in range(K)]
+    params = list(p0s)
+    best: list = [None] * K  # (Evidence, Result, weight decay used, cycle)
+    for cycle in range(int(own["bayes_max_cycles"])):
+        todo = [k for k in range(K) if not settled[k]]
+        if not todo:
+            break
+        mus = [weight_decay(ratio[k], N, loss) for k in todo]
+        for k, mu, res in zip(todo, mus, train_cycle(mus, [params[k] for k in todo])):
+            ev = evidence(gram_eigh(jacobian(model, res["params"], X))[0],
+                          *_sums(model, res["params"], X, Y), N, P, ratio[k])
+            path[k].append({"cycle": cycle + 1, "weight_decay": mu, "gamma": ev.gamma,
+                            "alpha": ev.alpha, "beta": ev.beta, "log_evidence": ev.log_evidence,
+                            "nit": int(res.get("nit", 0)), "status": res.get("status")})
+            tol = own["bayes_tol"]
+            settled[k] = (abs(math.log(ev.ratio / ratio[k])) < tol
+                          and abs(ev.gamma - gamma[k]) < tol * max(ev.gamma, 1.0))
+            if best[k] is None or ev.log_evidence > best[k][0].log_evidence:
+                best[k] = (ev, res, mu, cycle + 1)
+            gamma[k], params[k], ratio[k] = ev.gamma, res["params"], ev.ratio
+    results = []
+    for k in range(K):
+        ev, res, mu, at = best[k]
+        res.update(alpha=ev.alpha, beta=ev.beta, effective_params=ev.gamma,
+                   log_evidence=ev.log_evidence, weight_decay=mu, bayes_path=path[k],
+                   bayes_cycles=len(path[k]), bayes_settled=settled[k], n_params=P, n_targets=N,
+                   bayes_cycle=at)
+        if not settled[k]:
+            note = (f"Bayesian regularisation: alpha, beta, gamma had not settled after "
+                    f"{len(path[k])} trainings (bayes_max_cycles)")
+            res["message"] = f"{res.get('message', '')}; {note}"
+        results.append(res)
+    return results
+
+
+class Posterior(NamedTuple):
+    """The Laplace (Gauss-Newton) posterior of a Bayesian-regularised network.
+
+    Predictive variance of output o at x: 1/beta + c0 ||g||^2 + sign ||B g||^2 with
+    g = d f_o(x) / d theta (P,): for P <= N, c0 = 0, sign = +1, B = diag((beta lambda + alpha)
+    ^-1/2) V^T; for P > N (Woodbury), c0 = 1/alpha, sign = -1,
+    B = diag((alpha (alpha/beta + lambda))^-1/2) U^T J."""
+
+    model: object
+    theta: np.ndarray
+    alpha: float
+    beta: float
+    c0: float
+    sign: float
+    B: np.ndarray
+
+    @classmethod
+    def from_fit(cls, model, params, X, alpha: float, beta: float) -> Posterior:
+        J = jacobian(model, params, X)
+        lam, V, side = gram_eigh(J)
+        if side == "params":
+            B = (V / np.sqrt(beta * lam + alpha)).T
+            return cls(model, np.asarray(ravel_pytree(params)[0]), alpha, beta, 0.0, 1.0, B)
+        B = (V / np.sqrt(alpha * (alpha / beta + lam))).T @ J
+        return cls(model, np.asarray(ravel_pytree(params)[0]), alpha, beta, 1.0 / alpha, -1.0, B)
+
+    def predict(self, X):
+        """(mean (m, d_out), std (m, d_out)) at X: (m, d_in); std includes the noise 1/beta."""
+        X = np.asarray(X, dtype=np.float64)
+        m = X.shape[0]
+        G = jacobian(self.model, ravel_to_params(self.model, self.theta), X)  # (m*O, P)
+        mean = np.asarray(self.model.apply(ravel_to_params(self.model, self.theta), X))
+        var_w = self.c0 * np.sum(G**2, axis=1) + self.sign * np.sum((G @ self.B.T) ** 2, axis=1)
+        var = 1.0 / self.beta + np.clip(var_w, 0.0, None)
+        return mean, np.sqrt(var).reshape(m, -1)
+
+
+def ravel_to_params(model, theta):
+    return ravel_pytree(model.init(0))[1](jnp.asarray(theta))
