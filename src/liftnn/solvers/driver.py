@@ -305,7 +305,7 @@ class ResidualEvaluator(KeepsLastIterate):
         return Iterate(x, cost, J.T @ r if np.all(np.isfinite(J)) else J.sum(0) * np.nan, r, J)
 
     def first(self, x0) -> Iterate:
-        """The iterate at x0; raises LiftnnError if r or J is not finite there."""
+        """The iterate at x0; raises LiftnnError if r, J or the cost is not finite there."""
         it = self.iterate(x0)
         if not np.all(np.isfinite(it.r)):
             bad = int(np.flatnonzero(~np.isfinite(it.r))[0])
@@ -313,6 +313,10 @@ class ResidualEvaluator(KeepsLastIterate):
                               f"{it.r[bad]!r})")
         if not np.all(np.isfinite(it.J)):
             raise LiftnnError("the Jacobian of the residuals is not finite at x0")
+        if not math.isfinite(it.f):  # finite residuals whose squares overflow: no step can be judged
+            raise LiftnnError(f"the cost 1/2 ||r||^2 overflows float64 at x0 (residuals up to "
+                              f"{float(np.max(np.abs(it.r))):.3g}); rescale the problem (for "
+                              f"network training: standardise the targets)")
         return it
 
 
