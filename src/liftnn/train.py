@@ -315,7 +315,6 @@ def _finish(res: Result, problem, dataset, model, method, seed) -> Result:
                        if len(dataset.x_test) else float("nan"))
     if not len(dataset.x_test):
         res["test_note"] = "no test data: test_mse (and test_accuracy) are nan"
-        res["message"] = f"{res.get('message', '')}; {res['test_note']}"
     if problem.X_val is not None:
         res["n_val"] = int(problem.X_val.shape[0])
         res["val_mse"] = problem.mse(params, problem.X_val, problem.Y_val)
