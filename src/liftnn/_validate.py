@@ -161,7 +161,7 @@ def class_targets(name: str, Y: np.ndarray, k: int) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise LiftnnError(f"{name} holds class indices for the cross-entropy of a network with "
-                          f"{k} outputs: values must be integers 0..{k - 1}; row {i} is {y[i]!r}")
+                          f"{k} outputs: values must be integers 0..{k - 1}; row {i} is {float(y[i])!r}")
     return np.eye(k)[y.astype(np.int64)]
 
 

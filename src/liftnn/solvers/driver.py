@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from liftnn._validate import callable_or_none, integer, merge_options, number
+from liftnn.blas_threads import limit_blas
 from liftnn.errors import LiftnnError
 from liftnn.solvers import result as R
 
@@ -406,6 +407,14 @@ def _failed_step(st: Step, nit: int) -> tuple[str, str] | None:
 
 def run(method: str, solver: tuple, ev, x0: np.ndarray, o: dict,
         monitor: Callable | None = None) -> R.Result:
+    """Run a solver from x0 with BLAS capped at one thread (liftnn.blas_threads: numpy's
+    factorisations and XLA's thread pool otherwise oversubscribe the cores); see _run."""
+    with limit_blas():
+        return _run(method, solver, ev, x0, o, monitor)
+
+
+def _run(method: str, solver: tuple, ev, x0: np.ndarray, o: dict,
+         monitor: Callable | None = None) -> R.Result:
     """Run a solver from x0 with the common options `o` (see the module docstring).
 
     solver: (init, step, summary): init(it) -> state, step(state, it) -> (state, Step),
