@@ -37,10 +37,12 @@ saturated tanh units: on breast_cancer 30-16-2 it ended at C = 0.177, train accu
 where lbfgs reaches C ~ 1e-9.)
 
 "gn": the damped direction d = -(G + lam I)^{-1} g with lam = delta * mean(diag G) and delta
-adapted by the ratio rho of the actual to the predicted decrease of C (Levenberg-Marquardt's
-rule as in Martens 2010: rho > 3/4 -> delta / 3, rho < 1/4 -> delta * 2; start GN_DAMPING =
-1e-3, floor GN_DAMPING_MIN = 1e-12, where the step is Gauss-Newton's to rounding), then Armijo
-backtracking from a = 1 (or strong Wolfe) on C, with least_squares.gn's `stall_iters` rule.
+adapted after each step: a step the line search shortened to a < 1 -> delta * max(2, 1/a);
+a full step -> by the ratio rho of the actual to the predicted decrease of C
+(Levenberg-Marquardt's rule as in Martens 2010: rho > 3/4 -> delta / 3, rho < 1/4 -> delta * 2);
+start GN_DAMPING = 1e-3, floor GN_DAMPING_MIN = 1e-12, where the step is Gauss-Newton's to
+rounding.  The step itself: Armijo backtracking from a = 1 (or strong Wolfe) on C along d, with
+least_squares.gn's `stall_iters` rule.
 The damping keeps the first steps at a length the model of C can be trusted for, so the line
 search does not backtrack from huge undamped steps; near a minimum delta falls to the floor and
 the convergence is Gauss-Newton's.  History "damping" = lam of the iteration; Result
@@ -270,7 +272,9 @@ def make_gn(ev, o: dict):
         a = st.step
         predicted = -(a * float(it.g @ d) + 0.5 * a * a * system.gG(d))
         rho = (it.f - st.it.f) / predicted if predicted > 0 else 0.0
-        if rho > 0.75:
+        if a < 1.0:  # the line search shortened the step: damp so the next full step is shorter
+            delta = min(delta * max(GN_DAMPING_UP, 1.0 / a), GN_DAMPING_MAX)
+        elif rho > 0.75:
             delta = max(delta * GN_DAMPING_DOWN, GN_DAMPING_MIN)
         elif rho < 0.25:
             delta = min(delta * GN_DAMPING_UP, GN_DAMPING_MAX)
