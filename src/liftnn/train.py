@@ -96,7 +96,7 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
         options["devices"] = devices
     _check_dropout(model, spec)
     auto = _check_weight_decay(weight_decay)
-    loss = loss_name(loss)
+    loss = loss if callable(loss) else loss_name(loss)
     dataset, validation = _class_targets(model, dataset, validation, loss)
     _check_training_data(dataset)
     note = None
