@@ -31,10 +31,11 @@ of the smaller of the two equivalent systems: the n x n one, G + lam I (when n <
 (m O) x (m O) one of the data rows A_d of A (when there are more parameters than logit rows),
 through the push-through identity (A_d^T A_d + lam' I)^{-1} g
 = (g - A_d^T (A_d A_d^T + lam' I)^{-1} A_d g) / lam', lam' = lam + weight_decay.  (Until
-2026-12 a dense symmetric eigendecomposition of G ran every iteration: about 8x the cost of the
+2026-12 a dense symmetric eigendecomposition of G ran every iteration: 8x to 60x the cost of the
 Cholesky factorisation at n = 530, and gn's undamped minimum-norm steps -G^+ g overshot into
-saturated tanh units: on breast_cancer 30-16-2 it ended at C = 0.177, train accuracy 0.94,
-where lbfgs reaches C ~ 1e-9.)
+saturated tanh units: on breast_cancer 30-16-2 it ended at C = 0.177, train accuracy 0.94, in
+16 iterations of 1.3 s each on a busy 2-core machine; now C = 3.9e-10, train accuracy 1.0, in
+31 iterations of 0.19 s, lbfgs reaching C ~ 4e-9.)
 
 "gn": the damped direction d = -(G + lam I)^{-1} g with lam = delta * mean(diag G) and delta
 adapted after each step: a step the line search shortened to a < 1 -> delta * max(2, 1/a);
