@@ -33,17 +33,19 @@ through the push-through identity (A_d^T A_d + lam' I)^{-1} g
 = (g - A_d^T (A_d A_d^T + lam' I)^{-1} A_d g) / lam', lam' = lam + weight_decay.  (Until
 2026-12 a dense symmetric eigendecomposition of G ran every iteration: 8x to 60x the cost of the
 Cholesky factorisation at n = 530, and gn's undamped minimum-norm steps -G^+ g overshot into
-saturated tanh units: on breast_cancer 30-16-2 it ended at C = 0.177, train accuracy 0.94, in
-16 iterations of 1.3 s each on a busy 2-core machine; now C = 3.9e-10, train accuracy 1.0, in
-31 iterations of 0.19 s, lbfgs reaching C ~ 4e-9.)
+saturated tanh units: on breast_cancer 30-16-2 it ended at C = 0.177, train accuracy 0.94, after
+16 iterations, 20.5 s to 32.9 s per fit on a busy 2-core machine; now C = 6.1e-10, train
+accuracy 1.0, after 33 iterations, 3.4 s to 5.1 s on the same machine, with BLAS capped by
+liftnn.blas_threads; lbfgs reaches C ~ 4e-9.)
 
 "gn": the damped direction d = -(G + lam I)^{-1} g with lam = delta * mean(diag G) and delta
-adapted after each step: a step the line search shortened to a < 1 -> delta * max(2, 1/a);
-a full step -> by the ratio rho of the actual to the predicted decrease of C
-(Levenberg-Marquardt's rule as in Martens 2010: rho > 3/4 -> delta / 3, rho < 1/4 -> delta * 2);
-start GN_DAMPING = 1e-3, floor GN_DAMPING_MIN = 1e-12, where the step is Gauss-Newton's to
-rounding.  The step itself: Armijo backtracking from a = 1 (or strong Wolfe) on C along d, with
-least_squares.gn's `stall_iters` rule.
+adapted after each step: a step the line search shortened to a < 1 -> delta / a (the next full
+step about that much shorter); a full step whose decrease is at least GN_RHO_GOOD = 1/4 of the
+one the model predicts, -(g^T d + d^T G d / 2) -> delta / 3 (Levenberg-Marquardt's rule, as in
+Martens 2010, with the increase left to the line search); start GN_DAMPING = 1e-3, floor
+GN_DAMPING_MIN = 1e-12, where the step is Gauss-Newton's to rounding.  The step itself: Armijo
+backtracking from a = 1 (or strong Wolfe) on C along d, with least_squares.gn's `stall_iters`
+rule.
 The damping keeps the first steps at a length the model of C can be trusted for, so the line
 search does not backtrack from huge undamped steps; near a minimum delta falls to the floor and
 the convergence is Gauss-Newton's.  History "damping" = lam of the iteration; Result
@@ -236,9 +238,9 @@ class DampedSystem:
             return np.full_like(self.g, np.nan)
 
 
-#: gn's relative damping delta (lam = delta * mean diag G): start, floor, ceiling and the rule
+#: gn's relative damping delta (lam = delta * mean diag G): start, floor, ceiling; the decrease
 GN_DAMPING, GN_DAMPING_MIN, GN_DAMPING_MAX = 1e-3, 1e-12, 1e12
-GN_DAMPING_DOWN, GN_DAMPING_UP = 1.0 / 3.0, 2.0
+GN_DAMPING_DOWN, GN_RHO_GOOD = 1.0 / 3.0, 0.25
 
 
 class GNState(NamedTuple):
@@ -274,11 +276,9 @@ def make_gn(ev, o: dict):
         predicted = -(a * float(it.g @ d) + 0.5 * a * a * system.gG(d))
         rho = (it.f - st.it.f) / predicted if predicted > 0 else 0.0
         if a < 1.0:  # the line search shortened the step: damp so the next full step is shorter
-            delta = min(delta * max(GN_DAMPING_UP, 1.0 / a), GN_DAMPING_MAX)
-        elif rho > 0.75:
+            delta = min(delta / a, GN_DAMPING_MAX)
+        elif rho > GN_RHO_GOOD:  # a full step the model predicted well: damp less
             delta = max(delta * GN_DAMPING_DOWN, GN_DAMPING_MIN)
-        elif rho < 0.25:
-            delta = min(delta * GN_DAMPING_UP, GN_DAMPING_MAX)
         idle = 0
         if it.f - st.it.f <= GN_NEGLIGIBLE * abs(it.f):
             idle = state.idle + 1
