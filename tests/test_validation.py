@@ -255,7 +255,7 @@ def test_names_follow_one_rule_case_insensitive_with_aliases(sin2):
     assert ln.MLP("1-4-1", activation="TANH").activations[0] == "tanh"
     assert ln.MLP("1-4-1", activation="logsig").activations[0] == "sigmoid"
     assert TrainingProblem(ln.MLP("1-4-1"), sin2.x_train, sin2.y_train, loss="SSE").loss == "sse"
-    for bad, kind in ((dict(method="lmx"), "method"), (dict(loss="msee"), "loss")):
+    for bad, kind in (({"method": "lmx"}, "method"), ({"loss": "msee"}, "loss")):
         with pytest.raises(ln.LiftnnError, match=rf"unknown {kind}.*not case-sensitive"):
             ln.train(ln.MLP("1-4-1"), sin2, **bad)
     with pytest.raises(ln.LiftnnError, match=r"unknown activation 'tanhh'.*tansig = tanh"):

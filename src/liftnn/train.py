@@ -34,8 +34,8 @@ from liftnn._validate import (
     class_targets,
 )
 from liftnn.errors import LiftnnError, LiftnnWarning
-from liftnn.models.losses import loss_name
 from liftnn.methods import FIRST_ORDER, METHODS, Method
+from liftnn.models.losses import loss_name
 from liftnn.problem import TrainingProblem
 from liftnn.solvers import result as R
 from liftnn.solvers.result import Result
