@@ -7,9 +7,11 @@ pool, with numpy / scipy factorisations (SVD, Cholesky, eigh) on OpenBLAS's thre
 size themselves to every core and keep their idle workers spinning for a while after a call, so
 each pool's work runs against the other's spinning threads: on a busy 2-core machine gn on
 breast_cancer 30-16-2 took 1.46 s per iteration with OpenBLAS's default threads and 0.18 s with
-one thread, identical iterates (a Cholesky factorisation of 530 x 530: 3 ms alone).  That is the
-likely cause of the rare huge timings of lm (friedman1 10-16-16-1: 410.8 s once, 18.0 s on a rerun
-with the same train MSE).
+one thread, identical iterates (a Cholesky factorisation of 530 x 530: 3 ms alone).  It is the
+cause of the rare huge timings of lm: `liftnn train --problem friedman1 --arch 10-16-16-1
+--method lm` took 379.6 s with OpenBLAS's default threads on that busy machine (410.8 s in the
+issue), 19.4 s with OPENBLAS_NUM_THREADS=1 and 21.0 s under this guard, the same 218 iterations
+and train MSE each time.
 
 `limit_blas()` caps the BLAS pool (threadpoolctl, where installed: it comes with scikit-learn)
 at LIFTNN_BLAS_THREADS threads (default 1; 0 or "off": no cap) for the duration of a solve.  The
