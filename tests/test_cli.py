@@ -66,3 +66,42 @@ def test_train_seeds_runs_one_vectorised_batch(tmp_path):
 def test_bad_input_exits_2_naming_the_problem(extra, needle):
     res = CliRunner().invoke(app, ARGS + extra)
     assert res.exit_code == 2 and needle in res.output, res.output
+
+
+# --- classification (issue 22) -----------------------------------------------------------------
+WINE = ["train", "--problem", "wine", "--method", "lbfgs", "--max-iter", "20"]
+
+
+@pytest.mark.parametrize("extra", [[], ["--opt", "loss=cross_entropy"], ["--loss", "cross_entropy"]])
+def test_classification_with_the_wrong_output_width_names_the_right_arch(extra):
+    res = CliRunner().invoke(app, WINE + ["--arch", "13-8-1"] + extra)
+    assert res.exit_code == 2, res.output
+    assert "3 classes" in res.output and "--arch 13-8-3" in res.output
+
+
+def test_classification_defaults_to_cross_entropy_and_prints_accuracy():
+    res = CliRunner().invoke(app, WINE + ["--arch", "13-8-3", "--json"])
+    assert res.exit_code == 0, res.output
+    (out,) = _lines(res.output)
+    assert out["loss"] == "cross_entropy"
+    assert 0.0 <= out["train_accuracy"] <= 1.0 and 0.0 <= out["test_accuracy"] <= 1.0
+    text = CliRunner().invoke(app, WINE + ["--arch", "13-8-3"])
+    assert text.exit_code == 0 and "test accuracy" in text.output and "cross-entropy" in text.output
+
+
+def test_explicit_mse_on_classification_data_and_bad_loss():
+    res = CliRunner().invoke(app, WINE + ["--arch", "13-8-1", "--loss", "mse", "--json"])
+    assert res.exit_code == 0, res.output
+    (out,) = _lines(res.output)
+    assert out["loss"] == "mse" and "train_accuracy" not in out
+    bad = CliRunner().invoke(app, WINE + ["--arch", "13-8-3", "--loss", "hinge"])
+    assert bad.exit_code == 2 and "unknown --loss 'hinge'" in bad.output
+    clash = CliRunner().invoke(app, WINE + ["--arch", "13-8-3", "--loss", "mse", "--opt",
+                                            "loss=cross_entropy"])
+    assert clash.exit_code == 2 and "disagree" in clash.output
+
+
+def test_regression_data_default_to_mse():
+    res = CliRunner().invoke(app, ARGS + ["--json"])
+    assert res.exit_code == 0, res.output
+    assert _lines(res.output)[0]["loss"] == "mse"

@@ -226,3 +226,18 @@ def test_classifier_refuses_alm():
     X, y = _blobs(m=30)
     with pytest.raises(ValueError, match="least-squares"):
         LiftnnClassifier(method="alm").fit(X, y)
+
+
+@pytest.mark.parametrize("y", [np.array(["a", "b"] * 10), np.array(["1.5", "x"] * 10, dtype=object)])
+def test_regressor_with_string_targets_says_numeric_and_points_to_the_classifier(y):
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(ValueError, match=r"numeric targets.*LiftnnClassifier"):
+        LiftnnRegressor(max_iter=2).fit(X, y)
+
+
+def test_regressor_accepts_numeric_strings_as_scikit_learn_does():
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = LiftnnRegressor(max_iter=2, random_state=0).fit(X, np.array(["1.5", "2"] * 10))
+    assert reg.predict(X).shape == (20,)

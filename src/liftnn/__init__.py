@@ -13,7 +13,7 @@ jax.config.update("jax_enable_x64", True)
 
 from liftnn import datasets
 from liftnn.compile_cache import enable_compile_cache
-from liftnn.errors import LiftnnError
+from liftnn.errors import LiftnnError, LiftnnWarning
 from liftnn.models import MLP
 from liftnn.models.backprop import backprop, input_gradient, optimize_inputs
 from liftnn.models.feedforward_graph import FeedforwardGraph
@@ -30,6 +30,7 @@ __all__ = [
     "MLP",
     "FeedforwardGraph",
     "LiftnnError",
+    "LiftnnWarning",
     "Moeller2Net",
     "TrainingProblem",
     "backprop",

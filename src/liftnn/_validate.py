@@ -3,7 +3,11 @@
 Each raises LiftnnError naming the bad argument, before any work starts:
 
 - arrays: `as_2d_finite`, `check_data` (inputs/targets against a model's widths);
-- scalars: `check_positive`, `check_choice`;
+- arrays against a network: `check_input_shape` (what MLP.apply is given), `check_samples`
+  (at least two training samples), `check_scale` (overflowing or far-from-unit-scale data),
+  `class_targets` (class indices -> one-hot rows for the cross-entropy);
+- scalars: `check_positive`, `check_choice`, `canonical` (a name among choices or aliases,
+  compared without case: the rule for method, activation and loss names);
 - option dicts (validated in place, so a solver reads the checked value back): `number`,
   `integer`, `choice`, `callable_or_none`, and `merge_options` (defaults + user options, unknown
   names rejected with the valid ones listed).
@@ -12,11 +16,19 @@ Each raises LiftnnError naming the bad argument, before any work starts:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 
-from liftnn.errors import LiftnnError
+from liftnn.errors import LiftnnError, LiftnnWarning
+
+#: check_scale warns when an array's largest column scale (max over columns of |mean| and std)
+#: lies outside this range: far from unit scale, which the default initialisations assume
+SCALE_RANGE = (1e-4, 1e4)
+#: check_scale refuses targets with |values| above this: their squared errors overflow float64
+#: (sqrt(max float64) is 1.3e154)
+OVERFLOW_LIMIT = 1e150
 
 
 def as_2d_finite(name: str, a: Any, allow_empty: bool = False) -> np.ndarray:
@@ -71,6 +83,86 @@ def check_choice(kind: str, value: str, choices: Any) -> str:
     if value not in choices:
         raise LiftnnError(f"unknown {kind} {value!r}; choose one of: {', '.join(sorted(choices))}")
     return value
+
+
+def canonical(kind: str, value: Any, choices: Any, aliases: dict | None = None) -> str:
+    """The canonical name of `value` among `choices`, or of an alias (alias -> canonical name),
+    compared without regard to case ("LM" -> "lm", "TanSig" -> "tanh").  This is the one rule for
+    method, activation and loss names; an unknown name raises LiftnnError listing the valid ones
+    (and the aliases)."""
+    aliases = aliases or {}
+    key = str(value).strip().lower()
+    by_lower = {str(c).lower(): c for c in choices}
+    if key in by_lower:
+        return by_lower[key]
+    if key in {a.lower() for a in aliases}:
+        return next(c for a, c in aliases.items() if a.lower() == key)
+    also = (f" (aliases: {', '.join(f'{a} = {c}' for a, c in sorted(aliases.items()))})"
+            if aliases else "")
+    raise LiftnnError(f"unknown {kind} {value!r}; choose one of: {', '.join(sorted(choices))}"
+                      f"{also}; names are not case-sensitive")
+
+
+def check_input_shape(shape: tuple, d_in: int, name: str = "X") -> None:
+    """Raise unless `shape` is (samples, d_in): what a network's apply is given (static shapes
+    only, so it also runs under jit)."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 2 and shape[1] == d_in:
+        return
+    if len(shape) == 1:
+        hint = (f"; one sample is X.reshape(1, -1), {shape[0]} samples of one feature "
+                f"X.reshape(-1, 1)")
+    elif len(shape) == 2:
+        hint = f" ({shape[1]} feature(s) per sample)"
+    else:
+        hint = ""
+    raise LiftnnError(f"{name} must have shape (samples, {d_in}): the network takes {d_in} input "
+                      f"feature(s); got shape {shape}{hint}")
+
+
+def check_samples(name: str, m: int, minimum: int = 2) -> None:
+    """Raise unless there are at least `minimum` samples (a fit to one sample is exact and
+    says nothing)."""
+    if m < minimum:
+        raise LiftnnError(f"{name} have {m} sample(s) (n_samples = {m}); training needs at "
+                          f"least {minimum}")
+
+
+def check_scale(name: str, A: np.ndarray, targets: bool = False) -> None:
+    """Warn (LiftnnWarning) when A (m, k) is far from unit scale: the largest column |mean| or
+    std outside SCALE_RANGE.  Targets with |values| above OVERFLOW_LIMIT raise LiftnnError:
+    their squared errors overflow float64, so no MSE could be reported."""
+    A = np.asarray(A, dtype=np.float64)
+    if A.size == 0:
+        return
+    top = float(np.max(np.abs(A)))
+    if targets and top > OVERFLOW_LIMIT:
+        raise LiftnnError(f"{name} has values up to {top:.3g}: their squared errors overflow "
+                          f"float64 (the MSE would be inf); standardise {name} (subtract each "
+                          f"column's mean, divide by its std) before training")
+    if top == 0.0:
+        return
+    B = A / top  # mean and std of A / max|A|: no overflow for huge data
+    scale = top * float(np.max(np.maximum(np.abs(B.mean(axis=0)), B.std(axis=0))))
+    lo, hi = SCALE_RANGE
+    if not lo <= scale <= hi:
+        warnings.warn(f"{name} is far from unit scale (largest column |mean| or std = "
+                      f"{scale:.3g}, outside [{lo:g}, {hi:g}]): the initial weights and the "
+                      f"solvers' tolerances assume O(1) data; standardise {name} (subtract each "
+                      f"column's mean, divide by its std)", LiftnnWarning, stacklevel=3)
+
+
+def class_targets(name: str, Y: np.ndarray, k: int) -> np.ndarray:
+    """Class indices Y (m, 1) or (m,) with values 0..k-1 -> one-hot rows (m, k) (the
+    cross-entropy's targets for a network with k outputs); raise naming a value that is not a
+    class index."""
+    y = np.asarray(Y, dtype=np.float64).reshape(-1)
+    bad = (y != np.round(y)) | (y < 0) | (y >= k)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise LiftnnError(f"{name} holds class indices for the cross-entropy of a network with "
+                          f"{k} outputs: values must be integers 0..{k - 1}; row {i} is {float(y[i])!r}")
+    return np.eye(k)[y.astype(np.int64)]
 
 
 def check_positive(name: str, value: float, strict: bool = True) -> float:

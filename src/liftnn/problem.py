@@ -23,7 +23,7 @@ import numpy as np
 
 from liftnn._validate import check_positive
 from liftnn.errors import LiftnnError
-from liftnn.models.losses import get_loss, is_least_squares, residual_scale
+from liftnn.models.losses import get_loss, is_least_squares, loss_name, residual_scale
 
 
 def loss_value(model, loss: str, params, X, Y, key=None):
@@ -67,7 +67,8 @@ class TrainingProblem:
         X, Y = self.model.check_data(self.X, self.Y)
         object.__setattr__(self, "X", jnp.asarray(X))
         object.__setattr__(self, "Y", jnp.asarray(Y))
-        get_loss(self.loss)
+        if not callable(self.loss):
+            object.__setattr__(self, "loss", loss_name(self.loss))
         check_positive("weight_decay", self.weight_decay, strict=False)
         if (self.X_val is None) != (self.Y_val is None):
             raise LiftnnError("give both X_val and Y_val, or neither")

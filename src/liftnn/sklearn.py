@@ -140,6 +140,7 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
     _loss = "mse"
 
     def fit(self, X, y):
+        _check_numeric_targets(y)
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, multi_output=True)
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
@@ -153,6 +154,34 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+def _check_numeric_targets(y) -> None:
+    """LiftnnRegressor's targets must be numbers: raise a ValueError that says so (and points to
+    LiftnnClassifier) for strings or other values that do not convert to float."""
+    if y is None:
+        return  # scikit-learn's own "requires y" error
+    try:
+        arr = np.asarray(y)
+    except (TypeError, ValueError):
+        return  # ragged etc.: scikit-learn's validation reports it
+    if arr.dtype.kind not in "USO":
+        return
+    try:
+        arr.astype(np.float64)
+    except (TypeError, ValueError):
+        first = next((v for v in arr.reshape(-1) if not _is_number(v)), None)
+        first = str(first) if isinstance(first, str) else first
+        raise ValueError(f"LiftnnRegressor needs numeric targets; y holds {first!r} (dtype "
+                         f"{arr.dtype}); for class labels use LiftnnClassifier") from None
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _check_labels(y: np.ndarray) -> None:

@@ -20,15 +20,25 @@ with the lowest validation loss.  docs/solvers.md lists the methods and the Resu
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import warnings
 
 import numpy as np
 
 from liftnn import bayes
-from liftnn._validate import check_choice, check_positive
-from liftnn.errors import LiftnnError
+from liftnn._validate import (
+    canonical,
+    check_positive,
+    check_samples,
+    check_scale,
+    class_targets,
+)
+from liftnn.errors import LiftnnError, LiftnnWarning
 from liftnn.methods import FIRST_ORDER, METHODS, Method
+from liftnn.models.losses import loss_name
 from liftnn.problem import TrainingProblem
+from liftnn.solvers import result as R
 from liftnn.solvers.result import Result
 
 __all__ = ["AUTO_FRACTION", "AUTO_GRID", "METHODS", "split_validation", "train"]
@@ -50,7 +60,9 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
         method: a name in METHODS ("alm", "adam", "lm", ...).
         seed: initial-weight seed (ignored if params0 is given).
         seeds: a list of seeds trained in one vectorised call where the method supports it.
-        loss: the data loss ("mse", ...).
+        loss: the data loss ("mse", "sse", "cross_entropy"; names, like method names, are not
+            case-sensitive).  For "cross_entropy" the targets may be one-hot rows (m, k) or class
+            indices (m, 1) (converted to one-hot here); the network needs k = n_classes outputs.
         weight_decay: mu_w >= 0 in loss + mu_w/2 ||theta||^2, or "auto": fit the path AUTO_GRID
             (1e-1 ... 1e-6, then 0; each fit warm-started from the previous one's weights) and
             keep the fit with the lowest validation loss (per seed).  Needs validation data;
@@ -68,20 +80,29 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
         devices: split the training samples over that many devices (liftnn.sharding,
             docs/devices.md); None or 1: one device.
         **options: passed to the method (max_iter, gtol, time_budget, patience, val_patience,
-            callback, ...).
+            callback, ...).  The initial weights are `params0`, not x0.
+
+    Refused before any work (LiftnnError): fewer than 2 training samples, targets whose squared
+    errors overflow float64.  Inputs or targets far from unit scale draw a LiftnnWarning
+    (liftnn._validate.check_scale), as does weight_decay="auto" choosing the largest mu_w.
 
     Returns:
         The method's Result plus method, seed, init, n (training samples actually used),
-        train_mse (on them), test_mse (test set), time_s, batch_time_s; with validation data
+        train_mse (on them), test_mse (test set; nan without test data, with "test_note" saying
+        so), time_s, batch_time_s; with the cross-entropy train/test_accuracy; with validation data
         also n_val and val_mse (validation split); with weight_decay="auto" also weight_decay
         (the chosen mu_w) and path (a list of (mu_w, val_loss, train_mse)).
     """
-    check_choice("method", method, METHODS)
+    method = canonical("method", method, METHODS)
     spec = METHODS[method]
+    _check_front_door_options(options)
     if devices is not None:
         options["devices"] = devices
     _check_dropout(model, spec)
     auto = _check_weight_decay(weight_decay)
+    loss = loss if callable(loss) else loss_name(loss)
+    dataset, validation = _class_targets(model, dataset, validation, loss)
+    _check_training_data(dataset)
     bayes_opts = bayes.check(method, loss, options) if weight_decay == "bayes" else None
     note = None
     if auto and validation is None:
@@ -89,6 +110,8 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
         note = (f"weight_decay='auto' chose mu_w on a validation split: {AUTO_FRACTION:g} of the "
                 f"training data held out (validation=None)")
     X, Y, Xv, Yv = _validation_data(model, dataset, validation, validation_seed, auto)
+    if Xv is not None:
+        check_samples("the training data left after the validation split", len(X))
     many = seeds is not None
     if many:
         seeds = [int(s) for s in seeds]
@@ -156,6 +179,8 @@ def _path(spec: Method, model, X, Y, Xv, Yv, loss, p0s, many, options):
         _, mu, r, _ = best[k]
         r["weight_decay"], r["path"] = mu, path[k]
         chosen.append(r)
+    for r in chosen:
+        _auto_edge_note(r)
     return chosen, [b[3] for b in best], wall
 
 
@@ -178,6 +203,61 @@ def _bayes(spec: Method, model, X, Y, Xv, Yv, loss, p0s, options, own):
     results = bayes.fit(train_cycle, model, X, Y, loss, p0s, own)
     wall = time.perf_counter() - t0
     return results, [problems[id(r)] for r in results], wall
+
+
+def _auto_edge_note(res: Result) -> None:
+    """weight_decay="auto" chose the largest mu_w of AUTO_GRID: the best value may lie beyond
+    the grid; say so (a LiftnnWarning and a note in the message, "weight_decay_note")."""
+    if res["weight_decay"] != max(AUTO_GRID):
+        return
+    note = (f"weight_decay='auto' chose mu_w = {max(AUTO_GRID):g}, the largest value of its grid "
+            f"{AUTO_GRID}: the validation loss may fall further for a stronger weight decay; "
+            f"give weight_decay= a number above {max(AUTO_GRID):g} to try one")
+    res["weight_decay_note"] = note
+    res["message"] = f"{res.get('message', '')}; {note}"
+    warnings.warn(note, LiftnnWarning, stacklevel=4)
+
+
+def _check_front_door_options(options: dict) -> None:
+    """Arguments of the solver front doors that ln.train takes under another name."""
+    if "x0" in options:
+        raise LiftnnError("x0 is not an option of ln.train: give the initial weights as "
+                          "params0= (a list of (W, b) per layer, as model.init(seed) returns)")
+
+
+def _check_training_data(dataset) -> None:
+    """At least two training samples, and the training arrays' scale (check_scale: targets whose
+    squares overflow are refused, data far from unit scale draw a LiftnnWarning)."""
+    check_samples("the training data", len(dataset.x_train))
+    check_scale("x_train (the inputs)", dataset.x_train)
+    check_scale("y_train (the targets)", dataset.y_train, targets=True)
+
+
+def _class_targets(model, dataset, validation, loss: str):
+    """For the cross-entropy: class indices (m, 1) become one-hot rows (m, d_out) (training,
+    test and validation targets), and the network must have one output per class (at least 2,
+    and the data set's n_classes where its meta says).  Returns (dataset, validation)."""
+    if loss != "cross_entropy":
+        return dataset, validation
+    k = int(getattr(model, "d_out", 0) or 0)
+    n_classes = dataset.meta.get("n_classes") if isinstance(dataset.meta, dict) else None
+    if n_classes is not None and k != int(n_classes):
+        raise LiftnnError(f"the data set has {n_classes} classes but the network outputs {k}: "
+                          f"the cross-entropy needs one output (logit) per class; build it with "
+                          f"{n_classes} outputs")
+    if k < 2:
+        raise LiftnnError(f"the cross-entropy needs one output (logit) per class, at least 2; the "
+                          f"network outputs {k}")
+    if dataset.y_train.shape[1] == 1:
+        y_test = (class_targets("y_test", dataset.y_test, k) if len(dataset.y_test)
+                  else np.zeros((0, k)))
+        dataset = dataclasses.replace(dataset, y_train=class_targets("y_train", dataset.y_train, k),
+                                      y_test=y_test)
+    if isinstance(validation, (tuple, list)) and len(validation) == 2:
+        Yv = np.asarray(validation[1], dtype=np.float64)
+        if Yv.ndim == 1 or (Yv.ndim == 2 and Yv.shape[1] == 1):
+            validation = (validation[0], class_targets("Y_val", Yv, k))
+    return dataset, validation
 
 
 def _check_weight_decay(weight_decay) -> bool:
@@ -265,6 +345,8 @@ def _finish(res: Result, problem, dataset, model, method, seed) -> Result:
     res["train_mse"] = problem.mse(params)
     res["test_mse"] = (problem.mse(params, dataset.x_test, dataset.y_test)
                        if len(dataset.x_test) else float("nan"))
+    if not len(dataset.x_test):
+        res["test_note"] = "no test data: test_mse (and test_accuracy) are nan"
     if problem.X_val is not None:
         res["n_val"] = int(problem.X_val.shape[0])
         res["val_mse"] = problem.mse(params, problem.X_val, problem.Y_val)
@@ -274,10 +356,24 @@ def _finish(res: Result, problem, dataset, model, method, seed) -> Result:
                                 if len(dataset.x_test) else float("nan"))
         if problem.X_val is not None:
             res["val_accuracy"] = _accuracy(model, params, problem.X_val, problem.Y_val)
-    if not np.isfinite(res["train_mse"]):
+    _check_finite(res, problem, method)
+    return res
+
+
+def _check_finite(res: Result, problem, method: str) -> None:
+    """Non-finite returned weights break the trainers' contract (an internal error); a train
+    MSE that overflows at finite weights (data far from unit scale) is reported honestly:
+    status "diverged", a note in the message and a LiftnnWarning."""
+    if np.isfinite(res["train_mse"]):
+        return
+    if not np.all(np.isfinite(np.asarray(problem.flatten(res["params"])))):
         raise RuntimeError(f"{method} returned non-finite parameters; it must return its last good "
                            f"iterate")
-    return res
+    note = ("the training MSE overflows float64 at the returned (finite) weights: the network's "
+            "outputs are far from the targets' scale; standardise the inputs and targets")
+    res["status"], res["success"] = R.DIVERGED, False
+    res["message"] = f"{res.get('message', '')}; {note}"
+    warnings.warn(note, LiftnnWarning, stacklevel=4)
 
 
 def _accuracy(model, params, X, Y) -> float:

@@ -573,3 +573,50 @@ def test_forward_backward_timing_is_positive():
     ds = ln.datasets.load("sin2", n=20, seed=0)
     t = fwd_bwd_seconds(ln.MLP([1, 4, 1]), ds, reps=2, calls=3)
     assert 0.0 < t < 1.0
+
+
+# --- issue 22: the lock file, and peers' setups checked when the suite is read -----------------
+def test_lock_file_is_removed_after_a_run_and_after_a_refused_open(tmp_path, fake_methods):
+    out = tmp_path / "out"
+    run(tiny(tmp_path), out)
+    assert not (out / store.LOCK_NAME).exists()
+    other = tmp_path / "other.toml"
+    other.write_text(tiny(tmp_path).read_text().replace('name = "tiny"', 'name = "other"'))
+    with pytest.raises(LiftnnError, match="holds results of suite 'tiny'"):
+        run(other, out)  # refused inside store.open, after the lock was taken
+    assert not (out / store.LOCK_NAME).exists()
+
+
+def test_lock_file_is_removed_when_a_run_fails(tmp_path, fake_methods, monkeypatch):
+    out = tmp_path / "out"
+
+    def boom(*a, **k):
+        raise RuntimeError("executor broke")
+
+    monkeypatch.setattr(runner, "_run", boom)
+    with pytest.raises(RuntimeError, match="executor broke"):
+        run(tiny(tmp_path), out)
+    assert not (out / store.LOCK_NAME).exists()
+
+
+def test_a_held_lock_still_refuses_a_second_bench(tmp_path, fake_methods):
+    s = suite.resolve(tiny(tmp_path))
+    first = store.ResultStore(tmp_path / "out", s)
+    first.open()
+    try:
+        with pytest.raises(LiftnnError, match="another liftnn bench"):
+            store.ResultStore(tmp_path / "out", s).open()
+        assert (tmp_path / "out" / store.LOCK_NAME).exists()
+    finally:
+        first.close()
+    assert not (tmp_path / "out" / store.LOCK_NAME).exists()
+
+
+def test_sklearn_peer_with_weight_decay_is_refused_when_the_suite_is_read(tmp_path):
+    path = tiny(tmp_path, methods='"sklearn-lbfgs" = {}')
+    path.write_text(path.read_text().replace('init = "glorot_uniform"',
+                                             'init = "glorot_uniform"\nweight_decay = 1e-3'))
+    with pytest.raises(LiftnnError, match=r"'sklearn-lbfgs' cannot run cell .*weight_decay=0"):
+        suite.resolve(path, check_availability=False)
+    ok = tiny(tmp_path, methods='"sklearn-lbfgs" = {}', name="ok.toml")
+    assert "sklearn-lbfgs" in suite.resolve(ok, check_availability=False).methods

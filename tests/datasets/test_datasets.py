@@ -250,3 +250,15 @@ def test_dataset_test_part_must_match_the_training_width():
         Dataset(np.ones((3, 2)), np.ones((3, 1)), np.ones((4, 3)), np.ones((4, 1)))
     d = Dataset(np.ones((3, 1)), np.ones(3), [], [])
     assert d.x_test.shape == (0, 1) and d.y_test.shape == (0, 1)
+
+
+def test_print_dataset_is_a_summary_not_the_arrays():
+    d = load("wine")
+    text = str(d)
+    assert text == repr(d)
+    assert text.startswith("Dataset('wine': n=133 train, 45 test; x_train (133, 13), y_train "
+                           "(133, 1), x_test (45, 13), y_test (45, 1); meta: class_names")
+    assert "n_classes" in text and "[" not in text and len(text) < 400
+    own = ln.datasets.Dataset(np.zeros((3, 2)), np.zeros(3), np.zeros((0, 2)), np.zeros(0))
+    assert repr(own) == ("Dataset('custom': n=3 train, 0 test; x_train (3, 2), y_train (3, 1), "
+                         "x_test (0, 2), y_test (0, 1); meta: none)")

@@ -37,7 +37,7 @@ def save_figure(fig, path, dpi: int = 110, title: str | None = None) -> None:
     if title is not None:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # no axis label cut off at the edge
     _plt().close(fig)
 
 
@@ -45,71 +45,132 @@ def _colors(methods) -> dict:
     return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
 
 
-def fig_convergence(out, cells, methods, runs, per_fig=4) -> list[tuple[str, str]]:
-    """Per cell: training loss against iterations (log axes) and against wall time (linear)."""
+def convergence_lines(cells, methods, runs, cellcfg=None) -> tuple[dict, dict, list[str]]:
+    """What the convergence figure draws: the same quantity for every method of a cell.
+
+    Least-squares cells: the train MSE, from a history's "train_mse" (alm) or, where the cell's
+    objective is the plain MSE (loss "mse", weight_decay 0), its "loss" (the same number); a
+    run whose history has only an objective that differs from the MSE (weight decay, "sse") is
+    left out and named.  Cross-entropy cells: the objective "loss" of every method (alm does not
+    run there).  cellcfg: cell label -> its configuration (suite.json's config.cells; loss,
+    weight_decay), absent: loss "mse", weight_decay 0.
+
+    Returns (lines, ylabels, left_out): lines[cell] = [(method, seed, iterations, times, y)],
+    ylabels[cell] = what y is, left_out = ["cell: method", ...].
+    """
+    cellcfg = cellcfg or {}
+    lines: dict = {}
+    ylabels: dict = {}
+    left_out: list[str] = []
+    for (c, m, seed), rec in runs.items():
+        h = rec.get("history") or []
+        if c not in cells or m not in methods or not h:
+            continue
+        cfg = cellcfg.get(c, {})
+        loss, wd = cfg.get("loss", "mse"), to_float(cfg.get("weight_decay", 0.0))
+        if loss == "cross_entropy":
+            key, ylabels[c] = "loss", "training loss (cross-entropy objective)"
+        else:
+            ylabels[c] = "training MSE"
+            if any("train_mse" in e for e in h):
+                key = "train_mse"
+            elif loss == "mse" and not wd:
+                key = "loss"  # the objective is the train MSE itself
+            else:
+                if f"{c}: {m}" not in left_out:
+                    left_out.append(f"{c}: {m}")
+                continue
+        y = np.array([to_float(e.get(key)) for e in h])
+        it = np.array([to_float(e.get("iter")) for e in h])
+        t = np.array([to_float(e.get("time")) for e in h])
+        lines.setdefault(c, []).append((m, seed, it, t, y))
+    return lines, ylabels, left_out
+
+
+def _convergence_figure(chunk, lines, ylabels, col):
+    """One figure of convergence panels (a row per cell: per iteration, per wall time)."""
     plt = _plt()
+    fig, axes = plt.subplots(len(chunk), 2, figsize=(10, 3.1 * len(chunk)), squeeze=False)
+    for (ax_i, ax_t), c in zip(axes, chunk):
+        seen = set()
+        for m, _seed, it, t, y in lines[c]:
+            lab = m if m not in seen else None
+            ok = np.isfinite(it) & np.isfinite(y) & (y > 0)
+            if ok.any():
+                ax_i.plot(np.maximum(it[ok], 0) + 1, y[ok], color=col[m], alpha=0.5, lw=1,
+                          label=lab)
+            ok = np.isfinite(t) & np.isfinite(y) & (y > 0)
+            if ok.any():
+                ax_t.plot(t[ok], y[ok], color=col[m], alpha=0.5, lw=1, label=lab)
+            seen.add(m)
+        ax_i.set_xscale("log")
+        ax_i.set_yscale("log")
+        ax_t.set_yscale("log")
+        ax_i.set_title(f"{c}: per iteration", fontsize=9)
+        ax_t.set_title(f"{c}: per wall time", fontsize=9)
+        ax_i.set_xlabel("iteration + 1 (epochs; alm: outer iterations)", fontsize=8)
+        ax_t.set_xlabel("wall time (s, compilation included)", fontsize=8)
+        ax_i.set_ylabel(ylabels[c], fontsize=8)
+        if seen:
+            ax_i.legend(fontsize=7)
+    return fig
+
+
+def fig_convergence(out, cells, methods, runs, per_fig=4, cellcfg=None) -> list[tuple[str, str]]:
+    """Per cell: the train MSE (cross-entropy cells: the objective) of every method against
+    iterations (log axes) and against wall time (convergence_lines says what is drawn)."""
     col = _colors(methods)
+    lines, ylabels, left_out = convergence_lines(cells, methods, runs, cellcfg)
+    have = [c for c in cells if lines.get(c)]
     figs = []
-    have = [c for c in cells if any(k[0] == c and runs[k].get("history") for k in runs)]
     for start in range(0, len(have), per_fig):
         chunk = have[start:start + per_fig]
-        fig, axes = plt.subplots(len(chunk), 2, figsize=(10, 3.1 * len(chunk)), squeeze=False)
-        for (ax_i, ax_t), c in zip(axes, chunk):
-            seen = set()
-            for (cc, m, _s), rec in runs.items():
-                h = rec.get("history") or []
-                if cc != c or m not in col or not h:
-                    continue
-                key = "train_mse" if any("train_mse" in e for e in h) else "loss"
-                y = np.array([to_float(e.get(key)) for e in h])
-                it = np.array([to_float(e.get("iter")) for e in h])
-                t = np.array([to_float(e.get("time")) for e in h])
-                lab = m if m not in seen else None
-                ok = np.isfinite(it) & np.isfinite(y) & (y > 0)
-                if ok.any():
-                    ax_i.plot(np.maximum(it[ok], 0) + 1, y[ok], color=col[m], alpha=0.5, lw=1,
-                              label=lab)
-                ok = np.isfinite(t) & np.isfinite(y) & (y > 0)
-                if ok.any():
-                    ax_t.plot(t[ok], y[ok], color=col[m], alpha=0.5, lw=1, label=lab)
-                seen.add(m)
-            ax_i.set_xscale("log")
-            ax_i.set_yscale("log")
-            ax_t.set_yscale("log")
-            ax_i.set_title(f"{c}: per iteration", fontsize=9)
-            ax_t.set_title(f"{c}: per wall time", fontsize=9)
-            ax_i.set_xlabel("iteration + 1 (epochs; alm: outer iterations)")
-            ax_t.set_xlabel("wall time since the start of the batch (s, compilation included)")
-            ax_i.set_ylabel("training loss")
-            if seen:
-                ax_i.legend(fontsize=7)
+        fig = _convergence_figure(chunk, lines, ylabels, col)
         name = f"convergence_{start // per_fig + 1}.png"
         save_figure(fig, out / name, dpi=100)
-        figs.append((name, ("Convergence histories, one line per run: training loss against "
-                            "iterations and against wall time (compilation included).")))
+        cap = ("Convergence histories, one line per run: the training MSE (classification "
+               "cells: the cross-entropy objective) of every method against iterations and "
+               "against wall time since the start of the batch (compilation included).")
+        if left_out:
+            cap += (" Not drawn (their histories record only an objective with weight decay, "
+                    f"not the MSE): {', '.join(left_out)}.")
+        figs.append((name, cap))
     return figs
+
+
+def histogram_values(rows, cells, methods, col: str = "train_mse") -> dict:
+    """What the histogram draws: method -> [the finite, positive final `col` of its runs, per
+    cell]; methods with no such value (every run failed, or `col` missing) are left out."""
+    out = {}
+    for m in methods:
+        per = [[to_float(r[col]) for r in rows if r["method"] == m and r["cell"] == c
+                and r["status"] != "error" and to_float(r.get(col)) > 0
+                and math.isfinite(to_float(r.get(col)))] for c in cells]
+        if any(per):
+            out[m] = per
+    return out
 
 
 def fig_histograms(out, rows, cells, methods, threshold, metric,
                    col: str = "train_mse") -> list[tuple[str, str]]:
     """Histogram of the final `col` per method (train_mse; the objective "loss" for
-    classification suites, whose train_mse of logits against one-hot rows means little)."""
+    classification suites, whose train_mse of logits against one-hot rows means little); a
+    panel per method that has values (histogram_values), the others named in the caption."""
     plt = _plt()
-    vals = [r[col] for r in rows if r["status"] != "error"]
-    a = finite(vals)
-    a = a[a > 0]
-    if not a.size:
+    vals = histogram_values(rows, cells, methods, col)
+    if not vals:
         return []
+    a = np.array([v for per in vals.values() for p in per for v in p])
     lo, hi = np.log10(a.min()), np.log10(a.max())
     if hi - lo < 1e-9:
         lo, hi = lo - 0.5, hi + 0.5
     bins = np.logspace(lo, hi, 31)
-    fig, axes = plt.subplots(len(methods), 1, figsize=(7, 1.9 * len(methods) + 0.6), squeeze=False,
+    drawn = list(vals)
+    fig, axes = plt.subplots(len(drawn), 1, figsize=(7, 1.9 * len(drawn) + 0.6), squeeze=False,
                              sharex=True)
     stacked = len(cells) <= 8
-    for ax, m in zip(axes[:, 0], methods):
-        per = [[r[col] for r in rows if r["method"] == m and r["cell"] == c
-                and r["status"] != "error" and to_float(r[col]) > 0] for c in cells]
+    for ax, m in zip(axes[:, 0], drawn):
+        per = vals[m]
         if stacked:
             ax.hist([p for p in per], bins=bins, stacked=True, label=cells,
                     color=[PALETTE[i % len(PALETTE)] for i in range(len(cells))])
@@ -127,6 +188,9 @@ def fig_histograms(out, rows, cells, methods, threshold, metric,
     cap = f"Final {what} per method (log axis), stacked by cell"
     if metric == "train_mse" and np.isfinite(threshold):
         cap += f"; dashed: the success threshold {threshold:g} (good and bad minima form two modes)"
+    missing = [m for m in methods if m not in vals]
+    if missing:
+        cap += f"; no finished run with a finite {what} (not drawn): {', '.join(missing)}"
     return [("mse_hist.png", cap + ".")]
 
 

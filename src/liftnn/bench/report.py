@@ -8,10 +8,12 @@ Output: DIR/report.md, DIR/report.html (self-contained apart from the PNGs next 
   train MSE (and test MSE, free-run MSE where measured), median time per run (batch wall time /
   runs, compilation included), median iterations, and the median-time ratio to the reference
   method (e.g. alm/adam);
-- convergence histories (loss against wall time), train-MSE histograms per method on a log axis
+- convergence histories (train MSE, or the cross-entropy objective for classification cells,
+  against iterations and wall time), train-MSE histograms per method on a log axis
   (good and bad minima show as two modes), best and worst fits of 1-D problems, free-run
   predictions against the truth (Santa Fe), scaling plots (log-log, fitted slopes), per-layer
-  gradient norms at the initial weights, and a Jacobian spy plot (liftnn.bench.figures).
+  gradient norms at the initial weights, and, for suites with suite.jacobian_figure = true
+  (thesis-sin2), the lifted Jacobian's spy plots (liftnn.bench.figures).
 
 The statistics live in liftnn.bench.stats; docs/benchmarks.md describes the files.
 """
@@ -205,7 +207,8 @@ def _draw_figures(out: Path, meta, rows, cells, methods, runs, cellrecs):
         if re.match(r"(convergence_\d+|mse_hist|fits_.*|freerun_.*|scaling_.*|grad_norms|"
                     r"jacobian_spy_.*)\.png$", old.name):
             old.unlink()
-    figures += fig.fig_convergence(out, cells, methods, runs)
+    cellcfg = {c.get("label"): c for c in meta.get("config", {}).get("cells", [])}
+    figures += fig.fig_convergence(out, cells, methods, runs, cellcfg=cellcfg)
     figures += fig.fig_histograms(out, rows, cells, methods, threshold, metric,
                                   col="loss" if "test_accuracy" in rows[0] else "train_mse")
     figures += fig.fig_fits(out, rows, cells, methods, runs, cellrecs)
@@ -215,9 +218,10 @@ def _draw_figures(out: Path, meta, rows, cells, methods, runs, cellrecs):
         series = scaling_series(rows, methods)
         figures += fig.fig_scaling(out, series, methods)
     figures += fig.fig_grad_norms(out, rows, cells)
-    jf, jn = fig.fig_jacobian(out, meta)
-    figures += jf
-    notes += jn
+    if meta.get("jacobian_figure"):  # only suites about the lifted Jacobian (suite.jacobian_figure)
+        jf, jn = fig.fig_jacobian(out, meta)
+        figures += jf
+        notes += jn
     if not runs:
         notes.append("histories.jsonl is missing: no convergence, fit or free-run figures.")
     return figures, notes, series

@@ -33,7 +33,8 @@ MODEL_KEYS = _fields("activation:str* output_activation:str bias:bool init:str* 
 SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
     "suite": _fields("name:str! kind:str description:str seeds:seeds data_seed:int "
                      "success_metric:str success_below:num success_above:num reference:str "
-                     "seed_batch:int time_budget:num max_jobs:int fresh_process:bool notes:str"),
+                     "seed_batch:int time_budget:num max_jobs:int fresh_process:bool jacobian_figure:bool "
+                     "notes:str"),
     "problem": _fields("dataset:str! kw:table real_dataset:str data_dir_env:str data_dir_kw:str"),
     "model": dict(MODEL_KEYS),
     "cell": {**_fields("label:str group:str dataset:str arch:str*! n:int* data:table"),

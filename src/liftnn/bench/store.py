@@ -118,6 +118,10 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+#: the lock file a running bench holds in its directory (removed when the run ends)
+LOCK_NAME = ".bench.lock"
+
+
 class ResultStore:
     """DIR/results.csv + DIR/histories.jsonl + DIR/suite.json, written by the parent only."""
 
@@ -134,8 +138,16 @@ class ResultStore:
 
     # -- opening: all checks happen here, before any run
     def open(self, retry_errors: bool = False) -> None:
+        """Take the directory's lock and check what is there (released again if a check fails)."""
         prepare_dir(self.out)
         self._acquire_lock()
+        try:
+            self._open(retry_errors)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, retry_errors: bool) -> None:
         meta = self._read_meta()
         if self.csv_path.exists():
             self._repair_tail(self.csv_path)
@@ -175,19 +187,34 @@ class ResultStore:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no lock
             return
-        fh = open(self.out / ".bench.lock", "w")  # noqa: SIM115 - held open for the whole run
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        path = self.out / LOCK_NAME
+        for _ in range(3):
+            fh = open(path, "w")  # noqa: SIM115 - held open for the whole run
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.close()
+                raise LiftnnError(f"another liftnn bench is writing to {self.out}; wait for it or "
+                                  f"choose another --out directory") from None
+            try:  # the holder before us may have removed the file as we opened it: lock anew
+                same = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._lock = fh
+                return
             fh.close()
-            raise LiftnnError(f"another liftnn bench is writing to {self.out}; wait for it or "
-                              f"choose another --out directory") from None
-        self._lock = fh
+        raise LiftnnError(f"could not lock {path}: another liftnn bench keeps replacing it")
 
     def close(self) -> None:
+        """Release the lock and remove the lock file (done at the end of every run, also when
+        it fails; liftnn.bench.runner.run_suite calls it in a finally)."""
         if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+            try:
+                (self.out / LOCK_NAME).unlink(missing_ok=True)
+            finally:
+                self._lock.close()
+                self._lock = None
 
     def _read_meta(self) -> dict | None:
         if not self.meta_path.exists():
@@ -241,6 +268,8 @@ class ResultStore:
             compile_cache=cache_state(),
             updated=time.strftime("%Y-%m-%d %H:%M:%S"),
         )
+        if s.jacobian_figure:  # suites about the lifted Jacobian only
+            meta["jacobian_figure"] = True
         if math.isfinite(s.success_above):  # accuracy suites only (older suite.json unchanged)
             meta["success_above"] = s.success_above
         if s.skipped_cells:

@@ -19,6 +19,8 @@ file (docs/benchmarks.md lists the shipped suites and what a bench directory hol
     time_budget = 5.0            # optional per-run time budget (s) given to every method
     max_jobs = 1                 # optional cap on --jobs (timing-sensitive suites)
     fresh_process = false        # one worker process per work unit (peak-memory measurements)
+    jacobian_figure = false      # the report draws the lifted Jacobian's spy plots (the thesis's
+                                 # figs. 3.2 / 3.3; meaningful only where the suite is about them)
     notes = "..."                # free text copied into the report
 
     [problem]                    # the data set every cell uses unless a cell overrides it
@@ -78,6 +80,7 @@ from liftnn.bench.methods import (
     base_method,
     check_known,
     check_method_options,
+    is_peer,
     known_methods,
     method_available,
     supports_loss,
@@ -174,6 +177,7 @@ class Suite:
     time_budget: float | None = None
     max_jobs: int | None = None
     fresh_process: bool = False
+    jacobian_figure: bool = False
     extras: dict = field(default_factory=dict)
     notes: str = ""
     notices: list = field(default_factory=list)  # printed and written to the report
@@ -346,6 +350,7 @@ def _apply_settings(suite: Suite, s: dict, doc: dict, seeds: int | None, src: st
     suite.time_budget = float(s["time_budget"]) if "time_budget" in s else None
     suite.max_jobs = int(s["max_jobs"]) if "max_jobs" in s else None
     suite.fresh_process = bool(s.get("fresh_process", False))
+    suite.jacobian_figure = bool(s.get("jacobian_figure", False))
     ex = dict(doc.get("extras", {}))
     if ex.get("freerun") is True:
         ex["freerun"] = {"steps": 100}
@@ -429,6 +434,26 @@ def _choose_methods(suite: Suite, doc: dict, methods, path: Path, check_availabi
             raise LiftnnError("none of the methods can run here: " + "; ".join(
                 f"{m}: {why}" for m, why in suite.skipped.items()))
     _skip_by_loss(suite)
+    _check_peer_setups(suite, src)
+
+
+def _check_peer_setups(suite: Suite, src: str) -> None:
+    """Every peer on every cell it runs: the model, loss and weight decay its library can
+    represent (liftnn.bench.peers.check_setup), so that e.g. sklearn-lbfgs with weight_decay > 0,
+    which every run would refuse, fails when the suite is read."""
+    from liftnn.bench import peers
+
+    for m, opts in suite.methods.items():
+        if not is_peer(m):
+            continue
+        for c in suite.cells:
+            if (c.label, m) in suite.skipped_cells:
+                continue
+            try:
+                peers.check_setup(base_method(m), c.model(), loss=c.loss,
+                                  weight_decay=c.weight_decay, **opts)
+            except LiftnnError as exc:
+                raise LiftnnError(f"{src}: method {m!r} cannot run cell {c.label!r}: {exc}") from None
 
 
 def _skip_by_loss(suite: Suite) -> None:

@@ -38,8 +38,13 @@ def train(
         help="L2 strength mu_w, or 'auto' (chosen on a validation split)")] = "0",
     devices: Annotated[int | None, typer.Option(
         help="split the training samples over N devices (docs/devices.md)")] = None,
+    loss: Annotated[str | None, typer.Option(
+        help="the training loss: mse or cross_entropy (one output per class, class labels "
+             "as in Python); default: cross_entropy for classification data sets, else mse")
+    ] = None,
 ):
-    """Train one network and report train/test MSE, time and status.
+    """Train one network and report train/test MSE (and accuracy for the cross-entropy), time
+    and status.
 
     With --seeds K, K initialisations train in one vectorised call (alm and the first-order
     methods; a loop otherwise) and --json prints one JSON object per line, one per seed
@@ -54,6 +59,7 @@ def train(
     data = ln.datasets.load(problem, seed=data_seed, **kw)
     model = ln.MLP(arch, activation=activation, output_activation=output_activation, init=init)
     options = parse_options(opt)
+    options["loss"] = _loss(loss, options.pop("loss", None), data, model)
     if max_iter is not None:
         options["max_iter"] = max_iter
     if validation is not None:
@@ -89,16 +95,47 @@ def train(
             "time_s": res.time_s, "iterations": int(res.nit), "status": res.status,
             "message": res.get("message", ""),
         }
-        for key in ("val_mse", "n_val", "weight_decay"):
+        for key in ("train_accuracy", "test_accuracy", "val_mse", "n_val", "weight_decay"):
             if key in res:
                 out[key] = res[key]
         if len(results) > 1:
             out["batch_time_s"] = res.get("batch_time_s")
+        out["loss"] = options["loss"]
         if as_json:
             print(json.dumps(out))
         else:
+            if "train_accuracy" in res:  # the MSE of logits against one-hot rows means little
+                fit = (f"train accuracy {res.train_accuracy:.4g}, test accuracy "
+                       f"{res.test_accuracy:.4g}, train loss (cross-entropy) "
+                       f"{float(res.fun):.4g}")
+            else:
+                fit = f"train MSE {res.train_mse:.4g}, test MSE {res.test_mse:.4g}"
             console.print(
                 f"[bold]{method}[/] on {problem} (n={data.n}, {model.arch} {activation}, "
-                f"{model.init_name}, seed {res.seed}): train MSE {res.train_mse:.4g}, test MSE "
-                f"{res.test_mse:.4g}, {int(res.nit)} iterations, {res.time_s:.2f} s, status "
-                f"{res.status}")
+                f"{model.init_name}, seed {res.seed}): {fit}, {int(res.nit)} iterations, "
+                f"{res.time_s:.2f} s, status {res.status}")
+
+
+LOSSES = ("mse", "cross_entropy")
+
+
+def _loss(flag: str | None, opt: str | None, data, model) -> str:
+    """The loss of `liftnn train`: --loss (or --opt loss=...), else cross_entropy for a
+    classification data set (meta task) and mse otherwise; for the cross-entropy the network
+    must output one logit per class (the error names the architecture that does)."""
+    from liftnn._validate import canonical
+    from liftnn.errors import LiftnnError
+
+    if flag is not None and opt is not None and canonical("loss", opt, LOSSES) != canonical(
+            "loss", flag, LOSSES):
+        raise LiftnnError(f"--loss {flag} and --opt loss={opt} disagree; give one")
+    given = flag if flag is not None else opt
+    classify = data.meta.get("task") == "classification"
+    loss = canonical("--loss", given, LOSSES) if given is not None else (
+        "cross_entropy" if classify else "mse")
+    k = data.meta.get("n_classes")
+    if loss == "cross_entropy" and k is not None and model.d_out != int(k):
+        right = "-".join(str(s) for s in (*model.sizes[:-1], int(k)))
+        raise LiftnnError(f"--arch {model.arch}: {data.name} has {k} classes and the cross-entropy "
+                          f"needs one output per class: use --arch {right}")
+    return loss

@@ -24,12 +24,14 @@ def _test_part(name: str, arr, width: int) -> np.ndarray:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Dataset:
     """Training and test data, samples as rows.
 
     x_train: (m, d_in), y_train: (m, d_out), x_test: (m_test, d_in), y_test: (m_test, d_out);
-    meta: a dict describing how the data were made (name, seed, noise, ...).
+    meta: a dict describing how the data were made (name, seed, noise, ...).  Bring your own
+    data as Dataset(x_train, y_train, x_test, y_test, meta={"name": ...}); the test arrays may
+    be empty.  print(dataset) shows a one-line summary (name, shapes, meta keys), not the arrays.
     """
 
     x_train: np.ndarray
@@ -66,6 +68,15 @@ class Dataset:
     @property
     def name(self) -> str:
         return str(self.meta.get("name", "custom"))
+
+    def __repr__(self) -> str:
+        """Dataset('sin2': n=20 train, 200 test; x (20, 1), y (20, 1); meta: name, noise, seed)."""
+        keys = ", ".join(sorted(map(str, self.meta))) or "none"
+        return (f"Dataset({self.name!r}: n={self.n} train, {len(self.x_test)} test; x_train "
+                f"{self.x_train.shape}, y_train {self.y_train.shape}, x_test "
+                f"{self.x_test.shape}, y_test {self.y_test.shape}; meta: {keys})")
+
+    __str__ = __repr__
 
 
 _REGISTRY: dict[str, Callable[..., Dataset]] = {}

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from liftnn._validate import check_choice
+from liftnn._validate import canonical, check_choice
 
 Array = jax.Array
 
@@ -64,18 +64,19 @@ ALIASES = {"tansig": "tanh", "logsig": "sigmoid", "linear": "identity", "purelin
 
 
 def canonical_name(name: str) -> str:
-    """Resolve aliases ("tansig" -> "tanh") and check the name exists."""
+    """The canonical activation name: aliases resolved ("tansig" -> "tanh", MATLAB's names in
+    ALIASES) and case ignored ("ReLU" -> "relu"), as for method and loss names
+    (liftnn._validate.canonical); an unknown name raises LiftnnError listing the valid ones."""
     if isinstance(name, Activation):
         return name.name
-    key = ALIASES.get(str(name).lower(), str(name).lower())
-    return check_choice("activation", key, list(ACTIVATIONS) + list(ALIASES))
+    return canonical("activation", name, ACTIVATIONS, ALIASES)
 
 
 def get_activation(name: str | Activation) -> Activation:
     """Return the Activation for a name or alias (raises LiftnnError listing valid names)."""
     if isinstance(name, Activation):
         return name
-    return ACTIVATIONS[ALIASES.get(canonical_name(name), canonical_name(name))]
+    return ACTIVATIONS[canonical_name(name)]
 
 
 # ---- ReLU relaxations for the lifted constraints (docs/lifted.md, "ReLU") -------------------

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from liftnn._validate import check_choice
+from liftnn._validate import canonical
 
 
 def mse(pred, Y):
@@ -35,11 +35,16 @@ def cross_entropy(logits, Y):
 LOSSES: dict[str, Callable] = {"mse": mse, "sse": sse, "cross_entropy": cross_entropy}
 
 
+def loss_name(name: str) -> str:
+    """The canonical loss name ("MSE" -> "mse"; case ignored as for methods and activations)."""
+    return canonical("loss", name, LOSSES)
+
+
 def get_loss(name: str) -> Callable:
     """Return the loss function for a name (raises LiftnnError listing valid names)."""
     if callable(name):
         return name
-    return LOSSES[check_choice("loss", str(name).lower(), LOSSES)]
+    return LOSSES[loss_name(name)]
 
 
 def is_least_squares(name) -> bool:

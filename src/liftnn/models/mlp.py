@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from liftnn._validate import check_data
+from liftnn._validate import check_data, check_input_shape
 from liftnn.errors import LiftnnError
 from liftnn.models.activations import canonical_name, get_activation
 from liftnn.models.initializers import get_initializer, initializer_name
@@ -140,8 +140,10 @@ class MLP:
 
     # ---- evaluation ------------------------------------------------------------------------
     def apply(self, params: Params, X, *, key=None, train: bool = False) -> jax.Array:
-        """Network output f(X), shape (m, d_out).  Dropout (inverted scaling) only if train."""
+        """Network output f(X), shape (m, d_out), of X (m, d_in) (anything else raises
+        LiftnnError naming d_in).  Dropout (inverted scaling) only if train."""
         Z = jnp.asarray(X)
+        check_input_shape(Z.shape, self.d_in)
         if train and key is None and any(r > 0.0 for r in self.dropout):
             raise LiftnnError("dropout in training mode needs a random key: apply(..., train=True, "
                               "key=jax.random.key(seed))")
@@ -161,6 +163,7 @@ class MLP:
     def forward(self, params: Params, X) -> tuple[list, list]:
         """Forward pass that keeps every layer: (pre-activations [a_1..a_{L+1}], outputs [z_0..z_{L+1}])."""
         Z = jnp.asarray(X)
+        check_input_shape(Z.shape, self.d_in)
         pre, outs = [], [Z]
         for j, (W, b) in enumerate(params):
             A = Z @ W.T + (b if b is not None else 0.0)

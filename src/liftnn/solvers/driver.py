@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from liftnn._validate import callable_or_none, integer, merge_options, number
+from liftnn.blas_threads import limit_blas
 from liftnn.errors import LiftnnError
 from liftnn.solvers import result as R
 
@@ -305,7 +306,7 @@ class ResidualEvaluator(KeepsLastIterate):
         return Iterate(x, cost, J.T @ r if np.all(np.isfinite(J)) else J.sum(0) * np.nan, r, J)
 
     def first(self, x0) -> Iterate:
-        """The iterate at x0; raises LiftnnError if r or J is not finite there."""
+        """The iterate at x0; raises LiftnnError if r, J or the cost is not finite there."""
         it = self.iterate(x0)
         if not np.all(np.isfinite(it.r)):
             bad = int(np.flatnonzero(~np.isfinite(it.r))[0])
@@ -313,6 +314,10 @@ class ResidualEvaluator(KeepsLastIterate):
                               f"{it.r[bad]!r})")
         if not np.all(np.isfinite(it.J)):
             raise LiftnnError("the Jacobian of the residuals is not finite at x0")
+        if not math.isfinite(it.f):  # finite residuals whose squares overflow: no step can be judged
+            raise LiftnnError(f"the cost 1/2 ||r||^2 overflows float64 at x0 (residuals up to "
+                              f"{float(np.max(np.abs(it.r))):.3g}); rescale the problem (for "
+                              f"network training: standardise the targets)")
         return it
 
 
@@ -402,6 +407,14 @@ def _failed_step(st: Step, nit: int) -> tuple[str, str] | None:
 
 def run(method: str, solver: tuple, ev, x0: np.ndarray, o: dict,
         monitor: Callable | None = None) -> R.Result:
+    """Run a solver from x0 with BLAS capped at one thread (liftnn.blas_threads: numpy's
+    factorisations and XLA's thread pool otherwise oversubscribe the cores); see _run."""
+    with limit_blas():
+        return _run(method, solver, ev, x0, o, monitor)
+
+
+def _run(method: str, solver: tuple, ev, x0: np.ndarray, o: dict,
+         monitor: Callable | None = None) -> R.Result:
     """Run a solver from x0 with the common options `o` (see the module docstring).
 
     solver: (init, step, summary): init(it) -> state, step(state, it) -> (state, Step),

@@ -133,7 +133,7 @@ PEERS: dict[str, PeerSpec] = {**_torch.PEERS, **_scipy.PEERS, **_casadi.PEERS,
 _FAMILIES = {"torch": _torch, "scipy": _scipy, "casadi": _casadi, "optimistix": _optimistix,
              "torch-lm": _torch_lm, "sklearn": _sklearn}
 
-__all__ = ["PEERS", "PeerSpec", "available", "fit_peer", "options", "torch_network",
+__all__ = ["PEERS", "PeerSpec", "available", "check_setup", "fit_peer", "options", "torch_network",
            "torch_params"]
 
 
@@ -169,6 +169,34 @@ def options(name: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _checked_options(spec: PeerSpec, name: str, loss: str, options: dict) -> dict:
+    """The peer's options checked and completed with the defaults; the loss checked."""
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise LiftnnError(f"peer {name!r} has no option(s) {', '.join(map(repr, unknown))}; valid "
+                          f"options: {', '.join(spec.options)}")
+    opts = {k: check(k, options[k]) if k in options else default
+            for k, (default, check) in spec.options.items()}
+    if loss not in spec.losses:
+        raise LiftnnError(f"peer {name!r} does not support loss {loss!r}; choose one of: "
+                          f"{', '.join(spec.losses)}")
+    if spec.check is not None:
+        spec.check(opts)
+    return opts
+
+
+def check_setup(name: str, model, *, loss: str = "mse", weight_decay: float = 0.0,
+                **options) -> None:
+    """What fit_peer checks that needs neither data nor the peer's library: the options, the
+    loss, and whether the library can represent this model and objective (e.g. scikit-learn
+    has no weight_decay); raises LiftnnError.  Suites call it when they are read, so a
+    configuration that every run would refuse fails before any run."""
+    spec = _spec(name)
+    opts = _checked_options(spec, name, loss, options)
+    if spec.validate is not None:
+        spec.validate(name, opts, model, loss, weight_decay)
+
+
 def fit_peer(name: str, model, dataset, params0, *, loss: str = "mse", weight_decay: float = 0.0,
              **options) -> Result:
     """Train `model` on `dataset` from `params0` with peer `name`; returns a liftnn Result.
@@ -189,17 +217,7 @@ def fit_peer(name: str, model, dataset, params0, *, loss: str = "mse", weight_de
     from liftnn.problem import TrainingProblem
 
     spec = _spec(name)
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        raise LiftnnError(f"peer {name!r} has no option(s) {', '.join(map(repr, unknown))}; valid "
-                          f"options: {', '.join(spec.options)}")
-    opts = {k: check(k, options[k]) if k in options else default
-            for k, (default, check) in spec.options.items()}
-    if loss not in spec.losses:
-        raise LiftnnError(f"peer {name!r} does not support loss {loss!r}; choose one of: "
-                          f"{', '.join(spec.losses)}")
-    if spec.check is not None:
-        spec.check(opts)
+    opts = _checked_options(spec, name, loss, options)
     ok, reason = available(name)
     if not ok:
         raise LiftnnError(f"peer {name!r} is not available: {reason}")
