@@ -10,6 +10,7 @@ docs/layout.md).
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 
 import typer
@@ -56,7 +57,22 @@ for _name, _command in (("train", _train.train), ("bench", _bench.bench), ("repo
     app.command(_name)(_guarded(_command))
 
 
+def _interrupt(signum, frame):
+    """SIGTERM (and SIGINT) -> KeyboardInterrupt: the trainers return their best iterate so far,
+    a bench stops its workers and keeps every finished row, as for Ctrl-C."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def install_signal_handlers() -> None:
+    """Make SIGTERM act as Ctrl-C in this process, and SIGINT too even where it was started
+    ignored (a background job of a script).  Installed by `main` only: never by the library."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main():  # console-script entry point
+    install_signal_handlers()
     try:
         app()
     except KeyboardInterrupt:
