@@ -122,7 +122,7 @@ def rewrite_json(stem, **changes):
 
 
 @pytest.mark.parametrize("changes, match", [
-    ({"format_version": 2}, "format_version 2 is not supported"),
+    ({"format_version": 3}, "format_version 3 is not supported"),
     ({"format_version": ...}, "missing key 'format_version'"),
     ({"type": "CNN"}, "'type' must be one of"),
     ({"sizes": ...}, "missing key.*'sizes'"),

@@ -1,7 +1,8 @@
 """The `liftnn` command line (typer + rich): train, bench, report, demo, inspect.
 
-One module per command group: liftnn.cli.train (train), liftnn.cli.bench (bench, report, demo)
-and liftnn.cli.inspect (inspect).  Each command checks its arguments before any work; the library
+One module per command group: liftnn.cli.train (train; its --data path in liftnn.cli.data),
+liftnn.cli.bench (bench, report, demo), liftnn.cli.inspect (inspect) and liftnn.cli.predict
+(predict, evaluate).  Each command checks its arguments before any work; the library
 raises LiftnnError on bad input, and this module is the one place that turns it into a one-line
 message and exit status 2.  Nothing below the CLI imports typer or this package (see
 docs/layout.md).
@@ -17,6 +18,7 @@ import typer
 
 from liftnn.cli import bench as _bench
 from liftnn.cli import inspect as _inspect
+from liftnn.cli import predict as _predict
 from liftnn.cli import train as _train
 from liftnn.cli.common import console
 from liftnn.errors import LiftnnError
@@ -53,7 +55,8 @@ def _guarded(command):
 
 
 for _name, _command in (("train", _train.train), ("bench", _bench.bench), ("report", _bench.report),
-                        ("demo", _bench.demo), ("inspect", _inspect.inspect)):
+                        ("demo", _bench.demo), ("inspect", _inspect.inspect),
+                        ("predict", _predict.predict), ("evaluate", _predict.evaluate)):
     app.command(_name)(_guarded(_command))
 
 

@@ -15,7 +15,9 @@ def train(
     problem: Annotated[str, typer.Option(help="data set name (liftnn.datasets.names())")] = "sin2",
     n: Annotated[int | None, typer.Option(help="number of training points (where the data set "
                                                "takes n)")] = None,
-    arch: Annotated[str, typer.Option(help="layer sizes, e.g. 1-16-16-1")] = "1-16-16-1",
+    arch: Annotated[str | None, typer.Option(
+        help="layer sizes, e.g. 1-16-16-1 (default); with --data the hidden ones, e.g. 16-16 "
+             "(default), or a full arch matching the file's widths")] = None,
     activation: Annotated[str, typer.Option(help="hidden activation")] = "relu",
     output_activation: Annotated[str, typer.Option()] = "identity",
     init: Annotated[str, typer.Option(help="initialiser")] = "glorot_uniform",
@@ -38,21 +40,58 @@ def train(
         help="L2 strength mu_w, or 'auto' (chosen on a validation split)")] = "0",
     devices: Annotated[int | None, typer.Option(
         help="split the training samples over N devices (docs/devices.md)")] = None,
+    # ---- a user's own data (liftnn.cli.data) and the fit report ----
+    data_file: Annotated[Path | None, typer.Option(
+        "--data", help="train on a data file: .csv with a header row, .npz (X, Y) or .parquet "
+                       "(instead of --problem)")] = None,
+    target: Annotated[str | None, typer.Option(
+        help="with --data: the target column(s), NAME[,NAME...]")] = None,
+    features: Annotated[str | None, typer.Option(
+        help="with --data: the input columns (default: every non-target column)")] = None,
+    test: Annotated[Path | None, typer.Option(
+        help="with --data: a test file with the same columns")] = None,
+    test_fraction: Annotated[float | None, typer.Option(
+        help="with --data and no --test: hold out this fraction for testing, shuffled with "
+             "--data-seed (default 0.2)")] = None,
+    scale: Annotated[bool, typer.Option(
+        "--scale/--no-scale", help="with --data: standardise inputs and targets with the "
+                                   "training statistics (stored with --save-model)")] = True,
+    report: Annotated[Path | None, typer.Option(
+        help="write a fit report into DIR: report.md, the training curve, predicted vs actual "
+             "and the residuals (PNG)")] = None,
 ):
     """Train one network and report train/test MSE, time and status.
 
     With --seeds K, K initialisations train in one vectorised call (alm and the first-order
     methods; a loop otherwise) and --json prints one JSON object per line, one per seed
     (time_s = the batch's wall time / K); --save-model then keeps the lowest train MSE.
+
+    With --data FILE --target NAME the network trains on the file (liftnn.cli.data): a test
+    split, standardisation stored with the model, MSE and R² also in the data's units.
     """
     import liftnn as ln
     from liftnn.errors import LiftnnError
     from liftnn.models.io import check_writable
     from liftnn.models.io import save_model as _save
 
-    kw = {"n": n} if n is not None else {}
-    data = ln.datasets.load(problem, seed=data_seed, **kw)
+    from liftnn.cli import data as file_data
+
+    if data_file is None:
+        file_data.check_file_options_unused(test, test_fraction, target, features, not scale)
+        kw = {"n": n} if n is not None else {}
+        data = ln.datasets.load(problem, seed=data_seed, **kw)
+        arch = arch or "1-16-16-1"
+    else:
+        if n is not None:
+            raise LiftnnError("--n applies to shipped data sets; a --data file trains on its rows")
+        data = file_data.load_file_data(data_file, target, features, test, test_fraction,
+                                        data_seed, scale)
+        problem = data.name
+        arch = file_data.resolve_arch(arch, data.d_in, data.d_out)
     model = ln.MLP(arch, activation=activation, output_activation=output_activation, init=init)
+    if model.d_in != data.d_in or model.d_out != data.d_out:
+        raise LiftnnError(f"--arch {arch} takes {model.d_in} input(s) and gives {model.d_out} "
+                          f"output(s); the data have {data.d_in} and {data.d_out}")
     options = parse_options(opt)
     if max_iter is not None:
         options["max_iter"] = max_iter
@@ -72,13 +111,18 @@ def train(
         raise LiftnnError(f"--seeds must be >= 1; got {seeds}")
     if save_model is not None:
         check_writable(save_model)
+    if report is not None:
+        from liftnn.bench.fit_report import check_report_dir
+
+        check_report_dir(report)
     if seeds is None:
         results = [ln.train(model, data, method=method, seed=seed, **options)]
     else:
         results = ln.train(model, data, method=method, seeds=range(seed, seed + seeds), **options)
+    best = min(results, key=lambda r: r.train_mse)
     if save_model is not None:
-        best = min(results, key=lambda r: r.train_mse)
-        _save(save_model, model, best.params)
+        _save(save_model, model, best.params, scaling=data.scaling,
+              data=file_data.data_info(data, problem))
         if len(results) > 1:
             console.print(f"saved seed {best.seed} (lowest train MSE) to {save_model}")
     for res in results:
@@ -92,6 +136,12 @@ def train(
         for key in ("val_mse", "n_val", "weight_decay"):
             if key in res:
                 out[key] = res[key]
+        units = file_data.units_report(model, res.params, data)
+        if data_file is not None:
+            out.update(data=str(data_file), features=list(data.meta["features"]),
+                       targets=list(data.meta["targets"]), n_test=int(data.x_test.shape[0]),
+                       scaled=scale)
+        out.update(units)
         if len(results) > 1:
             out["batch_time_s"] = res.get("batch_time_s")
         if as_json:
@@ -102,3 +152,12 @@ def train(
                 f"{model.init_name}, seed {res.seed}): train MSE {res.train_mse:.4g}, test MSE "
                 f"{res.test_mse:.4g}, {int(res.nit)} iterations, {res.time_s:.2f} s, status "
                 f"{res.status}")
+            if units:
+                console.print("  in the data's units: " + file_data.units_line(units, data))
+    if report is not None:
+        from liftnn.bench.fit_report import write_fit_report
+
+        path = write_fit_report(report, model=model, params=best.params, result=best,
+                                dataset=data, method=method, problem=problem,
+                                activation=activation)
+        console.print(f"fit report written to {path}")

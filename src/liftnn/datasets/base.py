@@ -67,6 +67,14 @@ class Dataset:
     def name(self) -> str:
         return str(self.meta.get("name", "custom"))
 
+    @property
+    def scaling(self):
+        """The standardisation the arrays were made with (a liftnn.datasets.scaling.Standardizer
+        built from meta), or None when the data are in their own units."""
+        from liftnn.datasets.scaling import Standardizer
+
+        return Standardizer.from_meta(self.meta)
+
 
 _REGISTRY: dict[str, Callable[..., Dataset]] = {}
 
