@@ -129,15 +129,12 @@ def _numeric(path, header: list[str], cols: dict[str, list[str]], used: list[str
     missing values raise with their count and first places.  Rows are numbered as data rows
     from 1 (the header is row 0)."""
     out, missing = {}, []
-    n_missing = 0
-    for name in used:
+    for k, name in enumerate(used):
         vals = np.empty(len(cols[name]))
         for i, cell in enumerate(cols[name]):
             text = cell.strip()
             if text.lower() in MISSING:
-                n_missing += 1
-                if len(missing) < 5:
-                    missing.append((i + first_row, name))
+                missing.append((i + first_row, k, name))
                 vals[i] = np.nan
                 continue
             try:
@@ -150,8 +147,8 @@ def _numeric(path, header: list[str], cols: dict[str, list[str]], used: list[str
                                   "not a finite number")
             vals[i] = v
         out[name] = vals
-    if n_missing:
-        _missing_error(path, missing, n_missing)
+    if missing:  # in file order: by row, then by column
+        _missing_error(path, [(r, c) for r, _, c in sorted(missing)[:5]], len(missing))
     return out
 
 
@@ -240,7 +237,7 @@ def _read_npz(p: Path, target, features, allow_no_target=False) -> Table:
 def _numeric_arrays(p, data: dict, used: list[str]) -> dict[str, np.ndarray]:
     """Numeric columns (npz, parquet): non-numeric columns and missing values raise."""
     out, where, total = {}, [], 0
-    for name in used:
+    for k, name in enumerate(used):
         col = np.asarray(data[name])
         if not (np.issubdtype(col.dtype, np.number) or col.dtype == bool) or \
                 np.issubdtype(col.dtype, np.complexfloating):
@@ -250,13 +247,13 @@ def _numeric_arrays(p, data: dict, used: list[str]) -> dict[str, np.ndarray]:
         col = col.astype(np.float64)
         nan = np.flatnonzero(np.isnan(col))
         total += nan.size
-        where += [(int(i) + 1, name) for i in nan[:5]]
+        where += [(int(i) + 1, k, name) for i in nan[:5]]
         inf = np.flatnonzero(np.isinf(col))
         if inf.size:
             raise LiftnnError(f"{p}: row {inf[0] + 1}, column {name!r} is not a finite number")
         out[name] = col
     if total:
-        _missing_error(p, sorted(where)[:5], total)
+        _missing_error(p, [(r, c) for r, _, c in sorted(where)[:5]], total)
     return out
 
 
