@@ -214,7 +214,10 @@ def test_predict_and_evaluate_bad_inputs(trained, tmp_path):
     gap.write_text("a,b,c\n1,2,3\n4,,6\n")
     _bad(tmp_path, "predict", tmp / "m", "--data", gap, "--out", out,
          needle="1 missing value(s) (row 2 column 'b')")
-    _bad(tmp_path, "evaluate", tmp / "m", "--data", two, needle="'price' not in the header")
+    inputs_only = tmp_path / "abc.csv"
+    inputs_only.write_text("a,b,c\n1,2,3\n4,5,6\n")
+    _bad(tmp_path, "evaluate", tmp / "m", "--data", inputs_only,
+         needle="'price' not in the header; the columns are: a, b, c")
     # a model saved without names: the input width is checked against the file's columns
     model, params = ln.load_model(tmp / "m")
     ln.save_model(tmp_path / "plain", model, params)
