@@ -101,6 +101,14 @@ def test_predict_equals_load_model_and_the_python_model(trained, tmp_path):
     P_model = np.asarray(model.apply(params, (tab.X - sc.x_mean) / sc.x_std)) * sc.y_std + sc.y_mean
     np.testing.assert_allclose(P_cli.reshape(-1, 1), P_py, rtol=0, atol=1e-12)
     np.testing.assert_allclose(P_py, P_model, rtol=0, atol=1e-12)
+    # ... and the network the same training gives in Python
+    from liftnn.datasets.files import file_dataset
+
+    d = file_dataset(data, "price")
+    res = ln.train(ln.MLP("3-8-1", activation="tanh"), d, method="lm", seed=0, max_iter=20)
+    P_train = d.scaling.inverse_y(np.asarray(model.apply(res.params,
+                                                         d.scaling.transform_x(tab.X))))
+    np.testing.assert_allclose(P_cli.reshape(-1, 1), P_train, rtol=0, atol=1e-12)
     # stdout without --out: the same numbers
     res2 = subprocess.run([sys.executable, "-m", "liftnn.cli", "predict", str(tmp / "m"),
                            "--data", str(data)], capture_output=True, text=True,

@@ -58,8 +58,13 @@ def _is_classifier(saved) -> bool:
 
 
 def _labels(saved, P: np.ndarray) -> np.ndarray:
-    """Class indices (m,) from a classifier's outputs (m, k): argmax (one output: > 0.5)."""
-    return (P[:, 0] > 0.5).astype(int) if P.shape[1] == 1 else P.argmax(1)
+    """Class indices (m,) from a classifier's outputs: argmax of k outputs (logits, as
+    loss="cross_entropy" trains them); one output (a fit to the indices) is rounded to the
+    nearest class."""
+    if P.shape[1] > 1:
+        return P.argmax(1)
+    k = int(saved.data.get("n_classes", 2))
+    return np.clip(np.rint(P[:, 0]), 0, k - 1).astype(int)
 
 
 def _csv_text(names: list[str], cols: list[np.ndarray]) -> str:

@@ -371,7 +371,8 @@ class SavedModel:
                             (m, d_out) predictions in the user's units
     saved.features / saved.targets: the column names (x0.. / y0.. when none were stored)
     saved.has_std: whether predict(X, return_std=True) gives a predictive std (m, d_out); true
-    only for a model object that offers it (a posterior; none is stored by this format yet).
+    only when the network object offers predict(params, X, return_std=True) (a posterior; the
+    hook for it: none is stored by this format yet).
     """
 
     def __init__(self, model, params, scaling: Standardizer | None = None, data: dict | None = None,
@@ -408,7 +409,16 @@ class SavedModel:
 
     @property
     def has_std(self) -> bool:
-        return callable(getattr(self.model, "predict", None))
+        """Whether the network object offers predict(params, X, return_std=True) (a posterior)."""
+        import inspect
+
+        fn = getattr(self.model, "predict", None)
+        if not callable(fn):
+            return False
+        try:
+            return "return_std" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            return False
 
     def check_inputs(self, X, where: str = "X") -> np.ndarray:
         """X as float64 (m, d_in), or LiftnnError naming the widths (and the stored columns)."""
