@@ -254,3 +254,32 @@ def test_npz_data_and_no_scale(tmp_path):
     model, params = saved
     assert names == ["y0", "y1"]
     np.testing.assert_allclose(P, np.asarray(model.apply(params, X)), atol=1e-12, rtol=0)
+
+
+def test_seeds_with_file_data_and_a_classifier_evaluates_accuracy(tmp_path, small):
+    res, text = invoke("train", "--data", small, *TRAIN, "--seeds", "2", "--json")
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(s) for s in res.stdout.splitlines() if s.startswith("{")]
+    assert [r["seed"] for r in lines] == [0, 1] and all("test_r2" in r for r in lines)
+    pytest.importorskip("sklearn")
+    # a fit to the class indices (one output; cross-entropy from the CLI is another option's)
+    res, text = invoke("train", "--problem", "iris", "--arch", "4-6-1", "--method", "lm",
+                       "--max-iter", "10", "--save-model", tmp_path / "iris")
+    assert res.exit_code == 0, res.output
+    saved = ln.load_model(tmp_path / "iris")
+    assert saved.data["task"] == "classification" and saved.data["n_classes"] == 3
+    d = ln.datasets.load("iris")
+    X = d.scaling.x_mean + d.x_test * d.scaling.x_std  # raw measurements
+    p = tmp_path / "iris.csv"
+    with open(p, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*saved.features, "y0"])
+        w.writerows([[*map(repr, map(float, x)), int(y)] for x, y in zip(X, d.y_test[:, 0])])
+    res, text = invoke("evaluate", tmp_path / "iris", "--data", p, "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout.splitlines()[-1])
+    P = saved.predict(X)
+    assert P.shape == (X.shape[0], 1)
+    labels = np.clip(np.rint(P[:, 0]), 0, 2)  # the nearest class
+    assert out["accuracy"] == pytest.approx(np.mean(labels == d.y_test[:, 0]))
+    assert out["accuracy"] > 0.5

@@ -89,9 +89,6 @@ def train(
         problem = data.name
         arch = file_data.resolve_arch(arch, data.d_in, data.d_out)
     model = ln.MLP(arch, activation=activation, output_activation=output_activation, init=init)
-    if model.d_in != data.d_in or model.d_out != data.d_out:
-        raise LiftnnError(f"--arch {arch} takes {model.d_in} input(s) and gives {model.d_out} "
-                          f"output(s); the data have {data.d_in} and {data.d_out}")
     options = parse_options(opt)
     if max_iter is not None:
         options["max_iter"] = max_iter
