@@ -113,7 +113,7 @@ def write_fit_report(out, *, model, params, result, dataset, method: str, proble
     ax.set_ylabel("count")
     save_figure(fig, out / "residuals.png", title=f"residuals ({shown} split)")
 
-    units = "the data's units" if scaled else "the network's units"
+    units = "the data's units" if scaled else "as trained"
     src = dataset.meta.get("source")
     lines = [f"# Fit report: {method} on {problem}", "",
              f"- data: {problem}" + (f" ({src})" if src else "") +
@@ -124,7 +124,8 @@ def write_fit_report(out, *, model, params, result, dataset, method: str, proble
              f"- method: {method}, seed {result.get('seed', 0)}",
              f"- status: {result.get('status', '')}, {int(result.get('nit', 0))} iterations, "
              f"{float(result.get('time_s', float('nan'))):.2f} s",
-             f"- MSE (network units): train {_fmt(result.get('train_mse'))}, test "
+             f"- MSE{' (network units, standardised)' if scaled else ''}: train "
+             f"{_fmt(result.get('train_mse'))}, test "
              f"{_fmt(result.get('test_mse'))}", "",
              f"| split | MSE ({units}) | " + " | ".join(f"R² {n}" for n in names) + " |",
              "|---|---|" + "---|" * len(names)]
