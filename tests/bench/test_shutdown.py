@@ -182,3 +182,24 @@ def test_cli_handlers_turn_sigterm_and_an_ignored_sigint_into_keyboardinterrupt(
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "interrupted", res.stderr
+
+
+def test_workers_exit_when_their_parent_is_killed():
+    """A parent that dies by SIGKILL (no cleanup at all) leaves no pool worker behind: each
+    worker's watchdog sees it re-parented and exits within about a second."""
+    code = ("import multiprocessing as mp, os, time\n"
+            "from liftnn.bench import executors\n"
+            "it = executors.iter_pool(time.sleep, [0.0, 60.0, 60.0], jobs=2, fresh=False)\n"
+            "next(it)\n"
+            "print(' '.join(str(p.pid) for p in mp.active_children()), flush=True)\n"
+            "os.kill(os.getpid(), 9)\n")
+    env = {**os.environ, "PYTHONPATH": str(SRC), "LIFTNN_COMPILE_CACHE": "off"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    workers = [int(t) for t in res.stdout.split()]
+    assert len(workers) == 2
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not [w for w in workers if alive(w)]
