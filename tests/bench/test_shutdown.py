@@ -180,7 +180,7 @@ def test_cli_handlers_turn_sigterm_and_an_ignored_sigint_into_keyboardinterrupt(
             "    print('interrupted')\n")
     env = {**os.environ, "PYTHONPATH": str(SRC), "LIFTNN_COMPILE_CACHE": "off"}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         timeout=120)
+                         timeout=120, check=False)
     assert res.returncode == 0 and res.stdout.strip() == "interrupted", res.stderr
 
 
@@ -195,7 +195,7 @@ def test_workers_exit_when_their_parent_is_killed():
             "os.kill(os.getpid(), 9)\n")
     env = {**os.environ, "PYTHONPATH": str(SRC), "LIFTNN_COMPILE_CACHE": "off"}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         timeout=120)
+                         timeout=120, check=False)
     assert res.returncode == -signal.SIGKILL, res.stderr
     workers = [int(t) for t in res.stdout.split()]
     assert len(workers) == 2

@@ -24,7 +24,7 @@ def table_csv(tmp_path):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(20, 3)) * [1.0, 10.0, 100.0] + [0.0, 5.0, -50.0]
     y = X @ [1.0, 0.2, 0.01] + 7.0
-    rows = [[*x, t, "id%d" % i] for i, (x, t) in enumerate(zip(X, y))]
+    rows = [[*x, t, f"id{i}"] for i, (x, t) in enumerate(zip(X, y))]
     return write_csv(tmp_path / "d.csv", ["a", "b", "c", "y", "name"], rows), X, y
 
 
@@ -178,7 +178,7 @@ def test_split_is_seeded_and_disjoint(table_csv):
 
 
 def test_no_scale_keeps_units_and_test_file(table_csv, tmp_path):
-    path, X, y = table_csv
+    path, X, _ = table_csv
     test = write_csv(tmp_path / "test.csv", ["y", "c", "b", "a"], [[1, 2, 3, 4], [5, 6, 7, 8]])
     d = file_dataset(path, "y", features="a,b,c", test=test, scale=False)
     assert d.n == 20 and d.scaling.identity and d.scaling.features == ("a", "b", "c")

@@ -216,12 +216,12 @@ def _scaled(tmp_path):
 
 
 def test_scaling_round_trip_and_predict_in_user_units(tmp_path):
-    mlp, params, sc = _scaled(tmp_path)
+    mlp, params, _ = _scaled(tmp_path)
     meta = json.loads((tmp_path / "s.json").read_text())
     assert meta["format_version"] == 2 and meta["scaling"]["targets"] == ["p", "q"]
     assert meta["data"] == {"name": "mine", "n": 7}
     saved = ln.load_model(tmp_path / "s")
-    model, loaded = saved  # unpacks like format 1
+    model, _ = saved  # unpacks like format 1
     assert model == mlp and saved.features == ("u", "v") and saved.targets == ("p", "q")
     X = np.random.default_rng(0).normal(size=(6, 2)) * 5
     Z = np.asarray(mlp.apply(params, (X - [1.0, -2.0]) / [2.0, 0.5]))

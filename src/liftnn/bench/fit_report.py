@@ -116,24 +116,23 @@ def write_fit_report(out, *, model, params, result, dataset, method: str, proble
     units = "the data's units" if scaled else "as trained"
     src = dataset.meta.get("source")
     lines = [f"# Fit report: {method} on {problem}", "",
-             f"- data: {problem}" + (f" ({src})" if src else "") +
-             f", {dataset.n} training rows, {dataset.x_test.shape[0]} test rows, "
-             f"{dataset.d_in} input(s), target(s) {', '.join(names)}" +
-             ("; standardised with the training statistics" if scaled else ""),
+             (f"- data: {problem}" + (f" ({src})" if src else "") +
+              f", {dataset.n} training rows, {dataset.x_test.shape[0]} test rows, "
+              f"{dataset.d_in} input(s), target(s) {', '.join(names)}" +
+              ("; standardised with the training statistics" if scaled else "")),
              f"- network: {model.arch} {activation}".rstrip(),
              f"- method: {method}, seed {result.get('seed', 0)}",
-             f"- status: {result.get('status', '')}, {int(result.get('nit', 0))} iterations, "
-             f"{float(result.get('time_s', float('nan'))):.2f} s",
-             f"- MSE{' (network units, standardised)' if scaled else ''}: train "
-             f"{_fmt(result.get('train_mse'))}, test "
-             f"{_fmt(result.get('test_mse'))}", "",
-             f"| split | MSE ({units}) | " + " | ".join(f"R² {n}" for n in names) + " |",
+             (f"- status: {result.get('status', '')}, {int(result.get('nit', 0))} iterations, "
+              f"{float(result.get('time_s', float('nan'))):.2f} s"),
+             (f"- MSE{' (network units, standardised)' if scaled else ''}: train "
+              f"{_fmt(result.get('train_mse'))}, test {_fmt(result.get('test_mse'))}"), "",
+             (f"| split | MSE ({units}) | " + " | ".join(f"R² {n}" for n in names) + " |"),
              "|---|---|" + "---|" * len(names)]
     for part, m in metrics.items():
         lines.append(f"| {part} | {_fmt(m['mse'])} | " + " | ".join(_fmt(r) for r in m["r2"])
                      + " |")
-    lines += ["", f"![training curve](curve.png)", "",
-              f"![predicted vs actual](fit.png)", "", f"![residuals](residuals.png)", ""]
+    lines += ["", "![training curve](curve.png)", "",
+              "![predicted vs actual](fit.png)", "", "![residuals](residuals.png)", ""]
     path = out / "report.md"
     fd, tmp = tempfile.mkstemp(dir=out, prefix=".report.md.", suffix=".tmp")
     try:

@@ -70,11 +70,10 @@ def train(
     split, standardisation stored with the model, MSE and R² also in the data's units.
     """
     import liftnn as ln
+    from liftnn.cli import data as file_data
     from liftnn.errors import LiftnnError
     from liftnn.models.io import check_writable
     from liftnn.models.io import save_model as _save
-
-    from liftnn.cli import data as file_data
 
     if data_file is None:
         file_data.check_file_options_unused(test, test_fraction, target, features, not scale)

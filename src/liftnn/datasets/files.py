@@ -347,7 +347,7 @@ def split_rows(m: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or \
             not 0.0 <= test_fraction < 1.0:
         raise LiftnnError(f"--test-fraction must be a number in [0, 1); got {test_fraction!r}")
-    n_test = 0 if test_fraction == 0 else max(1, int(round(test_fraction * m)))
+    n_test = 0 if test_fraction == 0 else max(1, round(test_fraction * m))
     if m - n_test < MIN_TRAIN:
         raise LiftnnError(f"the data have {m} row(s): too few for a test fraction of "
                           f"{test_fraction:g} ({n_test} test rows) and at least {MIN_TRAIN} "
