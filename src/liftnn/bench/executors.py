@@ -56,16 +56,27 @@ def _worker_init(parent_pid: int) -> None:
 
 @contextlib.contextmanager
 def _signals_held():
-    """Hold SIGINT and SIGTERM off (delivered on exit) while the workers are being stopped, so a
-    second Ctrl-C cannot abandon them half-way (main thread only; a no-op elsewhere)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    can = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held) if can else None
+    """Hold SIGINT and SIGTERM off while the workers are being stopped, so a second Ctrl-C cannot
+    abandon them half-way: their handlers only note the signal, and the old handler gets it
+    afterwards (main thread only, where Python handles signals; a no-op elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            old[sig] = signal.signal(sig, lambda signum, frame: caught.append((signum, frame)))
     try:
         yield
     finally:
-        if can:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if caught:
+            signum, frame = caught[0]
+            handler = old.get(signum)
+            if callable(handler):
+                handler(signum, frame)  # e.g. KeyboardInterrupt, now that the workers are gone
 
 
 def _pool_processes(procs: dict, call_queue) -> list:
