@@ -122,7 +122,7 @@ def rewrite_json(stem, **changes):
 
 
 @pytest.mark.parametrize("changes, match", [
-    ({"format_version": 2}, "format_version 2 is not supported"),
+    ({"format_version": 3}, "format_version 3 is not supported"),
     ({"format_version": ...}, "missing key 'format_version'"),
     ({"type": "CNN"}, "'type' must be one of"),
     ({"sizes": ...}, "missing key.*'sizes'"),
@@ -199,3 +199,66 @@ def test_check_writable_and_save_refuse_bad_targets(tmp_path):
     with pytest.raises(ln.LiftnnError, match="custom function"):
         ln.save_model(tmp_path / "x", ln.MLP((2, 3, 1), init=lambda k, i, o: None), p)
     assert not (tmp_path / "x.json").exists()
+
+
+# ---- format 2: the training data's scaling; SavedModel.predict in the user's units --------------
+
+
+def _scaled(tmp_path):
+    from liftnn.datasets.scaling import Standardizer
+
+    mlp = ln.MLP((2, 5, 2), activation="tanh")
+    params = mlp.init(4)
+    sc = Standardizer(x_mean=[1.0, -2.0], x_std=[2.0, 0.5], y_mean=[10.0, 0.0], y_std=[3.0, 0.1],
+                      features=["u", "v"], targets=["p", "q"])
+    ln.save_model(tmp_path / "s", mlp, params, scaling=sc, data={"name": "mine", "n": 7})
+    return mlp, params, sc
+
+
+def test_scaling_round_trip_and_predict_in_user_units(tmp_path):
+    mlp, params, _ = _scaled(tmp_path)
+    meta = json.loads((tmp_path / "s.json").read_text())
+    assert meta["format_version"] == 2 and meta["scaling"]["targets"] == ["p", "q"]
+    assert meta["data"] == {"name": "mine", "n": 7}
+    saved = ln.load_model(tmp_path / "s")
+    model, _ = saved  # unpacks like format 1
+    assert model == mlp and saved.features == ("u", "v") and saved.targets == ("p", "q")
+    X = np.random.default_rng(0).normal(size=(6, 2)) * 5
+    Z = np.asarray(mlp.apply(params, (X - [1.0, -2.0]) / [2.0, 0.5]))
+    np.testing.assert_allclose(saved.predict(X), Z * [3.0, 0.1] + [10.0, 0.0], rtol=1e-14)
+    assert saved.predict(X[0]).shape == (1, 2)  # one sample as a 1-D row
+    assert not saved.has_std
+    with pytest.raises(ln.LiftnnError, match="has no posterior"):
+        saved.predict(X, return_std=True)
+    with pytest.raises(ln.LiftnnError, match=r"has 3 input column\(s\) but the model .* takes 2 "
+                                             r"\(u, v\)"):
+        saved.predict(np.ones((2, 3)))
+
+
+def test_format_1_files_still_load_and_predict_unscaled(saved):
+    meta = json.loads(saved.with_name("m.json").read_text())
+    assert meta["format_version"] == 1 and "scaling" not in meta
+    s = ln.load_model(saved)
+    model, params = s
+    X = np.linspace(-1, 1, 8).reshape(4, 2)
+    np.testing.assert_array_equal(s.predict(X), np.asarray(model.apply(params, X)))
+    assert s.scaling.identity and s.targets == ("y0",) and s.features == ("x0", "x1")
+
+
+def test_bad_scaling_refused_naming_it(tmp_path, saved):
+    from liftnn.datasets.scaling import Standardizer
+
+    mlp = ln.MLP((2, 3, 1))
+    with pytest.raises(ln.LiftnnError, match="the scaling has 3 inputs; the network has 2"):
+        ln.save_model(tmp_path / "w", mlp, mlp.init(0),
+                      scaling=Standardizer(x_mean=[0, 0, 0], x_std=[1, 1, 1]))
+    assert not list(tmp_path.glob("w.*"))
+    rewrite_json(saved, scaling={"x_mean": [0, 0], "x_std": [1, 1]})  # still version 1
+    with pytest.raises(ln.LiftnnError, match="unknown key.*'scaling'"):
+        ln.load_model(saved)
+    rewrite_json(saved, format_version=2, scaling={"x_mean": [0, 0], "x_std": [1, -1]})
+    with pytest.raises(ln.LiftnnError, match="m.json: scaling 'x_std' must be > 0"):
+        ln.load_model(saved)
+    rewrite_json(saved, scaling={"y_mean": [0, 0], "y_std": [1, 1]})
+    with pytest.raises(ln.LiftnnError, match="the scaling has 2 outputs; the network has 1"):
+        ln.load_model(saved)

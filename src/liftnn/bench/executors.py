@@ -4,6 +4,13 @@ Each executor takes `work` (a picklable top-level function unit -> plain-data re
 runner's execute_unit) and yields (unit, result or exception) as units finish.  JAX is unsafe
 after fork, so the pool spawns; a unit whose worker died is retried once in a fresh process.
 See docs/benchmarks.md ("executors").
+
+Shutting down: pool workers ignore SIGINT (a Ctrl-C reaches the whole process group; only the
+parent decides) and exit by themselves within a second when their parent dies (a watchdog
+thread polls the parent pid, so even a SIGKILLed bench leaves no worker behind).  When the
+consumer stops early (KeyboardInterrupt, which the command line also raises on SIGTERM), closing
+the generator terminates every worker of the pool (SIGTERM, then SIGKILL after a grace period)
+and waits for them, with SIGINT and SIGTERM held off while it does so.
 """
 
 from __future__ import annotations
@@ -11,6 +18,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import signal
+import threading
+import time
 
 from liftnn.errors import LiftnnError
 
@@ -26,17 +36,87 @@ def iter_inprocess(work, units):
         yield u, work(u)
 
 
+#: seconds a terminated worker gets before SIGKILL; how often a worker checks its parent
+GRACE_S = 3.0
+WATCH_S = 0.5
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Pool worker start-up: ignore SIGINT and exit when the parent `parent_pid` is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch():
+        while True:
+            time.sleep(WATCH_S)
+            if os.getppid() != parent_pid:  # re-parented: the bench process died
+                os._exit(1)
+
+    threading.Thread(target=watch, name="liftnn-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT and SIGTERM off while the workers are being stopped, so a second Ctrl-C cannot
+    abandon them half-way: their handlers only note the signal, and the old handler gets it
+    afterwards (main thread only, where Python handles signals; a no-op elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            old[sig] = signal.signal(sig, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if caught:
+            signum, frame = caught[0]
+            handler = old.get(signum)
+            if callable(handler):
+                handler(signum, frame)  # e.g. KeyboardInterrupt, now that the workers are gone
+
+
+def _pool_processes(procs: dict, call_queue) -> list:
+    """Every live worker process of a pool: those in its table and any the manager thread started
+    since (replacement workers), recognised by their call queue."""
+    from concurrent.futures.process import _process_worker
+
+    seen = {p.pid: p for p in procs.values()}
+    for p in mp.active_children():
+        args = getattr(p, "_args", ())
+        if getattr(p, "_target", None) is _process_worker and args and args[0] is call_queue:
+            seen.setdefault(p.pid, p)
+    return [p for p in seen.values() if p.is_alive()]
+
+
 def _shutdown(ex, kill: bool) -> None:
-    if kill:
-        procs = list(getattr(ex, "_processes", {}).values())  # our own worker processes
-        ex.shutdown(wait=False, cancel_futures=True)
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join(timeout=5)
-    else:
+    """Shut the pool down; with kill, stop its workers now (terminate, then SIGKILL) and reap them."""
+    if not kill:
         ex.shutdown(wait=True)
+        return
+    with _signals_held():
+        procs = getattr(ex, "_processes", None) or {}  # the dict the manager thread updates too
+        call_queue = getattr(ex, "_call_queue", None)
+        ex.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + GRACE_S
+        while True:
+            alive = _pool_processes(procs, call_queue)
+            if not alive:
+                break
+            late = time.monotonic() > deadline
+            for p in alive:
+                with contextlib.suppress(OSError, ValueError):
+                    if late:
+                        p.kill()
+                    else:
+                        p.terminate()
+            for p in alive:
+                p.join(timeout=0.2)
+            if late and time.monotonic() > deadline + GRACE_S:
+                break  # unkillable (e.g. uninterruptible I/O): nothing more this process can do
 
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -77,8 +157,9 @@ def _pool_units(work, units, workers, fresh, ctx):
     from concurrent.futures.process import BrokenProcessPool
 
     retry = []
+    init = {"initializer": _worker_init, "initargs": (os.getpid(),)}
     ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                             max_tasks_per_child=1 if fresh else None)
+                             max_tasks_per_child=1 if fresh else None, **init)
     kill = True
     try:
         futs = {ex.submit(work, u): u for u in units}
@@ -94,7 +175,7 @@ def _pool_units(work, units, workers, fresh, ctx):
     finally:
         _shutdown(ex, kill)
     for u in retry:  # one fresh process each, so a unit that kills its worker hurts only itself
-        ex = ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1)
+        ex = ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1, **init)
         kill = True
         try:
             f = ex.submit(work, u)

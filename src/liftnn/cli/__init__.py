@@ -1,7 +1,8 @@
 """The `liftnn` command line (typer + rich): train, bench, report, demo, inspect.
 
-One module per command group: liftnn.cli.train (train), liftnn.cli.bench (bench, report, demo)
-and liftnn.cli.inspect (inspect).  Each command checks its arguments before any work; the library
+One module per command group: liftnn.cli.train (train; its --data path in liftnn.cli.data),
+liftnn.cli.bench (bench, report, demo), liftnn.cli.inspect (inspect) and liftnn.cli.predict
+(predict, evaluate).  Each command checks its arguments before any work; the library
 raises LiftnnError on bad input, and this module is the one place that turns it into a one-line
 message and exit status 2.  Nothing below the CLI imports typer or this package (see
 docs/layout.md).
@@ -10,12 +11,14 @@ docs/layout.md).
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 
 import typer
 
 from liftnn.cli import bench as _bench
 from liftnn.cli import inspect as _inspect
+from liftnn.cli import predict as _predict
 from liftnn.cli import train as _train
 from liftnn.cli.common import console
 from liftnn.errors import LiftnnError
@@ -52,11 +55,27 @@ def _guarded(command):
 
 
 for _name, _command in (("train", _train.train), ("bench", _bench.bench), ("report", _bench.report),
-                        ("demo", _bench.demo), ("inspect", _inspect.inspect)):
+                        ("demo", _bench.demo), ("inspect", _inspect.inspect),
+                        ("predict", _predict.predict), ("evaluate", _predict.evaluate)):
     app.command(_name)(_guarded(_command))
 
 
+def _interrupt(signum, frame):
+    """SIGTERM (and SIGINT) -> KeyboardInterrupt: the trainers return their best iterate so far,
+    a bench stops its workers and keeps every finished row, as for Ctrl-C."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def install_signal_handlers() -> None:
+    """Make SIGTERM act as Ctrl-C in this process, and SIGINT too even where it was started
+    ignored (a background job of a script).  Installed by `main` only: never by the library."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main():  # console-script entry point
+    install_signal_handlers()
     try:
         app()
     except KeyboardInterrupt:

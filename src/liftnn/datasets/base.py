@@ -78,6 +78,14 @@ class Dataset:
 
     __str__ = __repr__
 
+    @property
+    def scaling(self):
+        """The standardisation the arrays were made with (a liftnn.datasets.scaling.Standardizer
+        built from meta), or None when the data are in their own units."""
+        from liftnn.datasets.scaling import Standardizer
+
+        return Standardizer.from_meta(self.meta)
+
 
 _REGISTRY: dict[str, Callable[..., Dataset]] = {}
 

@@ -14,6 +14,17 @@ X @ W_k.T + b_k with samples as rows.  Also stored: a FeedforwardGraph ("type":
 (n_edges,)) and seed 001's Moeller2Net ("type": "Moeller2Net", init; arrays W0 (5, 6), W1 (4, 5),
 W2 (3, 4)).  The .npz is written with np.savez and read with allow_pickle=False.
 
+Format version 2 (written when a model carries the standardisation of its training data, read
+together with version 1) adds two optional keys to any type:
+
+    "scaling": {"x_mean": [...], "x_std": [...], "y_mean": [...], "y_std": [...],
+                "features": [...], "targets": [...]}   (liftnn.datasets.scaling.Standardizer)
+    "data":    {"name": ..., "source": ..., ...}       (what it was trained on; plain JSON)
+
+so `load_model(PATH).predict(X)` takes inputs in the user's units and returns predictions in the
+user's units: predict(X) = inverse_y(f((X - x_mean) / x_std)).  A model saved without them is
+still written as version 1, so older readers keep reading it.
+
 PATH may be given with or without the ".json" / ".npz" suffix.
 """
 
@@ -26,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from liftnn.datasets.scaling import Standardizer
 from liftnn.errors import LiftnnError
 from liftnn.models.activations import canonical_name
 from liftnn.models.feedforward_graph import FeedforwardGraph
@@ -33,7 +45,8 @@ from liftnn.models.initializers import get_initializer
 from liftnn.models.mlp import MLP
 from liftnn.models.moeller import Moeller2Net
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this module writes; it reads READ_VERSIONS
+READ_VERSIONS = (1, 2)
 _TYPES = ("MLP", "FeedforwardGraph", "Moeller2Net")
 
 
@@ -135,12 +148,15 @@ def _expected_arrays(model) -> dict[str, tuple[int, ...]]:
 # ---- save / load ----------------------------------------------------------------------------
 
 
-def save_model(path, model, params) -> tuple[Path, Path]:
+def save_model(path, model, params, *, scaling: Standardizer | None = None,
+               data: dict | None = None) -> tuple[Path, Path]:
     """Write PATH.json (architecture, activations, format version) and PATH.npz (weights).
 
     Arrays for an MLP: W0, b0, W1, b1, ... with W_k of shape (out, in) (see the module
-    docstring).  Both files are written atomically (temporary file + rename).  Returns the two
-    paths.
+    docstring).  scaling: the standardisation of the training data (x_mean, x_std: (d_in,),
+    y_mean, y_std: (d_out,), column names), stored so that `load_model(PATH).predict` works in
+    the user's units; data: a plain-JSON description of the training data.  Both files are
+    written atomically (temporary file + rename).  Returns the two paths.
     """
     if not isinstance(model, (MLP, FeedforwardGraph, Moeller2Net)):
         raise LiftnnError(f"save_model supports MLP, FeedforwardGraph and Moeller2Net; got "
@@ -152,12 +168,31 @@ def save_model(path, model, params) -> tuple[Path, Path]:
         raise LiftnnError(f"the model's initialiser {desc.get('init')!r} is a custom function and "
                           "cannot be stored; build the model with a named initialiser") from None
     arrays = _arrays(model, params)
+    extra = {}
+    if scaling is not None:
+        if not isinstance(scaling, Standardizer):
+            raise LiftnnError(f"scaling must be a Standardizer; got {type(scaling).__name__}")
+        _check_scaling_widths("scaling", model, scaling)
+        extra["scaling"] = scaling.to_dict()
+    if data is not None:
+        try:
+            extra["data"] = json.loads(json.dumps(data))
+        except (TypeError, ValueError) as exc:
+            raise LiftnnError(f"data must be plain JSON (names, numbers, lists): {exc}") from None
     check_writable(path)
     jpath, npath = model_paths(path)
-    meta = {"format_version": FORMAT_VERSION, **desc}
+    meta = {"format_version": FORMAT_VERSION if extra else 1, **desc, **extra}
     _atomic_write(jpath, lambda f: f.write(json.dumps(meta, indent=2).encode() + b"\n"))
     _atomic_write(npath, lambda f: np.savez(f, **arrays))
     return jpath, npath
+
+
+def _check_scaling_widths(where, model, sc: Standardizer) -> None:
+    for side, width, names, mw in (("inputs", sc.d_in, sc.features, model.d_in),
+                                   ("outputs", sc.d_out, sc.targets, model.d_out)):
+        n = width if width is not None else (len(names) if names is not None else None)
+        if n is not None and n != mw:
+            raise LiftnnError(f"{where}: the scaling has {n} {side}; the network has {mw}")
 
 
 def _atomic_write(target: Path, write) -> None:
@@ -186,6 +221,7 @@ _REQUIRED = {
     "Moeller2Net": {"format_version", "type", "init"},
 }
 _OPTIONAL = {"MLP": {"dropout"}, "FeedforwardGraph": set(), "Moeller2Net": set()}
+_V2_KEYS = {"scaling", "data"}  # optional for every type from format version 2
 
 
 def _fail(jpath, msg):
@@ -206,16 +242,18 @@ def _model_from_meta(jpath: Path, meta) -> object:
         _fail(jpath, f"expected a JSON object; got {type(meta).__name__}")
     if "format_version" not in meta:
         _fail(jpath, "missing key 'format_version'")
-    if meta["format_version"] != FORMAT_VERSION or isinstance(meta["format_version"], bool):
-        _fail(jpath, f"format_version {meta['format_version']!r} is not supported (this liftnn "
-                     f"reads version {FORMAT_VERSION})")
+    version = meta["format_version"]
+    if isinstance(version, bool) or version not in READ_VERSIONS:
+        _fail(jpath, f"format_version {version!r} is not supported (this liftnn reads versions "
+                     f"{', '.join(map(str, READ_VERSIONS))})")
     typ = meta.get("type")
     if typ not in _TYPES:
         _fail(jpath, f"'type' must be one of {', '.join(_TYPES)}; got {typ!r}")
     missing = sorted(_REQUIRED[typ] - set(meta))
     if missing:
         _fail(jpath, f"missing key(s) {', '.join(repr(k) for k in missing)} for type {typ}")
-    unknown = sorted(set(meta) - _REQUIRED[typ] - _OPTIONAL[typ])
+    optional = _OPTIONAL[typ] | (_V2_KEYS if version >= 2 else set())
+    unknown = sorted(set(meta) - _REQUIRED[typ] - optional)
     if unknown:
         _fail(jpath, f"unknown key(s) {', '.join(repr(k) for k in unknown)} for type {typ}")
     if not isinstance(meta["init"], str):
@@ -266,12 +304,15 @@ def _model_from_meta(jpath: Path, meta) -> object:
                                       bias=meta["bias"], init=meta["init"], dropout=dropout))
 
 
-def load_model(path):
-    """Read PATH.json + PATH.npz -> (model, params); the inverse of `save_model`.
+def load_model(path) -> SavedModel:
+    """Read PATH.json + PATH.npz -> SavedModel; the inverse of `save_model`.
 
+    The result unpacks as `model, params = load_model(PATH)` and predicts with
+    `.predict(X)` in the user's units (the stored scaling applied; see SavedModel).
     Validates the JSON schema (format_version, type, required and unknown keys, value types,
-    activation and initialiser names) and the arrays (exactly the expected names, each with the
-    expected shape, numeric and finite); any mismatch raises LiftnnError naming the key or array.
+    activation and initialiser names, the scaling) and the arrays (exactly the expected names,
+    each with the expected shape, numeric and finite); any mismatch raises LiftnnError naming
+    the key or array.
     """
     jpath, npath = model_paths(path)
     for p in (jpath, npath):
@@ -283,6 +324,16 @@ def load_model(path):
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LiftnnError(f"{jpath}: not a readable JSON file ({exc})") from None
     model = _model_from_meta(jpath, meta)
+    scaling = None
+    if "scaling" in meta:
+        try:
+            scaling = Standardizer.from_dict(meta["scaling"])
+            _check_scaling_widths("scaling", model, scaling)
+        except LiftnnError as exc:
+            _fail(jpath, str(exc))
+    data = meta.get("data")
+    if data is not None and not isinstance(data, dict):
+        _fail(jpath, f"'data' must be a JSON object; got {data!r}")
     expected = _expected_arrays(model)
     try:
         with np.load(npath, allow_pickle=False) as z:
@@ -309,4 +360,93 @@ def load_model(path):
         if not np.all(np.isfinite(a)):
             raise LiftnnError(f"{npath}: array {k} contains NaN or Inf")
         arrays[k] = a.astype(np.float64)
-    return model, _params(model, arrays)
+    return SavedModel(model, _params(model, arrays), scaling, data or {}, str(jpath))
+
+
+class SavedModel:
+    """A loaded model: the network, its params, and the scaling of its training data.
+
+    model, params = saved   (unpacks as before)
+    saved.predict(X)        X: (m, d_in) or (m,) for one input, in the user's units ->
+                            (m, d_out) predictions in the user's units
+    saved.features / saved.targets: the column names (x0.. / y0.. when none were stored)
+    saved.has_std: whether predict(X, return_std=True) gives a predictive std (m, d_out); true
+    only when the network object offers predict(params, X, return_std=True) (a posterior; the
+    hook for it: none is stored by this format yet).
+    """
+
+    def __init__(self, model, params, scaling: Standardizer | None = None, data: dict | None = None,
+                 path: str = ""):
+        self.model, self.params = model, params
+        self.scaling = scaling if scaling is not None else Standardizer()
+        self.data = dict(data or {})
+        self.path = path
+
+    def __iter__(self):
+        return iter((self.model, self.params))
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i):
+        return (self.model, self.params)[i]
+
+    @property
+    def d_in(self) -> int:
+        return int(self.model.d_in)
+
+    @property
+    def d_out(self) -> int:
+        return int(self.model.d_out)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.scaling.features or tuple(f"x{j}" for j in range(self.d_in))
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return self.scaling.targets or tuple(f"y{j}" for j in range(self.d_out))
+
+    @property
+    def has_std(self) -> bool:
+        """Whether the network object offers predict(params, X, return_std=True) (a posterior)."""
+        import inspect
+
+        fn = getattr(self.model, "predict", None)
+        if not callable(fn):
+            return False
+        try:
+            return "return_std" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            return False
+
+    def check_inputs(self, X, where: str = "X") -> np.ndarray:
+        """X as float64 (m, d_in), or LiftnnError naming the widths (and the stored columns)."""
+        from liftnn._validate import as_2d_finite
+
+        X = np.asarray(X, dtype=np.float64) if not isinstance(X, np.ndarray) else X
+        if X.ndim == 1 and self.d_in > 1 and X.size == self.d_in:
+            X = X[None, :]
+        X = as_2d_finite(where, X)
+        if X.shape[1] != self.d_in:
+            raise LiftnnError(f"{where} has {X.shape[1]} input column(s) but the model {self.path} "
+                              f"takes {self.d_in} ({', '.join(self.features)})")
+        return X
+
+    def predict(self, X, return_std: bool = False):
+        """Predictions (m, d_out) in the user's units for inputs X (m, d_in) in the user's units;
+        with return_std, (mean, std), both (m, d_out), where the model offers a posterior."""
+        X = self.check_inputs(X)
+        Z = self.scaling.transform_x(X)
+        if return_std:
+            if not self.has_std:
+                raise LiftnnError(f"the model {self.path} has no posterior: predict(X, "
+                                  "return_std=True) is not available")
+            mean, std = self.model.predict(self.params, Z, return_std=True)
+            return self.scaling.inverse_y(mean), self.scaling.inverse_std(std)
+        return self.scaling.inverse_y(np.asarray(self.model.apply(self.params, Z)))
+
+    def __repr__(self) -> str:
+        arch = getattr(self.model, "arch", type(self.model).__name__)
+        return (f"SavedModel({arch}, features={list(self.features)}, "
+                f"targets={list(self.targets)}, scaled={not self.scaling.identity})")
