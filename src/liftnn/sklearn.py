@@ -36,6 +36,7 @@ except ImportError as exc:  # pragma: no cover - scikit-learn is an optional dep
                       f"{exc}") from exc
 
 from liftnn.datasets.base import Dataset
+from liftnn.ensemble import ensemble, select_by_evidence
 from liftnn.models import MLP
 from liftnn.train import train
 
@@ -58,17 +59,24 @@ class _LiftnnEstimator(BaseEstimator):
             from it (an int is used as the seed itself).
         method_options: a dict of further liftnn.train options for the method (gtol,
             time_budget, mu, ...).
+        n_init: train this many initialisations (seeds seed .. seed + n_init - 1, in one
+            vectorised liftnn.train call where the method has one) and combine them.
+        combine: "mean" (the ensemble of liftnn.ensemble: mean prediction, for the classifier
+            the mean probability) or "evidence" (keep the start with the highest log evidence;
+            needs weight_decay="bayes").
 
-    Fitted attributes: model_ (the liftnn.MLP), params_ (its weights, a list of (W, b) NumPy
-    arrays), result_ (liftnn's Result), n_iter_ (result_.nit), loss_ (the final objective),
-    status_ (result_.status), n_features_in_ (and feature_names_in_ for DataFrames).
+    Fitted attributes: model_ (the liftnn.MLP), params_ (the weights of the best start by its
+    training objective, or by evidence, a list of (W, b) NumPy arrays), result_ (its Result),
+    results_ (every start's Result), ensemble_ (liftnn.ensemble.Ensemble of the kept starts),
+    n_iter_ (result_.nit), loss_ (the final objective), status_ (result_.status),
+    n_features_in_ (and feature_names_in_ for DataFrames).
     """
 
     _loss = "mse"
 
     def __init__(self, hidden_layer_sizes=(16,), activation="tanh", method="lbfgs",
                  init="glorot_uniform", weight_decay=0.0, validation=None, max_iter=None,
-                 random_state=None, method_options=None):
+                 random_state=None, method_options=None, n_init=1, combine="mean"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.method = method
@@ -78,6 +86,8 @@ class _LiftnnEstimator(BaseEstimator):
         self.max_iter = max_iter
         self.random_state = random_state
         self.method_options = method_options
+        self.n_init = n_init
+        self.combine = combine
 
     def _seed(self) -> int:
         if isinstance(self.random_state, numbers.Integral):
@@ -110,8 +120,25 @@ class _LiftnnEstimator(BaseEstimator):
         model = MLP((X.shape[1], *self._hidden(), Y.shape[1]), activation=self.activation,
                     init=self.init)
         data = Dataset(X, Y, X[:0], Y[:0], meta={"name": "sklearn"})
-        res = train(model, data, method=self.method, seed=self._seed(), loss=self._loss,
-                    **self._options())
+        if isinstance(self.n_init, bool) or not isinstance(self.n_init, numbers.Integral) or (
+                self.n_init < 1):
+            raise ValueError(f"n_init must be an integer >= 1; got {self.n_init!r}")
+        if self.combine not in ("mean", "evidence"):
+            raise ValueError(f"combine must be 'mean' or 'evidence'; got {self.combine!r}")
+        if self.combine == "evidence" and self.weight_decay != "bayes":
+            raise ValueError("combine='evidence' ranks starts by their log evidence, which only "
+                             "weight_decay='bayes' computes")
+        seed = self._seed()
+        results = train(model, data, method=self.method, seeds=range(seed, seed + self.n_init),
+                        loss=self._loss, **self._options())
+        if self.combine == "evidence":
+            res = select_by_evidence(results)
+            kept = [res]
+        else:
+            res = min(results, key=lambda r: float(np.asarray(r["fun"])))
+            kept = results
+        self.results_ = results
+        self.ensemble_ = ensemble(model, kept, X if self.weight_decay == "bayes" else None)
         self.model_ = model
         self.params_ = [(np.asarray(W), None if b is None else np.asarray(b))
                         for W, b in res["params"]]
@@ -125,10 +152,15 @@ class _LiftnnEstimator(BaseEstimator):
                           f"{res.get('message', '')}", ConvergenceWarning, stacklevel=3)
         return self
 
-    def _logits(self, X) -> np.ndarray:
+    def _inputs(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        return np.asarray(self.model_.apply(self.params_, X))
+        return validate_data(self, X, reset=False, dtype=np.float64)
+
+    def _logits(self, X) -> np.ndarray:
+        """The logits of each kept start, (K, m, d_out)."""
+        X = self._inputs(X)
+        return np.stack([np.asarray(self.model_.apply(m.params, X))
+                         for m in self.ensemble_.members])
 
 
 class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
@@ -146,9 +178,19 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
         self._y_1d = y.ndim == 1
         return self._fit_network(X, y.reshape(len(y), -1))
 
-    def predict(self, X) -> np.ndarray:
-        out = self._logits(X)
-        return out[:, 0] if self._y_1d else out
+    def predict(self, X, return_std: bool = False):
+        """Mean prediction (m,) or (m, k); with return_std=True also its std (the Laplace
+        posterior of weight_decay='bayes', plus the starts' spread for n_init > 1)."""
+        X = self._inputs(X)
+        if not return_std:
+            out = self.ensemble_.predict(X)
+            return out[:, 0] if self._y_1d else out
+        if not self.ensemble_.has_noise and len(self.ensemble_) == 1:
+            raise ValueError("predict(X, return_std=True) needs a posterior: fit with "
+                             "weight_decay='bayes' (method gn, lm, alm or lifted-gn), or with "
+                             "n_init > 1 for the spread of an ensemble")
+        mean, std = self.ensemble_.predict(X, return_std=True)
+        return (mean[:, 0], std[:, 0]) if self._y_1d else (mean, std)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -225,11 +267,11 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
         return self._fit_network(X, Y)
 
     def predict_proba(self, X) -> np.ndarray:
+        """Softmax of the logits in the order of classes_, averaged over the kept starts."""
         z = self._logits(X)
-        z = z - z.max(axis=1, keepdims=True)
+        z = z - z.max(axis=2, keepdims=True)
         e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return (e / e.sum(axis=2, keepdims=True)).mean(axis=0)
 
     def predict(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        return self.classes_[np.argmax(self._logits(X), axis=1)]
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

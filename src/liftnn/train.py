@@ -186,17 +186,20 @@ def _path(spec: Method, model, X, Y, Xv, Yv, loss, p0s, many, options):
 
 def _bayes(spec: Method, model, X, Y, Xv, Yv, loss, p0s, options, own):
     """weight_decay="bayes": liftnn.bayes.fit's evidence cycles, each initialisation trained
-    with its own mu_w.  Returns (results, problems, wall) like _path."""
+    with its own mu_w (alm: all of them in one vectorised call).  Returns (results, problems,
+    wall) like _path."""
     problems: dict = {}
 
+    def problem_for(mu):
+        return TrainingProblem(model, X, Y, loss=loss, weight_decay=mu, X_val=Xv, Y_val=Yv)
+
     def train_cycle(mus, params_list):
-        out = []
-        for mu, p in zip(mus, params_list):
-            problem = TrainingProblem(model, X, Y, loss=loss, weight_decay=mu, X_val=Xv,
-                                      Y_val=Yv)
-            res = _fit(spec, problem, [p], False, options)[0]
-            problems[id(res[0])] = problem
-            out.append(res[0])
+        if spec.name == "alm":
+            out = spec.fit_many(problem_for(max(mus)), params_list, weight_decays=mus, **options)
+        else:
+            out = [spec.fit(problem_for(mu), p, **options) for mu, p in zip(mus, params_list)]
+        for mu, res in zip(mus, out):
+            problems[id(res)] = problem_for(mu)
         return out
 
     t0 = time.perf_counter()

@@ -121,11 +121,11 @@ def _check_options(opts: dict, problem) -> dict:
     return o
 
 
-def _inner_config(problem, o: dict, P: int) -> inner.InnerConfig:
+def _inner_config(problem, o: dict, P: int, decay: bool) -> inner.InnerConfig:
     m, O = int(problem.Y.shape[0]), int(problem.Y.shape[1])
     return inner.InnerConfig(
         problem.model, o["relu_mode"], linsolve.choose(o["linear_solver"], m, O, P),
-        float(residual_scale(problem.loss, m * O)), m, float(problem.weight_decay) > 0,
+        float(residual_scale(problem.loss, m * O)), m, decay,
         float(o["damping"]), int(o["max_inner"]),
         inner.LineSearch(float(o["ls_factor"]), float(o["ls_sigma"]), int(o["max_ls"]),
                          o["line_search"] == "interp"))
@@ -139,15 +139,16 @@ def _stop_settings(o: dict) -> stopping.StopSettings:
 _EVALUATORS: dict = {}
 
 
-def _evaluator(problem):
+def _evaluator(problem, mu_w: np.ndarray):
     """jit(vmap) over seeds of (problem.objective, problem.data_loss, MSE) of the simulated
-    network on (X, Y) (the training data, or the validation data).
+    network on (X, Y) (the training data, or the validation data), with weight decay mu_w[k]
+    for seed k, mu_w: (K,).
 
     One compiled function per (model, loss, weight decay or none): the traced function uses only
-    those fields of `problem` (X, Y and the weight decay's value are arguments), so problems that
-    share them share it.  The objective is problem.objective's formula (liftnn.problem
+    those fields of `problem` (X, Y and the weight decays' values are arguments), so problems
+    that share them share it.  The objective is problem.objective's formula (liftnn.problem
     .objective_value)."""
-    decay = float(problem.weight_decay) > 0
+    decay = bool(np.any(mu_w > 0))
     key = (problem.model, problem.loss, decay)
     if key not in _EVALUATORS:
         if len(_EVALUATORS) >= 64:  # bounded, like inner.compiled's cache
@@ -158,8 +159,8 @@ def _evaluator(problem):
             return (objective_value(model, loss, mu_w if decay else 0.0, params, X, Y),
                     loss_value(model, loss, params, X, Y), mse_loss(model.apply(params, X), Y))
 
-        _EVALUATORS[key] = jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, None)))
-    w = jnp.asarray(float(problem.weight_decay))
+        _EVALUATORS[key] = jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, 0)))
+    w = jnp.asarray(mu_w)
     compiled = _EVALUATORS[key]
     return lambda params, X, Y: compiled(params, X, Y, w)
 
@@ -234,18 +235,25 @@ def fit(problem, params0, **options):
     return fit_many(problem, [params0], **options)[0]
 
 
-def fit_many(problem, params0_list, *, devices=None, **options):
+def fit_many(problem, params0_list, *, devices=None, weight_decays=None, **options):
     """Train several initialisations in one vectorised call; one Result per initialisation.
 
     problem: a liftnn.problem.TrainingProblem with a least-squares loss and an MLP with at least
     one hidden layer; params0_list: K initial parameter lists; options: see DEFAULTS.
     devices: split the samples (X, Y, the states and the multipliers) over that many devices
-    (liftnn.sharding, docs/devices.md; None or 1: one device)."""
+    (liftnn.sharding, docs/devices.md; None or 1: one device).  weight_decays: one mu_w >= 0
+    per initialisation in place of problem.weight_decay (liftnn.bayes trains each start with
+    its own)."""
     o = _check_options(options, problem)
     problem, mesh = sharding.shard_problem(problem, devices)
     K = len(params0_list)
-    cfg = _inner_config(problem, o, int(ravel_pytree(params0_list[0])[0].shape[0]))
-    kernels, evaluate = inner.kernels_for(cfg, problem.weight_decay), _evaluator(problem)
+    mu_w = np.broadcast_to(np.asarray(problem.weight_decay if weight_decays is None
+                                      else weight_decays, dtype=np.float64), (K,)).copy()
+    if not np.all(np.isfinite(mu_w) & (mu_w >= 0)):
+        raise LiftnnError(f"weight_decays must be K = {K} numbers >= 0; got {weight_decays!r}")
+    cfg = _inner_config(problem, o, int(ravel_pytree(params0_list[0])[0].shape[0]),
+                        bool(np.any(mu_w > 0)))
+    kernels, evaluate = inner.kernels_for(cfg, mu_w), _evaluator(problem, mu_w)
     t_start = time.perf_counter()
     smooth = o["relu_mode"] != "gd" and "relu" in problem.model.activations[:-1]
     X, Y = problem.X, problem.Y

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from liftnn.lifted import gauss_newton as gnm
@@ -223,15 +224,20 @@ class Kernels(NamedTuple):
 def compiled(cfg: InnerConfig) -> Kernels:
     """The batched inner solve and feasible start for one static configuration (cached)."""
     solve = jax.jit(jax.vmap(functools.partial(inner_solve, cfg),
-                             in_axes=(0, 0, 0, 0, 0, 0, None, None, None)),
+                             in_axes=(0, 0, 0, 0, 0, 0, None, None, 0)),
                     compiler_options=FAST_COMPILE)
     start = jax.jit(jax.vmap(functools.partial(feasible_states, cfg), in_axes=(0, None, 0)))
     return Kernels(solve, start)
 
 
-def kernels_for(cfg: InnerConfig, mu_w: float) -> Kernels:
-    """compiled(cfg) with the weight decay mu_w bound into solve (the program is shared by every
-    mu_w > 0 of the same configuration)."""
+def kernels_for(cfg: InnerConfig, mu_w) -> Kernels:
+    """compiled(cfg) with the weight decay bound into solve: mu_w one number for every seed or
+    one per seed, (K,) (the program is shared by every mu_w > 0 of the same configuration)."""
     k = compiled(cfg)
-    w = jnp.asarray(float(mu_w))
-    return Kernels(lambda *args: k.solve(*args, w), k.start)
+    w = np.asarray(mu_w, dtype=np.float64)
+
+    def solve(params, *args):
+        K = jax.tree_util.tree_leaves(params)[0].shape[0]
+        return k.solve(params, *args, jnp.asarray(np.broadcast_to(w, (K,))))
+
+    return Kernels(solve, k.start)

@@ -1,0 +1,92 @@
+"""Models made of several trainings: the mean of K starts, the start with the highest evidence,
+and predictive uncertainty (docs/bayes.md).
+
+`ln.train(model, data, method=..., seeds=range(K))` trains K initialisations in one call;
+`ensemble(model, results)` turns them into one model:
+
+    mean(x) = 1/K sum_k f_k(x)                       (Krogh & Vedelsby: the ensemble's squared
+                                                      error = members' mean error - their spread)
+    var(x)  = 1/K sum_k (s_k(x)^2 + f_k(x)^2) - mean(x)^2
+
+with s_k the member's Laplace predictive std (liftnn.bayes.Posterior) for Bayesian-regularised
+fits (weight_decay="bayes"), else 0: then var is the members' spread alone, which omits the noise
+and says so (`has_noise`).  `select_by_evidence(results)` is the member with the highest log
+evidence (Bayesian-regularised results only).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from liftnn.bayes import Posterior
+from liftnn.errors import LiftnnError
+
+
+class Member(NamedTuple):
+    params: list
+    posterior: Posterior | None
+
+
+def posterior_of(model, result, X) -> Posterior | None:
+    """The Laplace posterior of a Bayesian-regularised Result (alpha, beta present) trained on
+    X: (m, d_in); None for any other Result."""
+    if "alpha" not in result or "beta" not in result:
+        return None
+    return Posterior.from_fit(model, result["params"], X, float(result["alpha"]),
+                              float(result["beta"]))
+
+
+class Ensemble:
+    """The mean of K trained networks of one architecture (module docstring).
+
+    predict(X) -> (m, d_out); predict(X, return_std=True) -> (mean, std), each (m, d_out)."""
+
+    def __init__(self, model, members: list[Member]):
+        if not members:
+            raise LiftnnError("an ensemble needs at least one trained network")
+        self.model = model
+        self.members = list(members)
+        self.has_noise = all(m.posterior is not None for m in self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def predict(self, X, return_std: bool = False):
+        X = np.asarray(X, dtype=np.float64)
+        means, variances = [], []
+        for m in self.members:
+            if m.posterior is not None:
+                mu, sd = m.posterior.predict(X)
+            else:
+                mu, sd = np.asarray(self.model.apply(m.params, X)), None
+            means.append(mu)
+            variances.append(np.zeros_like(mu) if sd is None else sd**2)
+        F, V = np.stack(means), np.stack(variances)
+        mean = F.mean(axis=0)
+        if not return_std:
+            return mean
+        if not self.has_noise and len(self.members) == 1:
+            raise LiftnnError("return_std needs a posterior: train with weight_decay='bayes' "
+                              "(gn, lm, alm, lifted-gn) or combine several starts "
+                              "(seeds=range(K)) into an ensemble")
+        var = np.clip((V + F**2).mean(axis=0) - mean**2, 0.0, None)
+        return mean, np.sqrt(var)
+
+
+def ensemble(model, results, X=None) -> Ensemble:
+    """An Ensemble of Results of `model` (e.g. ln.train(..., seeds=range(K))).  X (the training
+    inputs) gives Bayesian-regularised members their Laplace posterior."""
+    results = list(results) if isinstance(results, (list, tuple)) else [results]
+    return Ensemble(model, [Member(r["params"], None if X is None else posterior_of(model, r, X))
+                            for r in results])
+
+
+def select_by_evidence(results):
+    """The Result with the highest log evidence (weight_decay="bayes" results only)."""
+    results = list(results) if isinstance(results, (list, tuple)) else [results]
+    if not results or any("log_evidence" not in r for r in results):
+        raise LiftnnError("select_by_evidence needs Results of weight_decay='bayes' trainings "
+                          "(they carry log_evidence)")
+    return max(results, key=lambda r: r["log_evidence"])

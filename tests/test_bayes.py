@@ -1,0 +1,235 @@
+"""weight_decay="bayes" (liftnn.bayes) and ensembles (liftnn.ensemble): the evidence quantities
+against dense linear algebra, the Laplace predictive variance against its dense formula, the
+coverage of the predictive interval on a problem whose noise is known, and the bad inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import liftnn as ln
+from liftnn import bayes
+from liftnn.datasets.base import Dataset
+from liftnn.ensemble import Ensemble, Member, ensemble, select_by_evidence
+from liftnn.errors import LiftnnError
+from liftnn.problem import TrainingProblem
+
+
+def _net(sizes=(2, 5, 1), seed=0):
+    model = ln.MLP(sizes, activation="tanh")
+    return model, model.init(seed)
+
+
+@pytest.mark.parametrize("m", [40, 6], ids=["P<N", "P>N"])
+def test_gamma_from_the_smaller_gram_equals_the_dense_trace(m):
+    """gamma = P - alpha tr((beta J^T J + alpha I)^-1) (dense) = sum lambda/(lambda + r)."""
+    model, params = _net()
+    X = np.random.default_rng(0).normal(size=(m, 2))
+    J = bayes.jacobian(model, params, X)
+    P = J.shape[1]
+    lam, _, side = bayes.gram_eigh(J)
+    assert side == ("params" if P <= m else "samples")
+    alpha, beta = 0.3, 7.0
+    dense = P - alpha * np.trace(np.linalg.inv(beta * J.T @ J + alpha * np.eye(P)))
+    assert bayes.effective_params(lam, alpha / beta) == pytest.approx(dense, rel=1e-10)
+
+
+def test_jacobian_matches_finite_differences():
+    model, params = _net()
+    X = np.random.default_rng(1).normal(size=(4, 2))
+    J = bayes.jacobian(model, params, X)
+    problem = TrainingProblem(model, X, np.zeros((4, 1)))
+    theta = np.asarray(problem.flatten(params))
+    h = 1e-6
+    for j in (0, 7, J.shape[1] - 1):
+        e = np.zeros_like(theta)
+        e[j] = h
+        fd = (np.asarray(model.apply(problem.unflatten(theta + e), X))
+              - np.asarray(model.apply(problem.unflatten(theta - e), X))).ravel() / (2 * h)
+        np.testing.assert_allclose(J[:, j], fd, atol=1e-8)
+
+
+@pytest.mark.parametrize("m", [40, 6], ids=["P<N", "P>N"])
+def test_evidence_updates_and_log_evidence_against_dense_formulas(m):
+    model, params = _net()
+    rng = np.random.default_rng(2)
+    X, Y = rng.normal(size=(m, 2)), rng.normal(size=(m, 1))
+    J = bayes.jacobian(model, params, X)
+    N, P = J.shape
+    e = np.asarray(model.apply(params, X)) - Y
+    sse = float(np.sum(e**2))
+    ssw = float(np.sum(np.asarray(TrainingProblem(model, X, Y).flatten(params)) ** 2))
+    ratio = 0.05
+    ev = bayes.evidence(bayes.gram_eigh(J)[0], sse, ssw, N, P, ratio)
+    gamma = float(np.sum(np.linalg.eigvalsh(J.T @ J) / (np.linalg.eigvalsh(J.T @ J) + ratio)))
+    assert ev.gamma == pytest.approx(gamma, rel=1e-9)
+    assert ev.alpha == pytest.approx(gamma / ssw) and ev.beta == pytest.approx((N - gamma) / sse)
+    A = ev.beta * J.T @ J + ev.alpha * np.eye(P)
+    log_ev = (-0.5 * ev.beta * sse - 0.5 * ev.alpha * ssw - 0.5 * np.linalg.slogdet(A)[1]
+              + 0.5 * P * math.log(ev.alpha) + 0.5 * N * math.log(ev.beta)
+              - 0.5 * N * math.log(2 * math.pi))
+    assert ev.log_evidence == pytest.approx(log_ev, rel=1e-10)
+    assert ev.ratio == pytest.approx(ev.alpha / ev.beta)
+
+
+@pytest.mark.parametrize("m", [40, 6], ids=["P<N", "P>N"])
+def test_posterior_variance_equals_the_dense_laplace_formula(m):
+    model, params = _net()
+    rng = np.random.default_rng(3)
+    X, Xn = rng.normal(size=(m, 2)), rng.normal(size=(5, 2))
+    alpha, beta = 0.7, 20.0
+    post = bayes.Posterior.from_fit(model, params, X, alpha, beta)
+    mean, std = post.predict(Xn)
+    J, G = bayes.jacobian(model, params, X), bayes.jacobian(model, params, Xn)
+    Ainv = np.linalg.inv(beta * J.T @ J + alpha * np.eye(J.shape[1]))
+    var = 1.0 / beta + np.einsum("ip,pq,iq->i", G, Ainv, G)
+    np.testing.assert_allclose(std[:, 0] ** 2, var, rtol=1e-9)
+    np.testing.assert_allclose(mean, np.asarray(model.apply(params, Xn)), atol=1e-14)
+
+
+def test_weak_start_puts_half_the_weights_under_the_prior():
+    model, params = _net()
+    X = np.random.default_rng(4).normal(size=(30, 2))
+    lam = bayes.gram_eigh(bayes.jacobian(model, params, X))[0]
+    r0 = bayes.weak_start(lam, 30, 21)
+    assert bayes.effective_params(lam, r0) == pytest.approx(min(30, 21) / 2, rel=1e-6)
+
+
+def test_rank_prefers_a_non_degenerate_network_then_the_evidence():
+    assert bayes.rank(10.0, -21.0) > bayes.rank(0.5, -20.0)
+    assert bayes.rank(10.0, -20.0) > bayes.rank(8.0, -21.0)
+    assert bayes.rank(0.5, -19.0) > bayes.rank(0.4, -20.0)
+
+
+def _noisy_sine(n, seed, noise=0.1):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, size=(n, 1))
+    return x, np.sin(2 * x) + noise * rng.normal(size=(n, 1))
+
+
+@pytest.fixture(scope="module")
+def bayes_lm_fit():
+    X, Y = _noisy_sine(60, 0)
+    Xt, Yt = _noisy_sine(400, 1)
+    data = Dataset(X, Y, Xt, Yt, meta={"name": "noisy-sine"})
+    model = ln.MLP((1, 8, 1), activation="tanh")
+    return model, data, ln.train(model, data, method="lm", seed=0, weight_decay="bayes")
+
+
+def test_bayes_reports_its_evidence_and_trains_with_the_re_estimated_decay(bayes_lm_fit):
+    model, data, res = bayes_lm_fit
+    for key in ("alpha", "beta", "effective_params", "log_evidence", "weight_decay",
+                "bayes_path", "bayes_start_used"):
+        assert key in res
+    assert 1.0 <= res.effective_params < 25  # P = 25 weights, well below all of them
+    assert res.weight_decay == pytest.approx(
+        next(r["weight_decay"] for r in res.bayes_path if r["cycle"] == res.bayes_cycle))
+    # the noise level the evidence estimates is the one the data were made with (0.1)
+    assert 0.06 < 1 / math.sqrt(res.beta) < 0.15
+    assert res.test_mse < 0.02
+
+
+def test_predictive_interval_covers_the_noisy_test_targets(bayes_lm_fit):
+    """95 % interval (+-1.96 std) on test targets that carry the training noise."""
+    model, data, res = bayes_lm_fit
+    post = bayes.Posterior.from_fit(model, res.params, data.x_train, res.alpha, res.beta)
+    mean, std = post.predict(data.x_test)
+    inside = np.abs(data.y_test - mean) <= 1.96 * std
+    assert 0.85 <= inside.mean() <= 0.99
+
+
+def test_ensemble_mean_and_mixture_std():
+    model, p0 = _net(seed=0)
+    _, p1 = _net(seed=1)
+    X = np.random.default_rng(5).normal(size=(7, 2))
+    ens = Ensemble(model, [Member(p0, None), Member(p1, None)])
+    f0, f1 = np.asarray(model.apply(p0, X)), np.asarray(model.apply(p1, X))
+    np.testing.assert_allclose(ens.predict(X), (f0 + f1) / 2, atol=1e-14)
+    _, std = ens.predict(X, return_std=True)
+    np.testing.assert_allclose(std, np.abs(f0 - f1) / 2, atol=1e-12)  # the spread alone
+    assert not ens.has_noise
+    with pytest.raises(LiftnnError, match="weight_decay='bayes'"):
+        Ensemble(model, [Member(p0, None)]).predict(X, return_std=True)
+
+
+def test_select_by_evidence_and_its_bad_input():
+    assert select_by_evidence([{"log_evidence": -3.0}, {"log_evidence": -1.0}])[
+        "log_evidence"] == -1.0
+    with pytest.raises(LiftnnError, match="weight_decay='bayes'"):
+        select_by_evidence([{"fun": 1.0}])
+    model, p0 = _net()
+    assert len(ensemble(model, [{"params": p0}])) == 1
+
+
+def test_alm_with_one_weight_decay_per_seed_equals_separate_runs():
+    """Per-seed decays in one batch = the problem's decay (bit for bit when they are all equal)
+    and = one run per seed up to the rounding of a batched vs single solve (1e-7 after five
+    outer iterations)."""
+    from liftnn.lifted import alm
+
+    data = ln.datasets.load("sin2", n=10)
+    model = ln.MLP("1-4-1", activation="tanh")
+    p0s = [model.init(0), model.init(1)]
+
+    def problem(mu):
+        return TrainingProblem(model, data.x_train, data.y_train, weight_decay=mu)
+
+    same = alm.fit_many(problem(0.5), p0s, weight_decays=[1e-3, 1e-3], max_outer=5)
+    ref = alm.fit_many(problem(1e-3), p0s, max_outer=5)
+    for a, b in zip(same, ref):
+        np.testing.assert_array_equal(a["x"], b["x"])
+    mus = [1e-3, 1e-2]
+    many = alm.fit_many(problem(0.5), p0s, weight_decays=mus, max_outer=5)
+    for mu, p0, r in zip(mus, p0s, many):
+        one = alm.fit(problem(mu), p0, max_outer=5)
+        np.testing.assert_allclose(r["x"], one["x"], rtol=1e-6)
+        assert r["fun"] == pytest.approx(one["fun"], rel=1e-6)
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"method": "adam", "weight_decay": "bayes"}, "Gauss-Newton method"),
+    ({"method": "lm", "weight_decay": "bayes", "bayes_start": "middle"}, "bayes_start"),
+    ({"method": "lm", "weight_decay": "bayes", "bayes_max_cycles": 0}, "bayes_max_cycles"),
+    ({"method": "lm", "weight_decay": "bayes", "bayes_tol": 2.0}, "bayes_tol"),
+    ({"method": "lm", "weight_decay": "bayesian"}, "'bayes'"),
+])
+def test_bad_bayes_options_are_refused_before_work(kw, match):
+    data = ln.datasets.load("sin2", n=10)
+    with pytest.raises(LiftnnError, match=match):
+        ln.train(ln.MLP("1-4-1"), data, **kw)
+
+
+def test_bayes_with_the_cross_entropy_says_it_is_not_there_yet():
+    data = ln.datasets.load("moons")
+    with pytest.raises(LiftnnError, match="classification evidence"):
+        ln.train(ln.MLP((2, 4, 2)), data, method="lm", loss="cross_entropy",
+                 weight_decay="bayes")
+
+
+def test_estimator_return_std_needs_a_posterior():
+    pytest.importorskip("sklearn")
+    from liftnn.sklearn import LiftnnRegressor
+
+    X, Y = _noisy_sine(30, 2)
+    est = LiftnnRegressor(hidden_layer_sizes=(4,), method="lbfgs", weight_decay=0.0,
+                          random_state=0, max_iter=20).fit(X, Y[:, 0])
+    with pytest.raises(ValueError, match="weight_decay='bayes'"):
+        est.predict(X, return_std=True)
+    with pytest.raises(ValueError, match="combine='evidence'"):
+        LiftnnRegressor(method="lm", combine="evidence", weight_decay=0.0).fit(X, Y[:, 0])
+
+
+def test_estimator_bayes_ensemble_predicts_mean_and_std():
+    pytest.importorskip("sklearn")
+    from liftnn.sklearn import LiftnnRegressor
+
+    X, Y = _noisy_sine(40, 3)
+    est = LiftnnRegressor(hidden_layer_sizes=(6,), method="lm", weight_decay="bayes", n_init=2,
+                          random_state=0).fit(X, Y[:, 0])
+    mean, std = est.predict(X, return_std=True)
+    assert mean.shape == std.shape == (40,) and np.all(std > 0)
+    np.testing.assert_allclose(mean, est.predict(X), atol=1e-14)
+    members = [np.asarray(est.model_.apply(r["params"], X))[:, 0] for r in est.results_]
+    np.testing.assert_allclose(mean, np.mean(members, axis=0), atol=1e-12)
