@@ -274,4 +274,5 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
         return (e / e.sum(axis=2, keepdims=True)).mean(axis=0)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # checks the fit first
+        return self.classes_[np.argmax(proba, axis=1)]

@@ -8,6 +8,7 @@ lines.  Nothing here keeps its own list of names; see docs/benchmarks.md ("metho
 
 from __future__ import annotations
 
+from liftnn import bayes
 from liftnn.bench import peers
 from liftnn.errors import LiftnnError
 from liftnn.train import METHODS
@@ -81,7 +82,10 @@ def supports_loss(name: str, loss: str) -> tuple[bool, str]:
 
 
 #: options the front door (ln.train) takes for every method
-FRONT_DOOR_OPTIONS = frozenset({"validation", "validation_seed", "devices"})
+#: ln.train options every liftnn method accepts in a suite (weight_decay: a method's own value,
+#: e.g. "bayes", in place of the cell's; the bayes_* options of liftnn.bayes)
+FRONT_DOOR_OPTIONS = frozenset({"validation", "validation_seed", "devices", "weight_decay",
+                                *bayes.DEFAULTS})
 
 
 def _allowed_options(name: str) -> set[str]:

@@ -90,7 +90,7 @@ def _run_liftnn(unit: Unit, model, data) -> list[tuple[int, dict, float, int]]:
     seeds = list(unit.seeds)
     if unit.time_budget is not None:
         opts["time_budget"] = unit.time_budget * len(seeds)  # per-run budget x runs in the batch
-    kw = {"loss": unit.cell.loss, "weight_decay": unit.cell.weight_decay}
+    kw = {"loss": unit.cell.loss, "weight_decay": opts.pop("weight_decay", unit.cell.weight_decay)}
     t0 = time.perf_counter()
     try:
         results = ln.train(model, data, method=unit.base, seeds=seeds, **kw, **opts)
