@@ -13,6 +13,7 @@ jax.config.update("jax_enable_x64", True)
 
 from liftnn import datasets
 from liftnn.compile_cache import enable_compile_cache
+from liftnn.ensemble import Ensemble, ensemble, select_by_evidence
 from liftnn.errors import LiftnnError, LiftnnWarning
 from liftnn.models import MLP
 from liftnn.models.backprop import backprop, input_gradient, optimize_inputs
@@ -35,6 +36,9 @@ __all__ = [
     "TrainingProblem",
     "backprop",
     "datasets",
+    "ensemble",
+    "Ensemble",
+    "select_by_evidence",
     "enable_compile_cache",
     "input_gradient",
     "least_squares",
