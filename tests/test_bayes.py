@@ -119,7 +119,7 @@ def bayes_lm_fit():
 
 
 def test_bayes_reports_its_evidence_and_trains_with_the_re_estimated_decay(bayes_lm_fit):
-    model, data, res = bayes_lm_fit
+    _model, _data, res = bayes_lm_fit
     for key in ("alpha", "beta", "effective_params", "log_evidence", "weight_decay",
                 "bayes_path", "bayes_start_used"):
         assert key in res
