@@ -233,3 +233,22 @@ def test_estimator_bayes_ensemble_predicts_mean_and_std():
     np.testing.assert_allclose(mean, est.predict(X), atol=1e-14)
     members = [np.asarray(est.model_.apply(r["params"], X))[:, 0] for r in est.results_]
     np.testing.assert_allclose(mean, np.mean(members, axis=0), atol=1e-12)
+
+
+def test_an_interrupted_training_ends_the_cycles_with_status_interrupted():
+    """Ctrl-C (or the CLI's SIGTERM) caught by a trainer ends every cycle and start: the best
+    network so far comes back with status interrupted, as from the trainers themselves."""
+    model, p0 = _net((1, 4, 1))
+    X, Y = _noisy_sine(20, 6)
+    calls = []
+
+    def train_cycle(mus, params_list):
+        calls.append(len(mus))
+        return [{"params": p, "status": "interrupted", "nit": 1, "message": ""}
+                for p in params_list]
+
+    own = {**bayes.DEFAULTS}
+    [res] = bayes.fit(train_cycle, model, X, Y, "mse", [p0], own)
+    assert calls == [1]  # one cycle of one start, then nothing more
+    assert res["status"] == "interrupted" and not res["success"]
+    assert "interrupted during Bayesian regularisation" in res["message"]

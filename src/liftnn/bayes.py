@@ -46,6 +46,7 @@ from jax.flatten_util import ravel_pytree
 
 from liftnn._validate import check_choice
 from liftnn.errors import LiftnnError
+from liftnn.solvers.result import INTERRUPTED
 
 #: the methods whose curvature is the Gauss-Newton matrix the evidence framework uses
 METHODS = ("gn", "lm", "alm", "lifted-gn")
@@ -176,11 +177,14 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict):
     starts = ("weak", "strong") if own["bayes_start"] == "both" else (own["bayes_start"],)
     runs = {}
     for start in starts:
+        if runs and any(r.get("status") == INTERRUPTED for r in runs[starts[0]]):
+            break  # Ctrl-C / SIGTERM: no second start
         if start == "weak":
             r0 = [weak_start(gram_eigh(jacobian(model, p, X))[0], N, P) for p in p0s]
         else:
             r0 = [strong_start(*_sums(model, p, X, Y), N, P) for p in p0s]
         runs[start] = _cycles(train_cycle, model, X, Y, loss, p0s, own, r0, N, P)
+    starts = tuple(runs)
     out = []
     for k in range(len(p0s)):
         best = max(starts, key=lambda s: rank(runs[s][k]["effective_params"],
@@ -219,9 +223,10 @@ def _cycles(train_cycle, model, X, Y, loss, p0s, own, ratio, N, P):
     path: list[list] = [[] for _ in range(K)]
     params = list(p0s)
     best: list = [None] * K  # (Evidence, Result, weight decay used, cycle)
+    interrupted = False
     for cycle in range(int(own["bayes_max_cycles"])):
         todo = [k for k in range(K) if not settled[k]]
-        if not todo:
+        if not todo or interrupted:
             break
         mus = [weight_decay(ratio[k], N, loss) for k in todo]
         for k, mu, res in zip(todo, mus, train_cycle(mus, [params[k] for k in todo])):
@@ -237,6 +242,7 @@ def _cycles(train_cycle, model, X, Y, loss, p0s, own, ratio, N, P):
                                                                          best[k][0].log_evidence):
                 best[k] = (ev, res, mu, cycle + 1)
             gamma[k], params[k], ratio[k] = ev.gamma, res["params"], ev.ratio
+            interrupted |= res.get("status") == INTERRUPTED
     results = []
     for k in range(K):
         ev, res, mu, at = best[k]
@@ -244,7 +250,11 @@ def _cycles(train_cycle, model, X, Y, loss, p0s, own, ratio, N, P):
                    log_evidence=ev.log_evidence, weight_decay=mu, bayes_path=path[k],
                    bayes_cycles=len(path[k]), bayes_settled=settled[k], n_params=P, n_targets=N,
                    bayes_cycle=at)
-        if not settled[k]:
+        if interrupted:  # the training caught Ctrl-C / SIGTERM: the whole call was interrupted
+            res.update(status=INTERRUPTED, success=False)
+            res["message"] = (f"{res.get('message', '')}; interrupted during Bayesian "
+                              f"regularisation cycle {len(path[k])}: the best network so far")
+        elif not settled[k]:
             note = (f"Bayesian regularisation: alpha, beta, gamma had not settled after "
                     f"{len(path[k])} trainings (bayes_max_cycles)")
             res["message"] = f"{res.get('message', '')}; {note}"

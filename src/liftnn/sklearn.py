@@ -35,6 +35,7 @@ except ImportError as exc:  # pragma: no cover - scikit-learn is an optional dep
     raise ImportError(f"liftnn.sklearn needs scikit-learn >= 1.6 (pip install scikit-learn): "
                       f"{exc}") from exc
 
+from liftnn.bayes import METHODS as bayes_methods
 from liftnn.datasets.base import Dataset
 from liftnn.ensemble import ensemble, select_by_evidence
 from liftnn.models import MLP
@@ -52,7 +53,9 @@ class _LiftnnEstimator(BaseEstimator):
         method: a liftnn.train method name ("lbfgs", "lm", "alm", "adam", ...).
         init: the weight initialiser (liftnn.models.initializers), e.g. "glorot_uniform".
         weight_decay: the objective's weight_decay / 2 ||theta||^2 (passed to liftnn.train
-            when not 0).
+            when not 0), "auto", "bayes", or None (the default): "bayes" (Bayesian
+            regularisation, docs/bayes.md) for the regressor with a Gauss-Newton method (gn, lm,
+            alm, lifted-gn), 0 otherwise.
         validation: passed to liftnn.train as `validation=` when not None.
         max_iter: the method's iteration limit (liftnn.train's max_iter); None: its default.
         random_state: int, RandomState or None; the integer seed of the initial weights is drawn
@@ -75,7 +78,7 @@ class _LiftnnEstimator(BaseEstimator):
     _loss = "mse"
 
     def __init__(self, hidden_layer_sizes=(16,), activation="tanh", method="lbfgs",
-                 init="glorot_uniform", weight_decay=0.0, validation=None, max_iter=None,
+                 init="glorot_uniform", weight_decay=None, validation=None, max_iter=None,
                  random_state=None, method_options=None, n_init=1, combine="mean"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -88,6 +91,13 @@ class _LiftnnEstimator(BaseEstimator):
         self.method_options = method_options
         self.n_init = n_init
         self.combine = combine
+
+    def _weight_decay(self):
+        """weight_decay with None resolved (see the class docstring)."""
+        if self.weight_decay is not None:
+            return self.weight_decay
+        gn_family = self._loss == "mse" and str(self.method).lower() in bayes_methods
+        return "bayes" if gn_family else 0.0
 
     def _seed(self) -> int:
         if isinstance(self.random_state, numbers.Integral):
@@ -109,8 +119,8 @@ class _LiftnnEstimator(BaseEstimator):
         if self.max_iter is not None:
             options["max_iter"] = self.max_iter
         # weight_decay / validation go to liftnn.train as given (front-door options)
-        if self.weight_decay:
-            options["weight_decay"] = self.weight_decay
+        if self._weight_decay():
+            options["weight_decay"] = self._weight_decay()
         if self.validation is not None:
             options["validation"] = self.validation
         return options
@@ -125,7 +135,7 @@ class _LiftnnEstimator(BaseEstimator):
             raise ValueError(f"n_init must be an integer >= 1; got {self.n_init!r}")
         if self.combine not in ("mean", "evidence"):
             raise ValueError(f"combine must be 'mean' or 'evidence'; got {self.combine!r}")
-        if self.combine == "evidence" and self.weight_decay != "bayes":
+        if self.combine == "evidence" and self._weight_decay() != "bayes":
             raise ValueError("combine='evidence' ranks starts by their log evidence, which only "
                              "weight_decay='bayes' computes")
         seed = self._seed()
@@ -138,7 +148,7 @@ class _LiftnnEstimator(BaseEstimator):
             res = min(results, key=lambda r: float(np.asarray(r["fun"])))
             kept = results
         self.results_ = results
-        self.ensemble_ = ensemble(model, kept, X if self.weight_decay == "bayes" else None)
+        self.ensemble_ = ensemble(model, kept, X if self._weight_decay() == "bayes" else None)
         self.model_ = model
         self.params_ = [(np.asarray(W), None if b is None else np.asarray(b))
                         for W, b in res["params"]]
