@@ -36,10 +36,9 @@ from jax.flatten_util import ravel_pytree
 from liftnn import sharding
 from liftnn._validate import check_choice, check_lifted_problem, check_positive
 from liftnn.errors import LiftnnError
-from liftnn.lifted import inner, linsolve, schemes, stopping
+from liftnn.lifted import inner, linsolve, output, schemes, stopping
 from liftnn.models.activations import RELU_MODES
 from liftnn.models.losses import mse as mse_loss
-from liftnn.models.losses import residual_scale
 from liftnn.problem import loss_value, objective_value
 from liftnn.solvers import result as R
 
@@ -125,10 +124,10 @@ def _inner_config(problem, o: dict, P: int) -> inner.InnerConfig:
     m, O = int(problem.Y.shape[0]), int(problem.Y.shape[1])
     return inner.InnerConfig(
         problem.model, o["relu_mode"], linsolve.choose(o["linear_solver"], m, O, P),
-        float(residual_scale(problem.loss, m * O)), m, float(problem.weight_decay) > 0,
+        output.scale(problem.loss, m, O), m, float(problem.weight_decay) > 0,
         float(o["damping"]), int(o["max_inner"]),
         inner.LineSearch(float(o["ls_factor"]), float(o["ls_sigma"]), int(o["max_ls"]),
-                         o["line_search"] == "interp"))
+                         o["line_search"] == "interp"), problem.loss == output.CROSS_ENTROPY)
 
 
 def _stop_settings(o: dict) -> stopping.StopSettings:
