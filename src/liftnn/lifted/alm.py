@@ -123,7 +123,8 @@ def _check_options(opts: dict, problem) -> dict:
 def _inner_config(problem, o: dict, P: int) -> inner.InnerConfig:
     m, O = int(problem.Y.shape[0]), int(problem.Y.shape[1])
     return inner.InnerConfig(
-        problem.model, o["relu_mode"], linsolve.choose(o["linear_solver"], m, O, P),
+        problem.model, o["relu_mode"],
+        linsolve.choose(o["linear_solver"], m, O, P, problem.loss == output.CROSS_ENTROPY),
         output.scale(problem.loss, m, O), m, float(problem.weight_decay) > 0,
         float(o["damping"]), int(o["max_inner"]),
         inner.LineSearch(float(o["ls_factor"]), float(o["ls_sigma"]), int(o["max_ls"]),

@@ -626,7 +626,8 @@ def fit_many(problem, params0_list, *, devices=None, **options):
     key = tuple(sorted((k, v) for k, v in o.items() if k not in ("callback", "time_budget",
                                                                   "linear_solver", "relu_mode")))
     has_val = problem.X_val is not None
-    cfg = Config(problem.model, o["relu_mode"], linsolve.choose(o["linear_solver"], m, O, P),
+    cfg = Config(problem.model, o["relu_mode"],
+                 linsolve.choose(o["linear_solver"], m, O, P, problem.loss == output.CROSS_ENTROPY),
                  output.scale(problem.loss, m, O), m, float(problem.weight_decay), key,
                  problem.loss, has_val)
     data = Data(X, Y, (problem.X_val, problem.Y_val) if has_val else None)

@@ -14,7 +14,10 @@ with Jh_i of size O x P (O outputs, P weights) and cc = mu_w + damping.  Three e
             one forward / backward sweep over the samples) and the per-neuron blocks of M
             ((d_{j-1} + 1)^2 each) as a block-Jacobi preconditioner; for large networks.
 
-"auto" picks dual if m O < P and m O <= DIRECT_MAX_P, else primal if P <= DIRECT_MAX_P, else cg.
+"auto" picks dual if m O < P and m O <= DIRECT_MAX_P, else primal if P <= DIRECT_MAX_P, else cg;
+for the cross-entropy (ce) primal also needs its assembly work m O P^2 <= CE_PRIMAL_MAX_WORK
+(classification has O = the number of classes, e.g. digits 64-16-10: m O P^2 = 2e10 per step,
+where cg's products cost about m P each), else cg.
 `dense_reference_step` solves the full lifted system densely (tests only); for the cross-entropy
 `dense_ggn_reference_step` the full lifted generalised Gauss-Newton system, built from JAX's own
 Hessian of the loss in the logits (independent of liftnn.lifted.output's factor).  Every solve takes the
@@ -32,15 +35,18 @@ from liftnn.problem import has_weight_decay
 
 SOLVERS = ("auto", "primal", "dual", "cg")
 DIRECT_MAX_P = 4000
+CE_PRIMAL_MAX_WORK = 1e9
 REL_FLOOR = 1e-12
 
 
-def choose(solver: str, m: int, O: int, P: int) -> str:
-    """Resolve "auto" by size (static: shapes only)."""
+def choose(solver: str, m: int, O: int, P: int, ce: bool = False) -> str:
+    """Resolve "auto" by size (static: shapes only); ce: the cross-entropy's rule for primal."""
     if solver != "auto":
         return solver
     if m * O < P and m * O <= DIRECT_MAX_P:
         return "dual"
+    if ce and m * O * P * P > CE_PRIMAL_MAX_WORK:
+        return "cg"
     return "primal" if P <= DIRECT_MAX_P else "cg"
 
 
