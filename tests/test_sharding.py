@@ -1,7 +1,6 @@
 """One problem on several devices (liftnn.sharding): the sharded runs of alm (least squares and
 the cross-entropy), gn / lm and adam follow the single-device iterates to 1e-10, the samples
-really are split (the sum over samples
-compiles to an all-reduce), and bad device counts fail before any work.
+really are split (the sum over samples compiles to an all-reduce), and bad device counts fail before any work.
 
 JAX fixes its device count when it starts, so the multi-device checks run in a child Python
 process with XLA_FLAGS=--xla_force_host_platform_device_count=N (N = 4 and 2) in its environment;
