@@ -237,8 +237,8 @@ def fit(problem, params0, **options):
 def fit_many(problem, params0_list, *, devices=None, **options):
     """Train several initialisations in one vectorised call; one Result per initialisation.
 
-    problem: a liftnn.problem.TrainingProblem with a least-squares loss and an MLP with at least
-    one hidden layer; params0_list: K initial parameter lists; options: see DEFAULTS.
+    problem: a liftnn.problem.TrainingProblem with a least-squares loss or the softmax
+    cross-entropy (one-hot targets; liftnn.lifted.output) and an MLP with at least one hidden layer; params0_list: K initial parameter lists; options: see DEFAULTS.
     devices: split the samples (X, Y, the states and the multipliers) over that many devices
     (liftnn.sharding, docs/devices.md; None or 1: one device)."""
     o = _check_options(options, problem)

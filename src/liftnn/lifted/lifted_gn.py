@@ -614,8 +614,8 @@ def fit(problem, params0, **options):
 def fit_many(problem, params0_list, *, devices=None, **options):
     """Train several initialisations in one vectorised call; one Result per initialisation.
 
-    problem: a liftnn.problem.TrainingProblem with a least-squares loss and an MLP with at least
-    one hidden layer; params0_list: K initial parameter lists; options: see DEFAULTS.
+    problem: a liftnn.problem.TrainingProblem with a least-squares loss or the softmax
+    cross-entropy (one-hot targets; liftnn.lifted.output) and an MLP with at least one hidden layer; params0_list: K initial parameter lists; options: see DEFAULTS.
     devices: None or 1 (lifted-gn does not shard the samples; more is a LiftnnError).
     """
     o = _check_options(options, problem)
