@@ -186,7 +186,8 @@ def check_class_targets(problem, method: str) -> None:
             raise LiftnnError(f"{method} with cross_entropy needs one-hot targets {name} (m, {O}) "
                               f"(one 1 per row, zeros elsewhere); got values that are not "
                               f"(convert class indices with jax.nn.one_hot or "
-                              f"datasets.load(..., labels='onehot'))")
+                              f"datasets.load(..., labels='onehot'); real-valued targets "
+                              f"take a least-squares loss, mse or sse)")
     if int(np.count_nonzero(np.asarray(problem.Y).sum(axis=0))) < 2:
         raise LiftnnError(f"{method} with cross_entropy needs at least two classes in the "
                           f"training targets; Y holds a single class")
