@@ -154,6 +154,7 @@ def _moons(n=40):
     return ln.datasets.load("moons", n=n, n_test=n, labels="onehot")
 
 
+@pytest.mark.slow  # 20-40 s on a loaded 2-core machine (three compilations)
 @pytest.mark.parametrize("method,opts", [("alm", {"max_outer": 15}), ("lifted-gn", {"max_iter": 60})])
 def test_lifted_methods_classify_moons(method, opts):
     """Both lifted methods train the cross-entropy: the returned network's loss is below the
