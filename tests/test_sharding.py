@@ -1,6 +1,6 @@
-"""One problem on several devices (liftnn.sharding): the sharded runs of alm, gn / lm and adam
-follow the single-device iterates to 1e-10, the samples really are split (the sum over samples
-compiles to an all-reduce), and bad device counts fail before any work.
+"""One problem on several devices (liftnn.sharding): the sharded runs of alm (least squares and
+the cross-entropy), gn / lm and adam follow the single-device iterates to 1e-10, the samples
+really are split (the sum over samples compiles to an all-reduce), and bad device counts fail before any work.
 
 JAX fixes its device count when it starts, so the multi-device checks run in a child Python
 process with XLA_FLAGS=--xla_force_host_platform_device_count=N (N = 4 and 2) in its environment;
@@ -44,12 +44,17 @@ CHILD = textwrap.dedent("""
         "lm": ("lm", {"max_iter": 5}),
         "gn": ("gn", {"max_iter": 5}),
         "adam": ("adam", {"max_iter": 30, "lr": 1e-2, "patience": None}),
+        # the lifted GGN of the cross-entropy (moons, 2-8-8-2, one-hot labels)
+        "alm_ce": ("alm", {"max_outer": 3, "linear_solver": "primal"}),
     }
+    CE = (ln.datasets.load("moons", n=32, n_test=8, labels="onehot"),
+          ln.MLP("2-8-8-2", activation="tanh"))
     out = {"n_jax_devices": len(jax.devices()), "runs": {}, "errors": {}}
     for name in sys.argv[2].split(","):
         method, opts = RUNS[name]
+        dm, mm, loss = (*CE, "cross_entropy") if name.endswith("_ce") else (data, model, "mse")
         for d in [1] + DEVICES:
-            r = ln.train(model, data, method=method, seed=0, devices=d, **opts)
+            r = ln.train(mm, dm, method=method, seed=0, devices=d, loss=loss, **opts)
             out["runs"][f"{name}/{d}"] = {"x": np.asarray(r.x).tolist(), "status": r.status,
                                           "loss": [h["loss"] for h in r.history]}
 
@@ -112,7 +117,7 @@ def dual():
     return _child(4, "2,4", ("alm_dual",))
 
 
-FAST_RUNS = ("alm_primal", "lm", "gn", "adam")
+FAST_RUNS = ("alm_primal", "lm", "gn", "adam", "alm_ce")
 
 
 def _assert_same_iterates(out, name, d):
@@ -126,7 +131,8 @@ def _assert_same_iterates(out, name, d):
 @pytest.mark.parametrize("name", FAST_RUNS)
 def test_four_devices_follow_the_single_device_iterates(four, name):
     """Final weights within 1e-10 and every recorded loss within 1e-10 relative on 4 host
-    devices: alm (primal reduced solve), gn, lm and full-batch adam."""
+    devices: alm (primal reduced solve; least squares and the cross-entropy), gn, lm and
+    full-batch adam."""
     assert four["n_jax_devices"] == 4
     _assert_same_iterates(four, name, 4)
 

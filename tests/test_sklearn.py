@@ -1,10 +1,11 @@
 """liftnn.sklearn: the scikit-learn estimators.
 
-Proves: both estimators pass scikit-learn's conformance suite (all checks: slow; a fast subset of
-the API and bad-input checks in CI); they work in Pipeline, GridSearchCV and cross_val_score (the
-regressor also with the lifted trainer "alm"); predict_proba is a softmax consistent with
-predict; labels keep their type; one class and labels that are neither integers nor strings
-raise ValueError; `import liftnn` does not import scikit-learn.
+Proves: both estimators pass scikit-learn's conformance suite (all checks: slow; also the
+classifier with the lifted trainers alm and lifted-gn; a fast subset of the API and bad-input
+checks in CI); they work in Pipeline, GridSearchCV and cross_val_score (the regressor also with
+the lifted trainer "alm"); the classifier trains with alm and lifted-gn; predict_proba is a
+softmax consistent with predict; labels keep their type; one class and labels that are neither
+integers nor strings raise ValueError; `import liftnn` does not import scikit-learn.
 """
 
 from __future__ import annotations
@@ -42,11 +43,21 @@ def _small():
             LiftnnClassifier(hidden_layer_sizes=(8,), max_iter=50)]
 
 
+def _lifted_classifiers():
+    """The classifier with the lifted trainers (the lifted GGN of the cross-entropy), few
+    iterations: alm (max_outer 20, about 1 min of checks) and lifted-gn (30 iterations, about
+    4 min on a loaded machine)."""
+    return [LiftnnClassifier(hidden_layer_sizes=(8,), method="alm", max_iter=20),
+            LiftnnClassifier(hidden_layer_sizes=(8,), method="lifted-gn", max_iter=30)]
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@parametrize_with_checks(_small(), expected_failed_checks=lambda est: EXPECTED_FAILED)
+@parametrize_with_checks(_small() + _lifted_classifiers(),
+                         expected_failed_checks=lambda est: EXPECTED_FAILED)
 def test_check_estimator(estimator, check):
-    """Every check of sklearn.utils.estimator_checks (about 2-3 min on a loaded machine)."""
+    """Every check of sklearn.utils.estimator_checks (about 2-3 min on a loaded machine for the
+    first two, 5 more for the lifted classifiers)."""
     check(estimator)
 
 
@@ -222,10 +233,19 @@ def test_bad_input_uses_sklearn_errors():
         LiftnnRegressor(method="no-such-method").fit(X, y)
 
 
-def test_classifier_refuses_alm():
-    X, y = _blobs(m=30)
-    with pytest.raises(ValueError, match="least-squares"):
-        LiftnnClassifier(method="alm").fit(X, y)
+@pytest.mark.parametrize("method", ["alm", "lifted-gn"])
+def test_classifier_with_the_lifted_trainers(method):
+    """alm and lifted-gn train the classifier (the lifted GGN of the cross-entropy): string
+    labels kept, probabilities a softmax consistent with predict, training accuracy > 0.9."""
+    X, y = _blobs(m=60)
+    clf = LiftnnClassifier(hidden_layer_sizes=(6,), method=method, max_iter=20,
+                           random_state=0).fit(X, y)
+    assert list(clf.classes_) == ["a", "b", "c"] and clf.result_.linear_solver in (
+        "primal", "dual", "cg")
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    assert np.all(clf.classes_[np.argmax(proba, axis=1)] == clf.predict(X))
+    assert clf.score(X, y) > 0.9
 
 
 @pytest.mark.parametrize("y", [np.array(["a", "b"] * 10), np.array(["1.5", "x"] * 10, dtype=object)])

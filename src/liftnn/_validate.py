@@ -242,11 +242,44 @@ def callable_or_none(o: dict, name: str):
 
 
 def check_lifted_problem(problem, method: str) -> None:
-    """What a lifted method (alm, lifted-gn) needs of a TrainingProblem: a least-squares loss and
-    an MLP with at least one hidden layer (whose states become the lifted variables)."""
-    if problem.loss not in ("mse", "sse"):
-        raise LiftnnError(f"{method} needs a least-squares loss (mse or sse); got {problem.loss!r}")
+    """What a lifted method (alm, lifted-gn) needs of a TrainingProblem: a least-squares loss or
+    the softmax cross-entropy (`check_class_targets`), and an MLP with at least one hidden layer
+    (whose states become the lifted variables)."""
+    if problem.loss not in ("mse", "sse", "cross_entropy"):
+        raise LiftnnError(f"{method} needs a least-squares loss (mse or sse) or cross_entropy; "
+                          f"got {problem.loss!r}")
     if not hasattr(problem.model, "activations") or not hasattr(problem.model, "sizes"):
         raise LiftnnError(f"{method} trains MLPs (ln.MLP)")
     if len(problem.model.sizes) < 3:
         raise LiftnnError(f"{method} needs at least one hidden layer (there are no states to lift)")
+    if problem.loss == "cross_entropy":
+        check_class_targets(problem, method)
+
+
+def check_class_targets(problem, method: str) -> None:
+    """The lifted cross-entropy (liftnn.lifted.output) needs logits: an identity output
+    activation, O >= 2 outputs, and one-hot targets Y (m, O) (training and validation) with at
+    least two classes present in the training targets."""
+    act = problem.model.activations[-1]
+    if act != "identity":
+        raise LiftnnError(f"{method} with cross_entropy needs the logits as the network's output "
+                          f"(output activation 'identity'; the softmax is part of the loss); got "
+                          f"{act!r}")
+    O = int(problem.model.sizes[-1])
+    if O < 2:
+        raise LiftnnError(f"{method} with cross_entropy needs one output per class (at least "
+                          f"2); the network has {O} output")
+    for name, Y in (("Y", problem.Y), ("Y_val", problem.Y_val)):
+        if Y is None:
+            continue
+        Y = np.asarray(Y)
+        if Y.ndim != 2 or Y.shape[1] != O or not np.all((Y == 0) | (Y == 1)) or not np.all(
+                Y.sum(axis=1) == 1):
+            raise LiftnnError(f"{method} with cross_entropy needs one-hot targets {name} (m, {O}) "
+                              f"(one 1 per row, zeros elsewhere); got values that are not "
+                              f"(convert class indices with jax.nn.one_hot or "
+                              f"datasets.load(..., labels='onehot'); real-valued targets "
+                              f"take a least-squares loss, mse or sse)")
+    if int(np.count_nonzero(np.asarray(problem.Y).sum(axis=0))) < 2:
+        raise LiftnnError(f"{method} with cross_entropy needs at least two classes in the "
+                          f"training targets; Y holds a single class")

@@ -12,8 +12,8 @@ as given.
   including the lifted trainer "alm".  y: (m,) or (m, k) (multi-output).
 - LiftnnClassifier minimises the softmax cross-entropy (loss "cross_entropy") of one logit per
   class (two for a binary problem); predict_proba = softmax of the logits, in the order of
-  `classes_`.  gn / lm use the generalised Gauss-Newton of liftnn.solvers.ggn; "alm" (least
-  squares only) is refused by liftnn.train.
+  `classes_`.  gn / lm use the generalised Gauss-Newton of liftnn.solvers.ggn, "alm" and
+  "lifted-gn" its lifted form (docs/lifted.md "Classification").
 
 This module imports scikit-learn; the rest of liftnn does not (`import liftnn` never loads it).
 """

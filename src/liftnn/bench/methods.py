@@ -58,17 +58,18 @@ def method_available(name: str) -> tuple[bool, str]:
     return bool(ok), str(reason or "")
 
 
-#: the losses liftnn's lifted method (alm) trains: least squares only (lifted/alm.py refuses the
-#: rest before any work; tests/bench/test_classify.py checks that this table says what alm does)
-LIFTED_LOSSES = ("mse", "sse")
+#: the losses liftnn's lifted methods (alm, lifted-gn) train: least squares and the softmax
+#: cross-entropy (its generalised Gauss-Newton, liftnn.lifted.output; check_lifted_problem refuses
+#: the rest before any work; tests/bench/test_classify.py checks that this table says what alm does)
+LIFTED_LOSSES = ("mse", "sse", "cross_entropy")
 
 
 def supports_loss(name: str, loss: str) -> tuple[bool, str]:
     """(True, "") if method or peer `name` trains `loss`, else (False, why).
 
     Peers publish their losses (PeerSpec.losses); liftnn's first-order and classical methods
-    train every loss (gn / lm use a generalised Gauss-Newton for cross_entropy); alm is
-    least-squares only."""
+    train every loss (gn / lm use a generalised Gauss-Newton for cross_entropy); alm and
+    lifted-gn train LIFTED_LOSSES."""
     base = base_method(name)
     if base in peers.PEERS:
         losses = tuple(peers.PEERS[base].losses)

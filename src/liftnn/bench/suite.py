@@ -36,7 +36,7 @@ file (docs/benchmarks.md lists the shipped suites and what a bench directory hol
     weight_decay = 0.0           # mu_w: the objective is loss + mu_w/2 ||theta||^2
     loss = "mse"                 # or "cross_entropy" (classification: one-hot labels; the rows get
                                  # train_accuracy / test_accuracy; a method that cannot train the
-                                 # loss, e.g. alm, is skipped on those cells with a notice)
+                                 # loss, e.g. scipy-lm, is skipped on those cells with a notice)
 
     [[cells]]                    # one entry per family of cells; list values are swept
     label = "relu n={n}"         # optional template (fields: arch, activation, init, n, data keys)
@@ -457,7 +457,7 @@ def _check_peer_setups(suite: Suite, src: str) -> None:
 
 
 def _skip_by_loss(suite: Suite) -> None:
-    """(cell, method) pairs whose loss the method cannot train (alm on cross_entropy cells) go to
+    """(cell, method) pairs whose loss the method cannot train (e.g. a least-squares-only peer on cross_entropy cells) go to
     suite.skipped_cells with a notice; a method that fits none of the cells goes to skipped."""
     for m in list(suite.methods):
         bad = [(c, why) for c in suite.cells for ok, why in [supports_loss(m, c.loss)] if not ok]

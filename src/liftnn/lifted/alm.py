@@ -36,10 +36,9 @@ from jax.flatten_util import ravel_pytree
 from liftnn import sharding
 from liftnn._validate import check_choice, check_lifted_problem, check_positive
 from liftnn.errors import LiftnnError
-from liftnn.lifted import inner, linsolve, schemes, stopping
+from liftnn.lifted import inner, linsolve, output, schemes, stopping
 from liftnn.models.activations import RELU_MODES
 from liftnn.models.losses import mse as mse_loss
-from liftnn.models.losses import residual_scale
 from liftnn.problem import loss_value, objective_value
 from liftnn.solvers import result as R
 
@@ -124,11 +123,12 @@ def _check_options(opts: dict, problem) -> dict:
 def _inner_config(problem, o: dict, P: int, decay: bool) -> inner.InnerConfig:
     m, O = int(problem.Y.shape[0]), int(problem.Y.shape[1])
     return inner.InnerConfig(
-        problem.model, o["relu_mode"], linsolve.choose(o["linear_solver"], m, O, P),
-        float(residual_scale(problem.loss, m * O)), m, decay,
+        problem.model, o["relu_mode"],
+        linsolve.choose(o["linear_solver"], m, O, P, problem.loss == output.CROSS_ENTROPY),
+        output.scale(problem.loss, m, O), m, decay,
         float(o["damping"]), int(o["max_inner"]),
         inner.LineSearch(float(o["ls_factor"]), float(o["ls_sigma"]), int(o["max_ls"]),
-                         o["line_search"] == "interp"))
+                         o["line_search"] == "interp"), problem.loss == output.CROSS_ENTROPY)
 
 
 def _stop_settings(o: dict) -> stopping.StopSettings:
@@ -238,8 +238,8 @@ def fit(problem, params0, **options):
 def fit_many(problem, params0_list, *, devices=None, weight_decays=None, **options):
     """Train several initialisations in one vectorised call; one Result per initialisation.
 
-    problem: a liftnn.problem.TrainingProblem with a least-squares loss and an MLP with at least
-    one hidden layer; params0_list: K initial parameter lists; options: see DEFAULTS.
+    problem: a liftnn.problem.TrainingProblem with a least-squares loss or the softmax
+    cross-entropy (one-hot targets; liftnn.lifted.output) and an MLP with at least one hidden layer; params0_list: K initial parameter lists; options: see DEFAULTS.
     devices: split the samples (X, Y, the states and the multipliers) over that many devices
     (liftnn.sharding, docs/devices.md; None or 1: one device).  weight_decays: one mu_w >= 0
     per initialisation in place of problem.weight_decay (liftnn.bayes trains each start with

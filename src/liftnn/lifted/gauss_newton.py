@@ -37,6 +37,12 @@ in m; the states follow by one forward substitution (a forward pass):
 Nothing of size (m S)^2 is formed; the reduced solves are in liftnn.lifted.linsolve.  The
 derivation is written out in docs/lifted.md ("The elimination").
 
+The softmax cross-entropy (loss "cross_entropy") takes the same path with the generalised
+Gauss-Newton output block of liftnn.lifted.output: F_i and B_i (O, O) with B_i^T F_i = the
+loss gradient and B_i^T B_i = the loss Hessian in the logits, B_i in place of c diag(sigma_out')
+(n_L = W_out^T B_i^T, the output rows of Jh are B_i (x) [z_L; 1]); the merit then uses the true
+cross-entropy (`Terms.loss`), not 1/2 ||F||^2.  docs/lifted.md "Classification".
+
 Two NamedTuples carry the pieces: `AugmentedLSQ` (the inner least-squares problem at fixed
 multipliers and penalty: data, omega, s^2, mu_w, activations, c) and `Linearisation` (everything
 evaluated at one lifted point: residual pieces and the per-sample elimination).
@@ -49,12 +55,14 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from liftnn.lifted import output
 from liftnn.models.activations import RELU_MODES, Activation, get_activation, relu_relaxation
 from liftnn.problem import has_weight_decay
 
 __all__ = ["RELU_MODES", "AugmentedLSQ", "Linearisation", "back_substitute", "condense",
            "hidden_activations", "jh_matvec", "jh_rmatvec", "linearise", "merit",
-           "merit_value_and_grad", "reduced_jacobian", "simulate", "terms"]
+           "merit_value_and_grad", "out_apply", "out_loss", "out_rapply", "reduced_jacobian",
+           "simulate", "terms"]
 
 
 def hidden_activations(model, relu_mode: str, t) -> list[Activation]:
@@ -85,7 +93,8 @@ class AugmentedLSQ(NamedTuple):
 
     X: (m, d_in), Y: (m, O); omega: [omega_j (m, d_j)] = lambda_j sqrt(m) / beta; s2 = beta / m;
     acts: the hidden transfer functions (hidden_activations); out_act: sigma_out; c: the output
-    residual scale (F = c (f - Y)).
+    residual scale (F = c (f - Y); output.scale); ce: the softmax cross-entropy output block
+    (liftnn.lifted.output) instead of least squares (then Y is one-hot and sigma_out = identity).
     """
 
     X: jax.Array
@@ -96,6 +105,7 @@ class AugmentedLSQ(NamedTuple):
     acts: list
     out_act: Activation
     c: float
+    ce: bool = False
 
 
 class Terms(NamedTuple):
@@ -105,10 +115,13 @@ class Terms(NamedTuple):
     D: list  # sigma_j'(a_j) (m, d_j)
     F: jax.Array  # output residual (m, O)
     Do: jax.Array  # sigma_out'(a_out) (m, O)
+    B: jax.Array | None = None  # cross-entropy: the output Jacobian B_i (m, O, O) (else c diag(Do))
+    loss: jax.Array | None = None  # cross-entropy: the loss value (else 1/2 ||F||^2)
 
 
-def terms(params, Z, X, Y, acts, out_act, c) -> Terms:
-    """Evaluate H_j, sigma_j', F and sigma_out' at (theta, Z)."""
+def terms(params, Z, X, Y, acts, out_act, c, ce=False) -> Terms:
+    """Evaluate H_j, sigma_j', F and sigma_out' at (theta, Z); with ce the cross-entropy output
+    block (liftnn.lifted.output.cross_entropy: F, B and the loss)."""
     H, D = [], []
     zprev = X
     for (W, b), act, Zj in zip(params[:-1], acts, Z):
@@ -118,11 +131,29 @@ def terms(params, Z, X, Y, acts, out_act, c) -> Terms:
         zprev = Zj
     W, b = params[-1]
     ao = _affine(zprev, W, b)
+    if ce:
+        o = output.cross_entropy(ao, Y, c)
+        return Terms(H, D, o.F, jnp.ones_like(ao), o.B, o.loss)
     return Terms(H, D, c * (out_act.f(ao) - Y), out_act.df(ao))
 
 
 def _terms(prob: AugmentedLSQ, params, Z) -> Terms:
-    return terms(params, Z, prob.X, prob.Y, prob.acts, prob.out_act, prob.c)
+    return terms(params, Z, prob.X, prob.Y, prob.acts, prob.out_act, prob.c, prob.ce)
+
+
+def out_apply(t: Terms, c, v) -> jax.Array:
+    """B_i v_i per sample (v: (m, O)): c sigma_out' * v for least squares."""
+    return c * t.Do * v if t.B is None else jnp.einsum("mkl,ml->mk", t.B, v)
+
+
+def out_rapply(t: Terms, c, w) -> jax.Array:
+    """B_i^T w_i per sample (w: (m, O)): c sigma_out' * w for least squares."""
+    return c * t.Do * w if t.B is None else jnp.einsum("mkl,mk->ml", t.B, w)
+
+
+def out_loss(t: Terms) -> jax.Array:
+    """The output term of the merit: 1/2 ||F||^2 (least squares) or the cross-entropy."""
+    return 0.5 * jnp.sum(t.F ** 2) if t.loss is None else t.loss
 
 
 def merit(prob: AugmentedLSQ, params, Z):
@@ -133,7 +164,7 @@ def merit(prob: AugmentedLSQ, params, Z):
 
 def _merit_value(params, t: Terms, E: list, s2, mu_w):
     """Phi from the residual pieces, E_j = H_j + omega_j."""
-    val = 0.5 * jnp.sum(t.F ** 2) + 0.5 * s2 * sum(jnp.sum(Ej ** 2) for Ej in E)
+    val = out_loss(t) + 0.5 * s2 * sum(jnp.sum(Ej ** 2) for Ej in E)
     if has_weight_decay(mu_w):
         val = val + 0.5 * mu_w * sum(jnp.sum(q ** 2) for q in jax.tree_util.tree_leaves(params))
     return val
@@ -174,7 +205,8 @@ def condense(params, Z, t: Terms, E: list, s2, c) -> Condensed:
     Wo = params[-1][0]
     O = Wo.shape[0]
     n = [None] * L
-    n[L - 1] = c * jnp.einsum("mk,kp->mpk", t.Do, Wo)
+    n[L - 1] = (c * jnp.einsum("mk,kp->mpk", t.Do, Wo) if t.B is None
+                else jnp.einsum("mkl,lp->mpk", t.B, Wo))  # W_out^T B_i^T
     for j in range(L - 1, 0, -1):
         n[j - 1] = jnp.einsum("mpk,pq->mqk", t.D[j][:, :, None] * n[j], params[j][0])
     delta = [t.D[j][:, :, None] * n[j] for j in range(L)]
@@ -207,7 +239,7 @@ def merit_value_and_grad(lin: Linearisation):
     params, Z, t, E, s2, mu_w = lin.params, lin.Z, lin.terms, lin.E, lin.s2, lin.mu_w
     L = len(Z)
     val = _merit_value(params, t, E, s2, mu_w)
-    go = lin.c * t.Do * t.F
+    go = out_rapply(t, lin.c, t.F)
     e = [Dj * Ej for Dj, Ej in zip(t.D, E)]
     gz = []
     for j in range(L):
@@ -237,6 +269,11 @@ def reduced_jacobian(lin: Linearisation) -> jax.Array:
         if params[j][1] is not None:
             blocks.append(jnp.transpose(dl, (0, 2, 1)))
         zprev = Z[j]
+    if t.B is not None:  # cross-entropy: rows B_i (x) [z_L; 1]
+        blocks.append(jnp.einsum("mkl,mq->mklq", t.B, zprev).reshape(m, O, -1))
+        if params[-1][1] is not None:
+            blocks.append(t.B)
+        return jnp.concatenate(blocks, axis=2)
     eye = jnp.eye(O)
     g = lin.c * t.Do  # (m, O)
     blocks.append(jnp.einsum("mk,kl,mq->mklq", g, eye, zprev).reshape(m, O, -1))
@@ -254,7 +291,7 @@ def jh_matvec(lin: Linearisation, dparams) -> jax.Array:
         out = out + jnp.einsum("mpk,mp->mk", lin.condensed.delta[j], u)
         zprev = lin.Z[j]
     dW, db = dparams[-1]
-    return out + lin.c * lin.terms.Do * _affine(zprev, dW, db)
+    return out + out_apply(lin.terms, lin.c, _affine(zprev, dW, db))
 
 
 def jh_rmatvec(lin: Linearisation, w) -> list:
@@ -266,7 +303,7 @@ def jh_rmatvec(lin: Linearisation, w) -> list:
         gz = jnp.einsum("mpk,mk->mp", lin.condensed.delta[j], w)
         res.append((gz.T @ zprev, None if b is None else jnp.sum(gz, axis=0)))
         zprev = lin.Z[j]
-    gz = lin.c * lin.terms.Do * w
+    gz = out_rapply(lin.terms, lin.c, w)
     res.append((gz.T @ zprev, None if params[-1][1] is None else jnp.sum(gz, axis=0)))
     return res
 

@@ -67,7 +67,8 @@ class InnerConfig(NamedTuple):
     m: number of samples; decay: whether the objective has a weight-decay term (its value mu_w
     is an argument of the compiled solve, so one program serves every mu_w > 0, e.g. the whole
     weight_decay="auto" path); damping: Levenberg-Marquardt term on the weights; max_inner:
-    Gauss-Newton steps per inner solve; line_search: LineSearch.
+    Gauss-Newton steps per inner solve; line_search: LineSearch; ce: the softmax cross-entropy
+    (the generalised Gauss-Newton output block of liftnn.lifted.output) instead of least squares.
     """
 
     model: object
@@ -79,6 +80,7 @@ class InnerConfig(NamedTuple):
     damping: float
     max_inner: int
     line_search: LineSearch
+    ce: bool = False
 
 
 class GNStep(NamedTuple):
@@ -109,7 +111,11 @@ def gn_step(prob: gnm.AugmentedLSQ, params, Z, linear_solver: str, damping: floa
     dp = unravel(dth)
     dZ, ci = gnm.back_substitute(lin, dp, gnm.jh_matvec(lin, dp))
     cd = lin.condensed
-    slope = jnp.sum(cd.rh * ci) - jnp.sum(cd.Rsq) + prob.mu_w * jnp.vdot(theta, dth)
+    if prob.ce:  # grad Phi . d: F only represents the gradient (liftnn.lifted.output)
+        slope = (jnp.vdot(ravel_pytree(gp)[0], dth)
+                 + sum(jnp.sum(g * d) for g, d in zip(gz, dZ)))
+    else:
+        slope = jnp.sum(cd.rh * ci) - jnp.sum(cd.Rsq) + prob.mu_w * jnp.vdot(theta, dth)
     return GNStep(phi, grad_norm, dp, dZ, dth, slope, it)
 
 
@@ -196,7 +202,7 @@ def inner_solve(cfg: InnerConfig, params, Z, lam, beta, eps, t, X, Y, mu_w=0.0) 
     prob = gnm.AugmentedLSQ(X, Y, [lj * sqm / beta for lj in lam], beta / m,
                             mu_w if cfg.decay else 0.0,
                             gnm.hidden_activations(cfg.model, cfg.relu_mode, t),
-                            get_activation(cfg.model.activations[-1]), cfg.c)
+                            get_activation(cfg.model.activations[-1]), cfg.c, cfg.ce)
     s0 = InnerState(params, Z, jnp.inf, jnp.inf, jnp.int32(0), jnp.int32(0), jnp.int32(0),
                     jnp.int32(INNER_MAX))
     s = jax.lax.while_loop(lambda s: (s.gn_iters < cfg.max_inner) & (s.status == INNER_MAX),

@@ -99,10 +99,9 @@ from liftnn._validate import (
 )
 from liftnn.errors import LiftnnError
 from liftnn.lifted import gauss_newton as gnm
-from liftnn.lifted import linsolve
+from liftnn.lifted import linsolve, output
 from liftnn.models.activations import RELU_MODES, get_activation
-from liftnn.models.losses import residual_scale
-from liftnn.problem import loss_value
+from liftnn.problem import loss_value, objective_value
 from liftnn.solvers import result as R
 
 DEFAULTS = {
@@ -179,14 +178,15 @@ def _check_devices(devices) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def constrained_problem(X, Y, acts, out_act, c, mu_w) -> gnm.AugmentedLSQ:
+def constrained_problem(X, Y, acts, out_act, c, mu_w, ce=False) -> gnm.AugmentedLSQ:
     """The data of the equality-constrained problem as a gauss_newton.AugmentedLSQ.
 
     X: (m, d_in), Y: (m, O); acts: hidden transfer functions; out_act: sigma_out; c: the output
-    residual scale; mu_w: weight decay.  omega = 0 and s^2 = 1: lifted-gn has no penalty term
+    residual scale; mu_w: weight decay; ce: the softmax cross-entropy (one-hot Y, the GGN output
+    block of liftnn.lifted.output).  omega = 0 and s^2 = 1: lifted-gn has no penalty term
     (`linearise` sets both, whatever the AugmentedLSQ holds).
     """
-    return gnm.AugmentedLSQ(X, Y, [0.0] * len(acts), 1.0, mu_w, acts, out_act, c)
+    return gnm.AugmentedLSQ(X, Y, [0.0] * len(acts), 1.0, mu_w, acts, out_act, c, ce)
 
 
 def linearise(prob: gnm.AugmentedLSQ, params, Z) -> gnm.Linearisation:
@@ -283,9 +283,9 @@ def _l1(H) -> jax.Array:
     return sum(jnp.sum(jnp.abs(h)) for h in H)
 
 
-def _fval(params, F, mu_w):
-    """1/2 ||F||^2 + mu_w/2 ||theta||^2."""
-    val = 0.5 * jnp.sum(F ** 2)
+def _fval(params, t: gnm.Terms, mu_w):
+    """1/2 ||F||^2 (the cross-entropy for loss="cross_entropy") + mu_w/2 ||theta||^2."""
+    val = gnm.out_loss(t)
     if mu_w:
         val = val + 0.5 * mu_w * sum(jnp.sum(q ** 2) for q in jax.tree_util.tree_leaves(params))
     return val
@@ -419,6 +419,8 @@ def _simulated(cfg: Config, params, X, Y):
     for (W, b), name in zip(params, cfg.model.activations):
         out = get_activation(name).f(gnm._affine(out, W, b))
     r = out - Y
+    if cfg.loss == output.CROSS_ENTROPY:
+        return objective_value(cfg.model, cfg.loss, cfg.mu_w, params, X, Y), jnp.mean(r ** 2)
     c2 = cfg.c * cfg.c
     return 0.5 * c2 * jnp.sum(r ** 2) + (0.5 * cfg.mu_w * sum(
         jnp.sum(q ** 2) for q in jax.tree_util.tree_leaves(params)) if cfg.mu_w else 0.0), jnp.mean(r ** 2)
@@ -438,8 +440,8 @@ def _trial(cfg: Config, prob, lin: gnm.Linearisation, solve, mu, rho) -> _Trial:
     lam = [-jnp.einsum("mpk,mk->mp", nj, rlin) for nj in lin.condensed.n]
     pn = jax.tree_util.tree_map(jnp.add, lin.params, dp)
     zn = [a + d for a, d in zip(lin.Z, dZ)]
-    tn = gnm.terms(pn, zn, prob.X, prob.Y, prob.acts, prob.out_act, prob.c)
-    f, fn = _fval(lin.params, t.F, mu_w), _fval(pn, tn.F, mu_w)
+    tn = gnm.terms(pn, zn, prob.X, prob.Y, prob.acts, prob.out_act, prob.c, prob.ce)
+    f, fn = _fval(lin.params, t, mu_w), _fval(pn, tn, mu_w)
     if o["merit"] == "l1":
         mt = merit_l1(t.H, tn.H, fn, f, lam, gf, rho, cfg.m, o["rho_margin"])
     else:  # augmented Lagrangian merit with the QP multipliers
@@ -448,7 +450,8 @@ def _trial(cfg: Config, prob, lin: gnm.Linearisation, solve, mu, rho) -> _Trial:
     ok_l = jnp.isfinite(mt.phi_new) & (mt.dphi < 0) & (mt.phi_new <= bound)
     # second-order correction: the same weights with re-simulated states (H = 0)
     zs = gnm.simulate(pn, prob.X, prob.acts)
-    phi_s = _fval(pn, gnm.terms(pn, zs, prob.X, prob.Y, prob.acts, prob.out_act, prob.c).F, mu_w)
+    phi_s = _fval(pn, gnm.terms(pn, zs, prob.X, prob.Y, prob.acts, prob.out_act, prob.c,
+                                prob.ce), mu_w)
     ok_s = jnp.isfinite(phi_s) & (mt.dphi < 0) & (phi_s <= bound)
     use_s = ok_s & ~ok_l  # the lifted step first; the correction only as fallback
     zn = [jnp.where(use_s, a, b) for a, b in zip(zs, zn)]
@@ -493,7 +496,7 @@ def _iterate(cfg: Config, s: State, data: Data) -> State:
     """One lifted-gn iteration: linearise, LM trials, then the bookkeeping (_advance)."""
     acts = gnm.hidden_activations(cfg.model, cfg.relu_mode, _t_at(cfg, s.k))
     prob = constrained_problem(data.X, data.Y, acts, get_activation(cfg.model.activations[-1]),
-                               cfg.c, cfg.mu_w)
+                               cfg.c, cfg.mu_w, cfg.loss == output.CROSS_ENTROPY)
     lin = linearise(prob, s.params, s.Z)
     g = reduced_gradient(lin)
     hinf = jnp.max(jnp.stack([jnp.max(jnp.abs(h)) for h in lin.terms.H]))
@@ -611,8 +614,8 @@ def fit(problem, params0, **options):
 def fit_many(problem, params0_list, *, devices=None, **options):
     """Train several initialisations in one vectorised call; one Result per initialisation.
 
-    problem: a liftnn.problem.TrainingProblem with a least-squares loss and an MLP with at least
-    one hidden layer; params0_list: K initial parameter lists; options: see DEFAULTS.
+    problem: a liftnn.problem.TrainingProblem with a least-squares loss or the softmax
+    cross-entropy (one-hot targets; liftnn.lifted.output) and an MLP with at least one hidden layer; params0_list: K initial parameter lists; options: see DEFAULTS.
     devices: None or 1 (lifted-gn does not shard the samples; more is a LiftnnError).
     """
     o = _check_options(options, problem)
@@ -623,8 +626,9 @@ def fit_many(problem, params0_list, *, devices=None, **options):
     key = tuple(sorted((k, v) for k, v in o.items() if k not in ("callback", "time_budget",
                                                                   "linear_solver", "relu_mode")))
     has_val = problem.X_val is not None
-    cfg = Config(problem.model, o["relu_mode"], linsolve.choose(o["linear_solver"], m, O, P),
-                 float(residual_scale(problem.loss, m * O)), m, float(problem.weight_decay), key,
+    cfg = Config(problem.model, o["relu_mode"],
+                 linsolve.choose(o["linear_solver"], m, O, P, problem.loss == output.CROSS_ENTROPY),
+                 output.scale(problem.loss, m, O), m, float(problem.weight_decay), key,
                  problem.loss, has_val)
     data = Data(X, Y, (problem.X_val, problem.Y_val) if has_val else None)
     vinit, vchunk = _compiled(cfg)

@@ -14,8 +14,13 @@ with Jh_i of size O x P (O outputs, P weights) and cc = mu_w + damping.  Three e
             one forward / backward sweep over the samples) and the per-neuron blocks of M
             ((d_{j-1} + 1)^2 each) as a block-Jacobi preconditioner; for large networks.
 
-"auto" picks dual if m O < P and m O <= DIRECT_MAX_P, else primal if P <= DIRECT_MAX_P, else cg.
-`dense_reference_step` solves the full lifted system densely (tests only).  Every solve takes the
+"auto" picks dual if m O < P and m O <= DIRECT_MAX_P, else primal if P <= DIRECT_MAX_P, else cg;
+for the cross-entropy (ce) primal also needs its assembly work m O P^2 <= CE_PRIMAL_MAX_WORK
+(classification has O = the number of classes, e.g. digits 64-16-10: m O P^2 = 2e10 per step,
+where cg's products cost about m P each), else cg.
+`dense_reference_step` solves the full lifted system densely (tests only); for the cross-entropy
+`dense_ggn_reference_step` the full lifted generalised Gauss-Newton system, built from JAX's own
+Hessian of the loss in the logits (independent of liftnn.lifted.output's factor).  Every solve takes the
 `Linearisation` of liftnn.lifted.gauss_newton; the three solves are derived in docs/lifted.md.
 """
 
@@ -30,15 +35,18 @@ from liftnn.problem import has_weight_decay
 
 SOLVERS = ("auto", "primal", "dual", "cg")
 DIRECT_MAX_P = 4000
+CE_PRIMAL_MAX_WORK = 1e9
 REL_FLOOR = 1e-12
 
 
-def choose(solver: str, m: int, O: int, P: int) -> str:
-    """Resolve "auto" by size (static: shapes only)."""
+def choose(solver: str, m: int, O: int, P: int, ce: bool = False) -> str:
+    """Resolve "auto" by size (static: shapes only); ce: the cross-entropy's rule for primal."""
     if solver != "auto":
         return solver
     if m * O < P and m * O <= DIRECT_MAX_P:
         return "dual"
+    if ce and m * O * P * P > CE_PRIMAL_MAX_WORK:
+        return "cg"
     return "primal" if P <= DIRECT_MAX_P else "cg"
 
 
@@ -79,6 +87,10 @@ def dual_gram(lin: gnm.Linearisation):
         K = K + jnp.einsum("ipk,jpl->ikjl", cd.delta[j], cd.delta[j]) * (zh @ zh.T)[:, None, :, None]
         zprev = lin.Z[j]
     zh = _with_one(zprev, params[-1][1])
+    if lin.terms.B is not None:  # cross-entropy: (B_i B_i'^T)[k, l] ([z_i; 1] . [z_i'; 1])
+        B = lin.terms.B
+        K = K + jnp.einsum("ika,jla->ikjl", B, B) * (zh @ zh.T)[:, None, :, None]
+        return K.reshape(m * O, m * O)
     g = lin.c * lin.terms.Do
     K = K + jnp.einsum("ik,jk,kl->ikjl", g, g, jnp.eye(O)) * (zh @ zh.T)[:, None, :, None]
     return K.reshape(m * O, m * O)
@@ -115,6 +127,9 @@ def _neuron_blocks(lin: gnm.Linearisation, cc):
         if j < len(params) - 1:
             dl = cd.delta[j]  # (m, d_j, O)
             w = jnp.einsum("mpk,mkl,mpl->mp", dl, cd.Ginv, dl)
+        elif lin.terms.B is not None:  # cross-entropy: (B_i^T G_i^{-1} B_i)[l, l]
+            B = lin.terms.B
+            w = jnp.einsum("mkl,mkj,mjl->ml", B, cd.Ginv, B)
         else:
             g = lin.c * lin.terms.Do
             w = g * g * jnp.einsum("mkk->mk", cd.Ginv)
@@ -226,4 +241,44 @@ def dense_reference_step(prob: gnm.AugmentedLSQ, params, Z, damping):
     dvec = jnp.zeros(u0.shape[0]).at[:P].set(prob.mu_w + damping)
     g = J.T @ r + jnp.zeros_like(u0).at[:P].set(prob.mu_w * u0[:P])
     d = -jnp.linalg.solve(J.T @ J + jnp.diag(dvec), g)
+    return unravel(d)
+
+
+def dense_ggn_terms(prob: gnm.AugmentedLSQ, params, Z) -> tuple:
+    """(u0, unravel, P, A, b, H, JH) at u0 = (theta, Z) for the cross-entropy (tests only): the
+    dense GGN of the loss term, A = J_o^T (d^2 C / da^2) J_o and b = J_o^T dC/da (a: the logits
+    (m O,), J_o = da/du; the Hessian by jax.hessian of liftnn.models.losses.cross_entropy), and
+    the stacked constraint residuals H with their Jacobian JH."""
+    from liftnn.models.losses import cross_entropy
+
+    u0, unravel = ravel_pytree((params, Z))
+    P = ravel_pytree(params)[0].shape[0]
+    m, O = prob.Y.shape
+
+    def logits(u):
+        p, z = unravel(u)
+        return gnm._affine(z[-1], *p[-1]).reshape(-1)
+
+    def Hres(u):
+        p, z = unravel(u)
+        tt = gnm.terms(p, z, prob.X, prob.Y, prob.acts, prob.out_act, prob.c)
+        return jnp.concatenate([h.reshape(-1) for h in tt.H])
+
+    def loss(a):
+        return cross_entropy(a.reshape(m, O), prob.Y)
+
+    a0, Jo = logits(u0), jax.jacfwd(logits)(u0)
+    A = Jo.T @ jax.hessian(loss)(a0) @ Jo
+    return u0, unravel, P, A, Jo.T @ jax.grad(loss)(a0), Hres(u0), jax.jacfwd(Hres)(u0)
+
+
+def dense_ggn_reference_step(prob: gnm.AugmentedLSQ, params, Z, damping):
+    """The full lifted GGN step of the cross-entropy augmented Lagrangian by a dense solve of
+    (A + s2 JH^T JH + D) d = -(b + s2 JH^T (H + omega) + mu_w [theta; 0]) (A, b: dense_ggn_terms;
+    D as dense_reference_step).  Only for small problems (tests)."""
+    u0, unravel, P, A, b, H, JH = dense_ggn_terms(prob, params, Z)
+    omega = jnp.concatenate([o.reshape(-1) for o in prob.omega])
+    dvec = jnp.zeros(u0.shape[0]).at[:P].set(prob.mu_w + damping)
+    g = b + prob.s2 * JH.T @ (H + omega) + jnp.zeros_like(u0).at[:P].set(prob.mu_w * u0[:P])
+    d = -jnp.linalg.solve(A + prob.s2 * JH.T @ JH + jnp.diag(dvec), g)
     return unravel(d)
