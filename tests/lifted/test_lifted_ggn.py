@@ -99,7 +99,7 @@ def _check_ggn_step(arch, act, n, bias, mode, mu_w, damping):
     tol = 1e-8 if mode != "cg" else 1e-7
     assert np.linalg.norm(got - ref) <= tol * np.linalg.norm(ref)
     # the slope is the merit's directional derivative, and negative (a descent direction)
-    phi = lambda t: gnm.merit(prob, *jax.tree_util.tree_map(  # noqa: E731
+    phi = lambda t: gnm.merit(prob, *jax.tree_util.tree_map(
         lambda a, d: a + t * d, (p, Z), (step.dparams, step.dZ)))
     np.testing.assert_allclose(float(step.slope), float(jax.grad(phi)(0.0)), rtol=1e-9)
     assert float(step.slope) < 0
