@@ -139,7 +139,7 @@ def test_lifted_gn_ggn_step_equals_dense_kkt_solve(mode):
     prob = lifted_gn.constrained_problem(X, Y, acts, get_activation("identity"),
                                          output.scale("cross_entropy", m, O), mu_w, ce=True)
     dp, dZ = jax.jit(lambda p, Z: lifted_gn.lifted_step(prob, p, Z, damping, mode))(p, Z)
-    u0, unravel, P, A, b, H, JH = linsolve.dense_ggn_terms(prob, p, Z)
+    u0, _unravel, P, A, b, H, JH = linsolve.dense_ggn_terms(prob, p, Z)
     n, q = u0.shape[0], H.shape[0]
     Ad = A + jnp.diag(jnp.zeros(n).at[:P].set(mu_w + damping))
     K = jnp.block([[Ad, JH.T], [JH, jnp.zeros((q, q))]])
