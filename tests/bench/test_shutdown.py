@@ -178,10 +178,15 @@ def test_cli_handlers_turn_sigterm_and_an_ignored_sigint_into_keyboardinterrupt(
             "    import time; time.sleep(5)\n"
             "except KeyboardInterrupt:\n"
             "    print('interrupted')\n")
-    env = {**os.environ, "PYTHONPATH": str(SRC), "LIFTNN_COMPILE_CACHE": "off"}
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         timeout=120, check=False)
+    res = _python(code)
     assert res.returncode == 0 and res.stdout.strip() == "interrupted", res.stderr
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter on this checkout's liftnn (no compile cache)."""
+    env = {**os.environ, "PYTHONPATH": str(SRC), "LIFTNN_COMPILE_CACHE": "off"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
 
 
 def test_workers_exit_when_their_parent_is_killed():
@@ -193,9 +198,7 @@ def test_workers_exit_when_their_parent_is_killed():
             "next(it)\n"
             "print(' '.join(str(p.pid) for p in mp.active_children()), flush=True)\n"
             "os.kill(os.getpid(), 9)\n")
-    env = {**os.environ, "PYTHONPATH": str(SRC), "LIFTNN_COMPILE_CACHE": "off"}
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         timeout=120, check=False)
+    res = _python(code)
     assert res.returncode == -signal.SIGKILL, res.stderr
     workers = [int(t) for t in res.stdout.split()]
     assert len(workers) == 2

@@ -129,22 +129,17 @@ def test_missing_values_counted_and_located_not_dropped(tmp_path):
         read_table(tmp_path / "m.npz")
 
 
-def test_ragged_rows_headerless_and_empty_files(tmp_path):
+@pytest.mark.parametrize("text, match", [
+    ("a,y\n1,2\n3\n", "row 2 has 1 cells; the header has 2"),
+    ("1,2\n3,4\n", "header row"),
+    ("", "empty"),
+    ("a,y\n", "no data rows"),
+    ("a,a,y\n1,2,3\n", "'a' twice"),
+], ids=["ragged", "headerless", "empty", "no-rows", "repeated-name"])
+def test_ragged_rows_headerless_and_empty_files(tmp_path, text, match):
     p = tmp_path / "r.csv"
-    p.write_text("a,y\n1,2\n3\n")
-    with pytest.raises(LiftnnError, match="row 2 has 1 cells; the header has 2"):
-        read_table(p, target="y")
-    p.write_text("1,2\n3,4\n")
-    with pytest.raises(LiftnnError, match="header row"):
-        read_table(p, target="y")
-    p.write_text("")
-    with pytest.raises(LiftnnError, match="empty"):
-        read_table(p, target="y")
-    p.write_text("a,y\n")
-    with pytest.raises(LiftnnError, match="no data rows"):
-        read_table(p, target="y")
-    p.write_text("a,a,y\n1,2,3\n")
-    with pytest.raises(LiftnnError, match="'a' twice"):
+    p.write_text(text)
+    with pytest.raises(LiftnnError, match=match):
         read_table(p, target="y")
 
 
