@@ -170,14 +170,18 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict):
     higher log evidence (bayes_start_used says which).
 
     train_cycle(mus, params_list) -> list[Result]: trains every initialisation with its own
-    weight decay mus[k] from params_list[k] (liftnn.train supplies it).  Returns the Results of
-    the last cycle with the evidence fields added."""
+    weight decay mus[k] from params_list[k] (liftnn.train supplies it).  Returns, per
+    initialisation, the Result of the kept candidate with the evidence fields added (status
+    interrupted for all when a training was interrupted)."""
     X, Y = np.asarray(X), np.asarray(Y)
     N, P = int(Y.size), int(ravel_pytree(p0s[0])[0].size)
     starts = ("weak", "strong") if own["bayes_start"] == "both" else (own["bayes_start"],)
     runs = {}
+    def interrupted():
+        return any(r.get("status") == INTERRUPTED for rs in runs.values() for r in rs)
+
     for start in starts:
-        if runs and any(r.get("status") == INTERRUPTED for r in runs[starts[0]]):
+        if interrupted():
             break  # Ctrl-C / SIGTERM: no second start
         if start == "weak":
             r0 = [weak_start(gram_eigh(jacobian(model, p, X))[0], N, P) for p in p0s]
@@ -192,6 +196,8 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict):
         res = runs[best][k]
         res["bayes_start_used"] = best
         res["bayes_log_evidence_by_start"] = {s: runs[s][k]["log_evidence"] for s in starts}
+        if interrupted():
+            res.update(status=INTERRUPTED, success=False)
         out.append(res)
     return out
 
