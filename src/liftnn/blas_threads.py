@@ -13,7 +13,7 @@ cause of the rare huge timings of lm: `liftnn train --problem friedman1 --arch 1
 issue), 19.4 s with OPENBLAS_NUM_THREADS=1 and 21.0 s under this guard, the same 218 iterations
 and train MSE each time.
 
-`limit_blas()` caps the BLAS pool (threadpoolctl, where installed: it comes with scikit-learn)
+`limit_blas()` caps the BLAS pool (threadpoolctl, a dependency of liftnn)
 at LIFTNN_BLAS_THREADS threads (default 1; 0 or "off": no cap) for the duration of a solve.  The
 systems the classical methods factor (n up to a few thousand) lose little to one thread.
 Without threadpoolctl the guard does nothing; set OPENBLAS_NUM_THREADS=1 before starting Python

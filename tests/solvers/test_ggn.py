@@ -155,9 +155,12 @@ def test_bad_uses_raise():
         ggn.fit(mse, model.init(0), method="gn")
 
 
-def test_alm_refuses_cross_entropy():
+def test_alm_refuses_soft_labels_with_the_cross_entropy():
+    """alm trains the cross-entropy of one-hot labels (liftnn.lifted.output); real-valued
+    targets are refused before work and pointed to a least-squares loss."""
     X, y = _data(m=20, k=2)
-    ds = ln.datasets.Dataset(X, np.eye(2)[y], X[:0], np.zeros((0, 2)))
+    soft = np.stack([np.full(20, 0.3), np.full(20, 0.7)], axis=1)
+    ds = ln.datasets.Dataset(X, soft, X[:0], np.zeros((0, 2)))
     with pytest.raises(ln.LiftnnError, match="least-squares"):
         ln.train(ln.MLP([2, 3, 2]), ds, method="alm", loss="cross_entropy")
 
