@@ -277,7 +277,7 @@ class Posterior(NamedTuple):
     B = diag((alpha (alpha/beta + lambda))^-1/2) U^T J."""
 
     model: object
-    theta: np.ndarray
+    params: list
     alpha: float
     beta: float
     c0: float
@@ -290,20 +290,16 @@ class Posterior(NamedTuple):
         lam, V, side = gram_eigh(J)
         if side == "params":
             B = (V / np.sqrt(beta * lam + alpha)).T
-            return cls(model, np.asarray(ravel_pytree(params)[0]), alpha, beta, 0.0, 1.0, B)
+            return cls(model, params, alpha, beta, 0.0, 1.0, B)
         B = (V / np.sqrt(alpha * (alpha / beta + lam))).T @ J
-        return cls(model, np.asarray(ravel_pytree(params)[0]), alpha, beta, 1.0 / alpha, -1.0, B)
+        return cls(model, params, alpha, beta, 1.0 / alpha, -1.0, B)
 
     def predict(self, X):
         """(mean (m, d_out), std (m, d_out)) at X: (m, d_in); std includes the noise 1/beta."""
         X = np.asarray(X, dtype=np.float64)
         m = X.shape[0]
-        G = jacobian(self.model, ravel_to_params(self.model, self.theta), X)  # (m*O, P)
-        mean = np.asarray(self.model.apply(ravel_to_params(self.model, self.theta), X))
+        G = jacobian(self.model, self.params, X)  # (m*O, P)
+        mean = np.asarray(self.model.apply(self.params, X))
         var_w = self.c0 * np.sum(G**2, axis=1) + self.sign * np.sum((G @ self.B.T) ** 2, axis=1)
         var = 1.0 / self.beta + np.clip(var_w, 0.0, None)
         return mean, np.sqrt(var).reshape(m, -1)
-
-
-def ravel_to_params(model, theta):
-    return ravel_pytree(model.init(0))[1](jnp.asarray(theta))

@@ -158,7 +158,7 @@ def test_bad_uses_raise():
 def test_alm_refuses_soft_labels_with_the_cross_entropy():
     """alm trains the cross-entropy of one-hot labels (liftnn.lifted.output); real-valued
     targets are refused before work and pointed to a least-squares loss."""
-    X, y = _data(m=20, k=2)
+    X, _ = _data(m=20, k=2)
     soft = np.stack([np.full(20, 0.3), np.full(20, 0.7)], axis=1)
     ds = ln.datasets.Dataset(X, soft, X[:0], np.zeros((0, 2)))
     with pytest.raises(ln.LiftnnError, match="least-squares"):
