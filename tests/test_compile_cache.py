@@ -1,7 +1,10 @@
 import jax
 import jax.numpy as jnp
+import pytest
 
+import liftnn as ln
 from liftnn import compile_cache as cc
+from liftnn.errors import LiftnnWarning
 
 
 def test_off_values_switch_the_cache_off(monkeypatch):
@@ -27,7 +30,35 @@ def test_cache_directory_fills_and_default_follows_xdg(tmp_path, monkeypatch):
         jax.config.update("jax_compilation_cache_dir", old)
 
 
-def test_unwritable_directory_leaves_the_cache_off(tmp_path):
+def test_unwritable_directory_warns_and_leaves_the_cache_off(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert cc.enable_compile_cache(blocker / "sub") is None
+    with pytest.warns(LiftnnWarning, match="cannot be written"):
+        assert cc.enable_compile_cache(blocker / "sub") is None
+
+
+def test_the_python_api_switches_the_default_cache_on_once(tmp_path, monkeypatch):
+    monkeypatch.setenv(cc.ENV, str(tmp_path / "api"))
+    monkeypatch.setattr(cc, "_enabled", None)
+    monkeypatch.setattr(cc, "_default_done", False)
+    old = jax.config.jax_compilation_cache_dir
+    try:
+        jax.config.update("jax_compilation_cache_dir", None)
+        ln.train(ln.MLP([1, 3, 1]), ln.datasets.load("sin2", n=8), method="adam", max_iter=3)
+        assert cc.active_dir() == str(tmp_path / "api")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "api")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", old)
+
+
+def test_a_program_that_set_its_own_cache_directory_keeps_it(tmp_path, monkeypatch):
+    monkeypatch.setenv(cc.ENV, str(tmp_path / "ours"))
+    monkeypatch.setattr(cc, "_enabled", None)
+    monkeypatch.setattr(cc, "_default_done", False)
+    old = jax.config.jax_compilation_cache_dir
+    try:
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "theirs"))
+        assert cc.ensure_default_cache() is None
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "theirs")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", old)

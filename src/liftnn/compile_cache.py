@@ -2,8 +2,10 @@
 
 XLA compilation dominates short runs (the lifted solver's jitted inner loop takes seconds to
 compile, the runs themselves a fraction of that).  The cache stores compiled executables on disk,
-so a second process with the same shapes loads them instead of compiling again.  The command line
-switches it on; library users call `enable_compile_cache()` themselves.
+so a second process with the same shapes loads them instead of compiling again.  It is on by
+default: the command line switches it on at start, the Python API at the first `ln.train` call
+(`ensure_default_cache`), unless LIFTNN_COMPILE_CACHE=off or the program has set JAX's
+jax_compilation_cache_dir itself; `enable_compile_cache(path)` picks another directory.
 
 Where: the LIFTNN_COMPILE_CACHE variable if set ("off", "0", "none" or "" switch it off), else
 $XDG_CACHE_HOME/liftnn/xla (default ~/.cache/liftnn/xla).  Benchmarks record which was used, so
@@ -50,7 +52,14 @@ def enable_compile_cache(path: str | os.PathLike | None = None) -> str | None:
         probe = Path(d) / ".write-test"
         probe.write_text("ok")
         probe.unlink()
-    except OSError:
+    except OSError as exc:
+        import warnings
+
+        from liftnn.errors import LiftnnWarning
+
+        warnings.warn(f"the compile cache directory {d} cannot be written ({exc}); running "
+                      f"without the persistent compile cache (set {ENV} to a writable "
+                      f"directory, or {ENV}=off)", LiftnnWarning, stacklevel=2)
         return None
     jax.config.update("jax_compilation_cache_dir", d)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -61,4 +70,21 @@ def enable_compile_cache(path: str | os.PathLike | None = None) -> str | None:
 
 def active_dir() -> str | None:
     """The cache directory switched on in this process (None if off)."""
+    return _enabled
+
+
+_default_done = False
+
+
+def ensure_default_cache() -> str | None:
+    """Switch the cache on once per process with the environment's setting, unless the program
+    configured JAX's cache directory itself (then that one is left alone)."""
+    global _default_done
+    if _default_done:
+        return _enabled
+    _default_done = True
+    import jax
+
+    if _enabled is None and not jax.config.jax_compilation_cache_dir:
+        return enable_compile_cache()
     return _enabled

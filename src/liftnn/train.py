@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 
-from liftnn import bayes
+from liftnn import bayes, compile_clock
 from liftnn._validate import (
     canonical,
     check_positive,
@@ -34,6 +34,7 @@ from liftnn._validate import (
     check_scale,
     class_targets,
 )
+from liftnn.compile_cache import ensure_default_cache
 from liftnn.errors import LiftnnError, LiftnnWarning
 from liftnn.methods import FIRST_ORDER, METHODS, Method
 from liftnn.models.losses import loss_name
@@ -121,6 +122,27 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
     else:
         seeds = [seed]
         p0s = [params0 if params0 is not None else model.init(int(seed))]
+    ensure_default_cache()  # the persistent compile cache (LIFTNN_COMPILE_CACHE=off: none)
+    with compile_clock.measure() as clock:
+        results, problems, wall = _train(spec, model, X, Y, Xv, Yv, loss, p0s, many, options,
+                                         bayes_opts, auto, weight_decay)
+    compile_s = min(compile_clock.compile_seconds(clock), wall)
+    for s, r, pr in zip(seeds, results, problems):
+        _finish(r, pr, dataset, model, method, s)
+        r["batch_time_s"] = wall
+        r["time_s"] = wall / len(seeds)
+        r["compile_s"] = compile_s / len(seeds)
+        r["loop_s"] = (wall - compile_s) / len(seeds)
+        r["compiles"] = int(clock["compiles"])
+        r["cache_hits"] = int(clock["cache_hits"])
+        if note is not None:
+            r["validation_note"] = note
+            r["message"] = f"{r.get('message', '')}; {note}"
+    return results if many else results[0]
+
+
+def _train(spec, model, X, Y, Xv, Yv, loss, p0s, many, options, bayes_opts, auto, weight_decay):
+    """The training proper of `train`: (results, problems, wall seconds)."""
     if bayes_opts is not None:
         results, problems, wall = _bayes(spec, model, X, Y, Xv, Yv, loss, p0s, options,
                                          bayes_opts)
@@ -131,14 +153,7 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
                                   Y_val=Yv)
         results, wall = _fit(spec, problem, p0s, many, options)
         problems = [problem] * len(results)
-    for s, r, pr in zip(seeds, results, problems):
-        _finish(r, pr, dataset, model, method, s)
-        r["batch_time_s"] = wall
-        r["time_s"] = wall / len(seeds)
-        if note is not None:
-            r["validation_note"] = note
-            r["message"] = f"{r.get('message', '')}; {note}"
-    return results if many else results[0]
+    return results, problems, wall
 
 
 def _fit(spec: Method, problem, p0s: list, many: bool, options: dict):

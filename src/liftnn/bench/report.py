@@ -42,7 +42,7 @@ from liftnn.errors import LiftnnError
 
 FLOAT_COLS = ("train_mse", "test_mse", "time_s", "iterations", "loss", "batch_time_s",
               "time_per_iter", "iter_time_s", "freerun_mse", "peak_rss_mb", "base_rss_mb", "n", "n_params",
-              "outer_iterations", "nfev", "time_budget_s",
+              "outer_iterations", "nfev", "time_budget_s", "compile_s", "loop_s",
               "train_accuracy", "test_accuracy")
 
 
@@ -105,8 +105,11 @@ def cell_table(stats, ref, meta) -> tuple[list[str], list[list[str]]]:
         head += ["avg test MSE", "best test MSE"]
     if extra_fr:
         head += ["free-run MSE (median)", "free-run MSE (best)"]
-    head += ["median time (s)", "median iterations", "time / iteration (s)",
-             "s / iteration after the first"]
+    show_compile = any(np.isfinite(s.get("median_compile", np.nan)) for s in stats)
+    head += ["median time (s)"]
+    if show_compile:  # liftnn.train's split of the time (liftnn.compile_clock)
+        head += ["of it compiling (s)", "of it looping (s)"]
+    head += ["median iterations", "time / iteration (s)", "s / iteration after the first"]
     if ref:
         head.append(f"time / {ref}")
     if extra_mem:
@@ -122,8 +125,10 @@ def cell_table(stats, ref, meta) -> tuple[list[str], list[list[str]]]:
             row += [fmt_num(s["avg_test"]), fmt_num(s["best_test"])]
         if extra_fr:
             row += [fmt_num(s.get("freerun_median")), fmt_num(s.get("freerun_best"))]
-        row += [fmt_num(s["median_time"]), fmt_num(s["median_iter"]),
-                fmt_num(s["time_per_iter"]), fmt_num(s["iter_time"])]
+        row += [fmt_num(s["median_time"])]
+        if show_compile:
+            row += [fmt_num(s.get("median_compile")), fmt_num(s.get("median_loop"))]
+        row += [fmt_num(s["median_iter"]), fmt_num(s["time_per_iter"]), fmt_num(s["iter_time"])]
         if ref:
             row.append(fmt_num(s["time_ratio"]) + "x" if np.isfinite(s["time_ratio"]) else "-")
         if extra_mem:

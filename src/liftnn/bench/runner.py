@@ -227,6 +227,8 @@ def _row(unit: Unit, seed, res, wall, bsize, model, data, extra=None) -> dict:
         "time_per_iter": t / nit if nit else math.nan,
         "outer_iterations": res.get("outer_iterations", ""),
         "nfev": res.get("nfev", ""),
+        # liftnn.train's split of time_s (liftnn.compile_clock); peers: not measured (nan)
+        "compile_s": to_float(res.get("compile_s")), "loop_s": to_float(res.get("loop_s")),
         "time_budget_s": unit.time_budget if unit.time_budget is not None else "",
     }
     if unit.cell.loss == "cross_entropy":

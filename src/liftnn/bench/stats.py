@@ -78,6 +78,8 @@ def aggregate(rows, meta) -> tuple[list[dict], list[str], list[str], str | None]
                 "avg_test": _mean(r["test_mse"] for r in ok),
                 "best_test": _min(r["test_mse"] for r in ok),
                 "median_time": _median(r["time_s"] for r in ok),
+                "median_compile": _median(r.get("compile_s", math.nan) for r in ok),
+                "median_loop": _median(r.get("loop_s", math.nan) for r in ok),
                 "median_iter": _median(r["iterations"] for r in ok),
                 "time_per_iter": _median(r.get("time_per_iter") for r in ok),
                 "iter_time": _median(r.get("iter_time_s", math.nan) for r in ok),

@@ -25,7 +25,7 @@ ERROR = "error"
 BASE_COLUMNS = ["suite", "problem", "cell", "method", "init", "seed", "n", "arch", "activation",
                 "train_mse", "test_mse", "time_s", "iterations", "success", "status", "message"]
 COMMON_COLUMNS = ["data_seed", "group", "n_params", "loss", "batch_size", "batch_time_s",
-                  "time_per_iter", "iter_time_s", "outer_iterations", "nfev"]
+                  "time_per_iter", "iter_time_s", "outer_iterations", "nfev", "compile_s", "loop_s"]
 EXTRA_COLUMNS = {
     "freerun": ["freerun_mse"],
     "memory": ["peak_rss_mb", "base_rss_mb"],
