@@ -45,6 +45,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from liftnn._validate import check_choice
+from liftnn.blas_threads import limit_blas
 from liftnn.errors import LiftnnError
 from liftnn.solvers.result import INTERRUPTED
 
@@ -301,7 +302,8 @@ class Posterior(NamedTuple):
     @classmethod
     def from_fit(cls, model, params, X, alpha: float, beta: float) -> Posterior:
         J = jacobian(model, params, X)
-        lam, V, side = gram_eigh(J)
+        with limit_blas():
+            lam, V, side = gram_eigh(J)
         if side == "params":
             B = (V / np.sqrt(beta * lam + alpha)).T
             return cls(model, params, alpha, beta, 0.0, 1.0, B)
@@ -314,6 +316,8 @@ class Posterior(NamedTuple):
         m = X.shape[0]
         G = jacobian(self.model, self.params, X)  # (m*O, P)
         mean = np.asarray(self.model.apply(self.params, X))
-        var_w = self.c0 * np.sum(G**2, axis=1) + self.sign * np.sum((G @ self.B.T) ** 2, axis=1)
+        with limit_blas():
+            GB = G @ self.B.T
+        var_w = self.c0 * np.sum(G**2, axis=1) + self.sign * np.sum(GB**2, axis=1)
         var = 1.0 / self.beta + np.clip(var_w, 0.0, None)
         return mean, np.sqrt(var).reshape(m, -1)

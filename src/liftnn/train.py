@@ -34,6 +34,7 @@ from liftnn._validate import (
     check_scale,
     class_targets,
 )
+from liftnn.blas_threads import limit_blas
 from liftnn.compile_cache import ensure_default_cache
 from liftnn.errors import LiftnnError, LiftnnWarning
 from liftnn.methods import FIRST_ORDER, METHODS, Method
@@ -123,7 +124,7 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
         seeds = [seed]
         p0s = [params0 if params0 is not None else model.init(int(seed))]
     ensure_default_cache()  # the persistent compile cache (LIFTNN_COMPILE_CACHE=off: none)
-    with compile_clock.measure() as clock:
+    with compile_clock.measure() as clock, limit_blas():  # host BLAS: liftnn.blas_threads
         results, problems, wall = _train(spec, model, X, Y, Xv, Yv, loss, p0s, many, options,
                                          bayes_opts, auto, weight_decay)
     compile_s = min(compile_clock.compile_seconds(clock), wall)
