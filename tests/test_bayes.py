@@ -216,11 +216,51 @@ def test_bad_bayes_options_are_refused_before_work(kw, match):
         ln.train(ln.MLP("1-4-1"), data, **kw)
 
 
-def test_bayes_with_the_cross_entropy_says_it_is_not_there_yet():
-    data = ln.datasets.load("moons")
-    with pytest.raises(LiftnnError, match="classification evidence"):
-        ln.train(ln.MLP((2, 4, 2)), data, method="lm", loss="cross_entropy",
-                 weight_decay="bayes")
+def _ce_net(m, seed=0):
+    model = ln.MLP((2, 4, 3), activation="tanh")
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(m, 2))
+    Y = np.eye(3)[rng.integers(0, 3, size=m)]
+    return model, model.init(seed), X, Y
+
+
+@pytest.mark.parametrize("m", [30, 4], ids=["P<N", "P>N"])
+def test_classification_gram_is_the_ggn_of_the_summed_cross_entropy(m):
+    """(H^1/2 J)^T (H^1/2 J) = J^T H J with H = jax.hessian of the summed cross-entropy in the
+    logits; gamma from its eigenvalues = the dense trace P - alpha tr((J^T H J + alpha I)^-1)."""
+    import jax
+
+    model, params, X, Y = _ce_net(m)
+    JH = bayes.ggn_jacobian(model, params, X)
+    J = bayes.jacobian(model, params, X)
+    logits = np.asarray(model.apply(params, X)).reshape(-1)
+    H = np.asarray(jax.hessian(
+        lambda z: -np.float64(1.0) * jax.numpy.sum(
+            jax.numpy.asarray(Y) * jax.nn.log_softmax(z.reshape(m, 3), axis=1)))(logits))
+    np.testing.assert_allclose(JH.T @ JH, J.T @ H @ J, atol=1e-10)
+    lam = bayes.gram_eigh(JH)[0]
+    P, alpha = J.shape[1], 0.4
+    dense = P - alpha * np.trace(np.linalg.inv(J.T @ H @ J + alpha * np.eye(P)))
+    ev = bayes.evidence_ce(lam, 1.0, 2.0, P, alpha)
+    assert ev.gamma == pytest.approx(dense, rel=1e-9)
+    assert ev.alpha == pytest.approx(dense / 2.0, rel=1e-9)
+    # the log evidence by the dense determinant of A = J^T H J + alpha' I
+    A = J.T @ H @ J + ev.alpha * np.eye(P)
+    want = (-1.0 - 0.5 * ev.alpha * 2.0 - 0.5 * np.linalg.slogdet(A)[1]
+            + 0.5 * P * np.log(ev.alpha))
+    assert ev.log_evidence == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("method", ["lm", "alm"])
+def test_bayes_classifies_and_reports_the_evidence(method):
+    data = ln.datasets.load("iris", labels="onehot")
+    res = ln.train(ln.MLP("4-6-3"), data, method=method, loss="cross_entropy",
+                   weight_decay="bayes", bayes_max_cycles=3,
+                   **({"max_iter": 50} if method == "lm" else {"max_outer": 10}))
+    assert 1.0 <= res.effective_params < 51 and res.alpha > 0 and math.isnan(res.beta)
+    assert res.weight_decay == pytest.approx(
+        next(r["weight_decay"] for r in res.bayes_path if r["cycle"] == res.bayes_cycle))
+    assert res.test_accuracy > 0.8
 
 
 def test_estimator_return_std_needs_a_posterior():

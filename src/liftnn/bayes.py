@@ -72,10 +72,9 @@ def check(method: str, loss: str, options: dict) -> dict:
     if method not in METHODS:
         raise LiftnnError(f"weight_decay='bayes' (Bayesian regularisation) needs a Gauss-Newton "
                           f"method: one of {', '.join(METHODS)}; got {method!r}")
-    if loss not in ("mse", "sse"):
-        raise LiftnnError(f"weight_decay='bayes' is implemented for least-squares losses (mse, "
-                          f"sse); loss={loss!r} needs the classification evidence framework, "
-                          f"which liftnn does not have yet: use weight_decay='auto' or a number")
+    if loss not in ("mse", "sse", "cross_entropy"):
+        raise LiftnnError(f"weight_decay='bayes' is implemented for the least-squares losses "
+                          f"(mse, sse) and the softmax cross-entropy; got loss={loss!r}")
     own = {k: options.pop(k, v) for k, v in DEFAULTS.items()}
     check_choice("bayes_start", own["bayes_start"], STARTS)
     if isinstance(own["bayes_max_cycles"], bool) or not isinstance(
@@ -155,14 +154,82 @@ def weak_start(lam: np.ndarray, N: int, P: int) -> float:
     return math.exp(0.5 * (lo + hi))
 
 
-def weight_decay(ratio: float, N: int, loss: str) -> float:
-    """liftnn's mu_w for r = alpha / beta: 2 r / N for "mse" (a mean), r for "sse" (half sum)."""
+def weight_decay(ratio: float, N: int, loss: str, m: int | None = None) -> float:
+    """liftnn's mu_w for r = alpha / beta: 2 r / N for "mse" (a mean), r for "sse" (half sum);
+    for "cross_entropy" (a mean over the m samples, no beta) alpha / m."""
+    if loss == "cross_entropy":
+        return ratio / m
     return 2.0 * ratio / N if loss == "mse" else ratio
 
 
 def _sums(model, params, X, Y):
     e = np.asarray(model.apply(params, X)) - np.asarray(Y)
     return float(np.sum(e**2)), float(np.sum(np.asarray(ravel_pytree(params)[0]) ** 2))
+
+
+# ---- classification: MacKay (1992), "The evidence framework applied to classification networks"
+
+
+def ggn_jacobian(model, params, X) -> np.ndarray:
+    """H^{1/2} J for the softmax cross-entropy: J = d logits / d theta (m O x P) with each
+    sample's O rows multiplied by the square root of its loss Hessian H_i = diag(p_i) - p_i p_i^T
+    (positive semidefinite, rank O - 1), so that (H^{1/2} J)^T (H^{1/2} J) = J^T H J, the
+    generalised Gauss-Newton matrix of the summed cross-entropy."""
+    J = jacobian(model, params, X)
+    logits = np.asarray(model.apply(params, jnp.asarray(X)))
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    m, O = p.shape
+    H = np.einsum("ma,ab->mab", p, np.eye(O)) - np.einsum("ma,mb->mab", p, p)
+    w, U = np.linalg.eigh(H)
+    root = np.einsum("mab,mb,mcb->mac", U, np.sqrt(np.clip(w, 0.0, None)), U)
+    return np.einsum("mab,mbp->map", root, J.reshape(m, O, -1)).reshape(m * O, -1)
+
+
+def evidence_ce(lam: np.ndarray, ce_sum: float, ssw: float, P: int, ratio: float) -> Evidence:
+    """The classification evidence at a network trained with alpha = ratio: the data term is
+    the summed cross-entropy (no noise level, beta = 1; the Evidence's beta is nan), A =
+    J^T H J + alpha I with eigenvalues lam + alpha, and
+
+        gamma = sum lam / (lam + alpha),   alpha <- gamma / ||theta||^2,
+        ln p(D | alpha) = -E_D - alpha E_W - 1/2 ln det A + P/2 ln alpha."""
+    gamma = min(effective_params(lam, ratio), P - 0.5)
+    ssw = max(ssw, 1e-300)
+    alpha = max(gamma, 1e-12) / ssw
+    n = lam.size
+    logdet = float(np.sum(np.log(lam + alpha))) + (P - n) * math.log(alpha)
+    log_ev = -ce_sum - 0.5 * alpha * ssw - 0.5 * logdet + 0.5 * P * math.log(alpha)
+    return Evidence(float(alpha), math.nan, float(gamma), float(log_ev), float(alpha))
+
+
+def _ce_sums(model, params, X, Y):
+    logits = np.asarray(model.apply(params, jnp.asarray(X)))
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-np.sum(np.asarray(Y) * logp)), float(
+        np.sum(np.asarray(ravel_pytree(params)[0]) ** 2))
+
+
+def _evidence_at(model, params, X, Y, loss, N, P, ratio) -> Evidence:
+    """Re-estimation at a trained network, least squares (`evidence`) or classification
+    (`evidence_ce`)."""
+    if loss == "cross_entropy":
+        lam = gram_eigh(ggn_jacobian(model, params, X))[0]
+        return evidence_ce(lam, *_ce_sums(model, params, X, Y), P, ratio)
+    return evidence(gram_eigh(jacobian(model, params, X))[0], *_sums(model, params, X, Y), N,
+                    P, ratio)
+
+
+def _starts(start, model, X, Y, loss, p0s, N, P) -> list:
+    """r_0 per initialisation for the weak or the strong start (least squares: see weak_start
+    and strong_start; classification: gamma_0 = rank / 2 by the same bisection on J^T H J, or
+    the strong alpha_0 = min(P, N/2) / ||theta_0||^2)."""
+    if start == "weak":
+        jac = ggn_jacobian if loss == "cross_entropy" else jacobian
+        return [weak_start(gram_eigh(jac(model, p, X))[0], N, P) for p in p0s]
+    if loss == "cross_entropy":
+        return [min(P, N / 2.0) / max(_ce_sums(model, p, X, Y)[1], 1e-12) for p in p0s]
+    return [strong_start(*_sums(model, p, X, Y), N, P) for p in p0s]
 
 
 def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict):
@@ -184,10 +251,7 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict):
     for start in starts:
         if interrupted():
             break  # Ctrl-C / SIGTERM: no second start
-        if start == "weak":
-            r0 = [weak_start(gram_eigh(jacobian(model, p, X))[0], N, P) for p in p0s]
-        else:
-            r0 = [strong_start(*_sums(model, p, X, Y), N, P) for p in p0s]
+        r0 = _starts(start, model, X, Y, loss, p0s, N, P)
         runs[start] = _cycles(train_cycle, model, X, Y, loss, p0s, own, r0, N, P)
     starts = tuple(runs)
     out = []
@@ -243,10 +307,9 @@ def _cycles(train_cycle, model, X, Y, loss, p0s, own, ratio, N, P):
         todo = [k for k in range(K) if not settled[k] and falls[k] < CYCLE_PATIENCE]
         if not todo or interrupted:
             break
-        mus = [weight_decay(ratio[k], N, loss) for k in todo]
+        mus = [weight_decay(ratio[k], N, loss, int(Y.shape[0])) for k in todo]
         for k, mu, res in zip(todo, mus, train_cycle(mus, [params[k] for k in todo])):
-            ev = evidence(gram_eigh(jacobian(model, res["params"], X))[0],
-                          *_sums(model, res["params"], X, Y), N, P, ratio[k])
+            ev = _evidence_at(model, res["params"], X, Y, loss, N, P, ratio[k])
             path[k].append({"cycle": cycle + 1, "weight_decay": mu, "gamma": ev.gamma,
                             "alpha": ev.alpha, "beta": ev.beta, "log_evidence": ev.log_evidence,
                             "nit": int(res.get("nit", 0)), "status": res.get("status")})
