@@ -1,0 +1,377 @@
+"""Levenberg-Marquardt for networks as one compiled program, vectorised over initialisations.
+
+`fit_many(problem, params0_list, weight_decays=None, **options)` trains K initialisations of a
+TrainingProblem with a least-squares loss ("mse", "sse") by the same algorithm as the Python
+"lm" (liftnn.solvers.least_squares.make_lm driven by liftnn.solvers.driver.run: MATLAB trainlm's
+mu rules, the same options, defaults, statuses and counters), but as one `jax.jit` of a
+`jax.lax.while_loop` over iterations, `jax.vmap`ped over the K lanes (stacked flat theta
+vectors).  Each lane keeps theta, r, J, the cost, grad, mu, its counters, a status and
+fixed-size (max_iter + 1) history columns; the host builds the Results afterwards.
+
+Per lane and iteration: r and J of the single-shooting residual r_e = c (f_theta(X) - Y)
+(c = residual_scale; for an MLP J is built sample by sample, each sample's output depending on
+theta only), then trials d(mu) with the damped system solved by Cholesky of the smaller one:
+
+    lam = mu * mu_scale + mu_w            (mu_w: the lane's weight decay, treated analytically:
+                                           the sqrt(mu_w) theta rows add mu_w I to J^T J and
+                                           mu_w theta to the gradient g = J_e^T r_e + mu_w theta)
+    primal (P <= N):  (J_e^T J_e + lam I) d = -g
+    dual   (P >  N):  d = -J_e^T y - (mu_w / lam) theta,  (J_e J_e^T + lam I) y = r_e - (mu_w / lam) J_e theta
+
+(the dual form is the primal one through (J^T J + lam I)^-1 J^T = J^T (J J^T + lam I)^-1 and the
+Woodbury identity for the mu_w theta part).  A trial with a lower cost is accepted (mu <- max(mu
+mu_dec, mu_min), new r and J); otherwise mu <- mu mu_inc and the next trial reuses J and J^T J
+(an inner while_loop); mu > mu_max ends the lane "stalled".  A non-finite trial (or a failed
+Cholesky, which gives NaN) is a failed trial; a non-finite J at an accepted point ends the lane
+"diverged" at the last finite iterate, as the driver does.  Convergence tests after each accepted
+step as in liftnn.solvers.driver: gtol (||g||_inf), ftol, xtol, then max_iter.
+
+Differences from the Python lm, all at rounding level or in degenerate cases: the Python lm
+solves through a thin SVD (dropping singular values below rcond * s_max), here Cholesky (no
+truncation); so the option rcond, and the options no compiled loop can honour (callback,
+time_budget, patience, devices > 1) and validation data (problem.X_val) send the call to the
+per-seed Python path (network.fit), which also serves non-least-squares losses.  A failed trial at
+mu = 0 (only possible with mu_min = 0) restarts mu at the smallest normal float instead of
+staying at 0.
+
+Results as network.fit's: params (= params_last, the final iterate: lm's cost only decreases),
+x, x_last, fun = cost = 1/2 ||r||^2, fun_last, residual (with the decay rows), jac, grad,
+optimality, nit, nfev, njev, nhev = 0, status, success, message, mu (final damping), history
+(iter, loss, grad_norm, step = ||d||_2, nfev, njev, nhev, mu, trials, time) plus compile_s
+(lower + compile of the program in this call; 0.0 when an earlier call with the same shapes
+compiled it, compile_cached True) and loop_s (the compiled program's run).  The lanes run in
+lock-step (outer step k does iteration k of every running lane), so history "time" is
+compile_s + loop_s * k / (outer steps): the loop time spread evenly over the steps, an
+estimate, not a per-iteration measurement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from liftnn.blas_threads import limit_blas
+from liftnn.errors import LiftnnError
+from liftnn.models.losses import is_least_squares, residual_scale
+from liftnn.models.mlp import MLP
+from liftnn.solvers import result as R
+from liftnn.solvers.driver import common_options, network_theta0
+from liftnn.solvers.least_squares import LM_DEFAULTS, validate
+from liftnn.solvers.result import Result
+
+#: network lm's default max_iter (liftnn.solvers.api)
+MAX_ITER = 500
+
+# lane status codes (host side: _message)
+_RUNNING, _GTOL, _FTOL, _XTOL, _MAXIT, _STALLED, _DIVERGED, _GTOL0, _MAXIT0 = range(9)
+_BAD_R, _BAD_J, _BAD_COST = 9, 10, 11
+_STATUS = {_GTOL: R.CONVERGED, _FTOL: R.CONVERGED, _XTOL: R.CONVERGED, _GTOL0: R.CONVERGED,
+           _MAXIT: R.MAX_ITER, _MAXIT0: R.MAX_ITER, _STALLED: R.STALLED, _DIVERGED: R.DIVERGED}
+#: the scalar options passed to the program as traced values (one program for all their values)
+_SCALARS = ("mu", "mu_dec", "mu_inc", "mu_max", "mu_min", "mu_scale", "gtol", "ftol", "xtol")
+
+
+def fallback_reason(problem, options: dict, devices=None) -> str | None:
+    """Why fit_many must use the per-seed Python path (None: the compiled loop serves it)."""
+    if problem.X_val is not None:
+        return "validation data (val_loss monitoring and val_patience)"
+    if callable(problem.loss) or not is_least_squares(problem.loss):
+        return f"loss {problem.loss!r} is not least squares"
+    if devices is not None and devices != 1:
+        return "devices > 1"
+    for name in ("callback", "time_budget", "patience", "rcond"):
+        if options.get(name) is not None:
+            return f"option {name}"
+    return None
+
+
+def fit_many(problem, params0_list, *, weight_decays=None, devices=None, **options) -> list:
+    """Train K initialisations with Levenberg-Marquardt; one Result per initialisation.
+
+    problem: a liftnn.problem.TrainingProblem; params0_list: K initial params; weight_decays:
+    K numbers >= 0, lane k's mu_w in place of problem.weight_decay (liftnn.bayes trains each
+    start with its own); options: lm's (liftnn.solvers.api.method_options("lm")).  Runs the
+    compiled loop (module docstring) unless fallback_reason says otherwise, in which case each
+    initialisation goes through network.fit(method="lm") with its own weight decay.
+    """
+    K = len(params0_list)
+    if K == 0:
+        raise LiftnnError("params0_list is empty")
+    mu_w = np.broadcast_to(np.asarray(problem.weight_decay if weight_decays is None
+                                      else weight_decays, dtype=np.float64), (K,)).copy()
+    if not np.all(np.isfinite(mu_w) & (mu_w >= 0)):
+        raise LiftnnError(f"weight_decays must be K = {K} numbers >= 0; got {weight_decays!r}")
+    if fallback_reason(problem, options, devices) is not None:
+        from liftnn.solvers import network
+
+        out = []
+        for mu, p in zip(mu_w, params0_list):
+            pr = problem if mu == problem.weight_decay else dataclasses.replace(
+                problem, weight_decay=float(mu))
+            out.append(network.fit(pr, p, method="lm", devices=devices, **options))
+        return out
+    return _fit_compiled(problem, params0_list, mu_w, options)
+
+
+# ---------------------------------------------------------------------------------------------
+# the compiled program
+# ---------------------------------------------------------------------------------------------
+
+
+class _Lane(NamedTuple):
+    theta: jax.Array  # (P,)
+    r: jax.Array  # (N,) data residuals
+    J: jax.Array  # (N, P)
+    cost: jax.Array
+    g: jax.Array  # (P,)
+    mu: jax.Array
+    nit: jax.Array
+    nfev: jax.Array
+    njev: jax.Array
+    steps: jax.Array  # outer steps this lane took part in
+    status: jax.Array
+    h_loss: jax.Array  # (H,)
+    h_gnorm: jax.Array
+    h_step: jax.Array
+    h_mu: jax.Array
+    h_trials: jax.Array
+
+
+def _residual_fns(model, unflatten, c: float, P: int, N: int, per_sample: bool):
+    def resid(theta, X, Y):
+        return c * (model.apply(unflatten(theta), X) - Y).reshape(-1)
+
+    if per_sample:  # r_i depends on sample i only: N small Jacobians instead of one of N x P
+        def jac(theta, X, Y):
+            def one(x, y):
+                f = lambda th: c * (model.apply(unflatten(th), x[None]) - y[None]).reshape(-1)  # noqa: E731
+                return (jax.jacrev if y.shape[0] < P else jax.jacfwd)(f)(theta)
+
+            return jax.vmap(one)(X, Y).reshape(N, P)
+    else:
+        def jac(theta, X, Y):
+            return (jax.jacfwd if P <= N else jax.jacrev)(resid)(theta, X, Y)
+    return resid, jac
+
+
+def _build(model, unflatten, c: float, N: int, P: int, max_iter: int, per_sample: bool):
+    """The jitted, vmapped solver: (theta0s (K, P), mu_w (K,), X, Y, scalars) -> _Lane (K, ...)."""
+    resid, jac = _residual_fns(model, unflatten, c, P, N, per_sample)
+    primal = P <= N
+    H = max_iter + 1
+    f64 = jnp.float64
+
+    def lane(theta0, mu_w, X, Y, s):
+        def cost_of(theta, r):
+            return 0.5 * (r @ r) + 0.5 * mu_w * (theta @ theta)
+
+        def evaluate(theta):
+            r, J = resid(theta, X, Y), jac(theta, X, Y)
+            return r, J, cost_of(theta, r), J.T @ r + mu_w * theta
+
+        def trial_cost(theta):
+            r = resid(theta, X, Y)
+            ok = jnp.all(jnp.isfinite(r)) & jnp.all(jnp.isfinite(theta))
+            cst = cost_of(theta, r)
+            return jnp.where(ok & ~jnp.isnan(cst), cst, jnp.nan)
+
+        r0, J0, c0, g0 = evaluate(theta0)
+        gmax0 = jnp.max(jnp.abs(g0))
+        status0 = jnp.select(
+            [~jnp.all(jnp.isfinite(r0)), ~jnp.all(jnp.isfinite(J0)), ~jnp.isfinite(c0),
+             gmax0 <= s["gtol"], jnp.bool_(max_iter == 0)],
+            [_BAD_R, _BAD_J, _BAD_COST, _GTOL0, _MAXIT0], _RUNNING)
+        zeros = jnp.zeros(H, f64)
+        st = _Lane(theta0, r0, J0, c0, g0, jnp.asarray(s["mu"], f64), jnp.int32(0), jnp.int32(0),
+                   jnp.int32(1), jnp.int32(0), status0.astype(jnp.int32),
+                   zeros.at[0].set(c0), zeros.at[0].set(gmax0), zeros, zeros,
+                   jnp.zeros(H, jnp.int32))
+
+        def outer(st: _Lane) -> _Lane:
+            theta, r, J, g = st.theta, st.r, st.J, st.g
+            if primal:
+                G = J.T @ J
+                Jth = None
+            else:
+                G = J @ J.T
+                Jth = J @ theta
+            eye = jnp.eye(G.shape[0], dtype=f64)
+
+            def direction(mu):
+                lam = mu * s["mu_scale"] + mu_w
+                L = jnp.linalg.cholesky(G + lam * eye)
+                if primal:
+                    return -jax.scipy.linalg.cho_solve((L, True), g)
+                a = mu_w / lam
+                y = jax.scipy.linalg.cho_solve((L, True), r - a * Jth)
+                return -(J.T @ y) - a * theta
+
+            def trial(ts):
+                mu, trials, _, _, _, _ = ts
+                d = direction(mu)
+                x_new = theta + d
+                c_new = trial_cost(x_new)
+                ok = c_new < st.cost  # NaN compares False: a failed trial
+                mu_next = jnp.where(ok, jnp.maximum(mu * s["mu_dec"], s["mu_min"]),
+                                    jnp.maximum(mu * s["mu_inc"], np.finfo(np.float64).tiny))
+                stalled = ~ok & (mu_next > s["mu_max"] * (1.0 + 1e-9))
+                return mu_next, trials + 1, ok, stalled, d, x_new
+
+            # a lane that is done (masked under vmap) skips the trials
+            ts0 = (st.mu, jnp.int32(0), jnp.bool_(False), st.status != _RUNNING,
+                   jnp.zeros_like(theta), theta)
+            mu, trials, ok, stalled, d, x_new = jax.lax.while_loop(
+                lambda ts: ~(ts[2] | ts[3]), trial, ts0)
+            r1, J1, c1, g1 = evaluate(jnp.where(ok, x_new, theta))
+            finite = (jnp.isfinite(c1) & jnp.all(jnp.isfinite(g1)) & jnp.all(jnp.isfinite(J1)))
+            take = ok & finite
+            nit = st.nit + take.astype(jnp.int32)
+            gmax = jnp.max(jnp.abs(g1))
+            dx = jnp.linalg.norm(x_new - theta)
+            status = jnp.select(
+                [stalled, ok & ~finite, gmax <= s["gtol"],
+                 (s["ftol"] > 0) & (st.cost - c1 <= s["ftol"] * jnp.abs(st.cost)),
+                 (s["xtol"] > 0) & (dx <= s["xtol"] * (s["xtol"] + jnp.linalg.norm(x_new))),
+                 nit >= max_iter],
+                [_STALLED, _DIVERGED, _GTOL, _FTOL, _XTOL, _MAXIT], _RUNNING).astype(jnp.int32)
+
+            def keep(new, old):
+                return jnp.where(take, new, old)
+
+            return _Lane(
+                keep(x_new, theta), keep(r1, r), keep(J1, J), keep(c1, st.cost), keep(g1, g), mu,
+                nit, st.nfev + trials, st.njev + ok.astype(jnp.int32), st.steps + 1, status,
+                st.h_loss.at[nit].set(keep(c1, st.h_loss[nit])),
+                st.h_gnorm.at[nit].set(keep(gmax, st.h_gnorm[nit])),
+                st.h_step.at[nit].set(keep(jnp.linalg.norm(d), st.h_step[nit])),
+                st.h_mu.at[nit].set(keep(mu, st.h_mu[nit])),
+                st.h_trials.at[nit].set(jnp.where(take, trials, st.h_trials[nit])))
+
+        return jax.lax.while_loop(lambda st: st.status == _RUNNING, outer, st)
+
+    return jax.jit(jax.vmap(lane, in_axes=(0, 0, None, None, None)))
+
+
+#: compiled executables by (model, loss scale, shapes, max_iter): later calls with the same
+#: shapes (e.g. liftnn.bayes's cycles) reuse them
+_COMPILED: dict = {}
+
+
+def _compiled(problem, c, K, N, P, max_iter, args):
+    model = problem.model
+    per_sample = isinstance(model, MLP)
+    try:
+        key = (model, c, K, N, P, tuple(problem.X.shape), max_iter, per_sample)
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None and key in _COMPILED:
+        return _COMPILED[key], 0.0, True
+    t0 = time.perf_counter()
+    exe = _build(model, problem.unflatten, c, N, P, max_iter, per_sample).lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    if key is not None:
+        if len(_COMPILED) >= 16:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = exe
+    return exe, compile_s, False
+
+
+def _fit_compiled(problem, params0_list, mu_w: np.ndarray, options: dict) -> list:
+    o = common_options("lm", options, LM_DEFAULTS, MAX_ITER)
+    N = int(np.prod(problem.Y.shape))
+    c = residual_scale(problem.loss, N)
+    if "mu_scale" not in options:
+        o["mu_scale"] = c**2
+    validate("lm", o)
+    theta0 = np.stack([network_theta0(problem, p) for p in params0_list])
+    K, P = theta0.shape
+    max_iter = int(o["max_iter"])
+    scalars = {k: jnp.asarray(float(o[k]), jnp.float64) for k in _SCALARS}
+    args = (jnp.asarray(theta0), jnp.asarray(mu_w), problem.X, problem.Y, scalars)
+    with limit_blas():
+        exe, compile_s, cached = _compiled(problem, c, K, N, P, max_iter, args)
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(exe(*args))
+        loop_s = time.perf_counter() - t0
+    out = _Lane(*(np.asarray(a) for a in out))
+    for k in range(K):
+        _check_start(int(out.status[k]), out, k)
+    n_steps = max(int(out.steps.max()), 1)
+    return [_result(problem, o, out, k, float(mu_w[k]), compile_s, loop_s, n_steps, cached)
+            for k in range(K)]
+
+
+def _check_start(code: int, out: _Lane, k: int) -> None:
+    """The driver's LiftnnErrors for a start where r, J or the cost is not finite."""
+    if code == _BAD_R:
+        bad = int(np.flatnonzero(~np.isfinite(out.r[k]))[0])
+        raise LiftnnError(f"the residuals are not finite at x0 (first at index {bad}: "
+                          f"{out.r[k][bad]!r})")
+    if code == _BAD_J:
+        raise LiftnnError("the Jacobian of the residuals is not finite at x0")
+    if code == _BAD_COST:
+        raise LiftnnError(f"the cost 1/2 ||r||^2 overflows float64 at x0 (residuals up to "
+                          f"{float(np.max(np.abs(out.r[k]))):.3g}); rescale the problem (for "
+                          f"network training: standardise the targets)")
+
+
+def _message(code: int, o: dict, nit: int, mu: float, loss: np.ndarray, gmax: float) -> str:
+    if code == _GTOL0:
+        return f"||grad||_inf = {gmax:.3g} <= gtol = {o['gtol']:g} at x0"
+    if code == _MAXIT0:
+        return "max_iter = 0"
+    if code == _GTOL:
+        return f"||grad||_inf = {gmax:.3g} <= gtol = {o['gtol']:g}"
+    if code == _FTOL:
+        prev, f = loss[nit - 1], loss[nit]
+        return (f"relative decrease of the loss {(prev - f) / abs(prev):.3g} <= ftol = "
+                f"{o['ftol']:g}")
+    if code == _XTOL:
+        return f"relative step <= xtol = {o['xtol']:g}"
+    if code == _MAXIT:
+        return f"max_iter = {o['max_iter']} iterations reached"
+    if code == _STALLED:
+        return (f"mu = {mu:g} exceeded mu_max = {o['mu_max']:g} (trainlm's stopping rule): no "
+                f"step reduced the cost")
+    return (f"the loss or its derivatives became non-finite in iteration {nit + 1}; returned the "
+            f"last finite iterate")
+
+
+def _result(problem, o, out: _Lane, k: int, mu_w: float, compile_s: float, loop_s: float,
+            n_steps: int, cached: bool) -> Result:
+    nit, code = int(out.nit[k]), int(out.status[k])
+    theta, r, J, g = out.theta[k], out.r[k], out.J[k], out.g[k]
+    cost, mu = float(out.cost[k]), float(out.mu[k])
+    gmax = float(np.max(np.abs(g)))
+    trials = out.h_trials[k][: nit + 1]
+    nfev = np.cumsum(trials)
+    history = [{"iter": 0, "loss": float(out.h_loss[k][0]), "grad_norm": float(out.h_gnorm[k][0]),
+                "step": 0.0, "nfev": 0, "njev": 1, "nhev": 0, "time": compile_s}]
+    for i in range(1, nit + 1):
+        history.append({"iter": i, "loss": float(out.h_loss[k][i]),
+                        "grad_norm": float(out.h_gnorm[k][i]), "step": float(out.h_step[k][i]),
+                        "nfev": int(nfev[i]), "njev": i + 1, "nhev": 0,
+                        "mu": float(out.h_mu[k][i]), "trials": int(trials[i]),
+                        "time": compile_s + loop_s * i / n_steps})
+    if mu_w:
+        residual = np.concatenate([r, math.sqrt(mu_w) * theta])
+        jac = np.vstack([J, math.sqrt(mu_w) * np.eye(theta.size)])
+    else:
+        residual, jac = r, J
+    status = _STATUS[code]
+    params = problem.unflatten(jnp.asarray(theta))
+    return Result(
+        method="lm", x=theta, x_last=theta, fun=cost, fun_last=cost, cost=cost,
+        residual=residual, jac=jac, grad=g, optimality=gmax, nit=nit, nfev=int(out.nfev[k]),
+        njev=int(out.njev[k]), nhev=0, status=status,
+        success=status in (R.CONVERGED, R.STALLED),
+        message=_message(code, o, nit, mu, out.h_loss[k], gmax), history=history, mu=mu,
+        params=params, params_last=params, compile_s=compile_s, loop_s=loop_s,
+        compile_cached=cached, solver="lm_compiled")
