@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from liftnn.lifted import alm, lifted_gn
-from liftnn.solvers import first_order, network
+from liftnn.solvers import first_order, lm_compiled, network
 from liftnn.solvers.api import method_options
 
 FIRST_ORDER = "first-order"
@@ -44,7 +44,10 @@ def _first_order(name: str) -> Method:
 
 
 def _classical(name: str) -> Method:
-    return Method(name, functools.partial(network.fit, method=name), None, CLASSICAL,
+    # lm: several seeds in one compiled, vmapped loop (liftnn.solvers.lm_compiled; it falls back
+    # to network.fit per seed where it cannot serve the call); one seed keeps the Python path
+    many = lm_compiled.fit_many if name == "lm" else None
+    return Method(name, functools.partial(network.fit, method=name), many, CLASSICAL,
                   lambda: list(method_options(name)))
 
 
