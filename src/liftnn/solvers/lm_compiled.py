@@ -91,12 +91,16 @@ def fallback_reason(problem, options: dict, devices=None) -> str | None:
     return None
 
 
-def fit_many(problem, params0_list, *, weight_decays=None, devices=None, **options) -> list:
+def fit_many(problem, params0_list, *, weight_decays=None, devices=None, lanes=None,
+             **options) -> list:
     """Train K initialisations with Levenberg-Marquardt; one Result per initialisation.
 
     problem: a liftnn.problem.TrainingProblem; params0_list: K initial params; weight_decays:
     K numbers >= 0, lane k's mu_w in place of problem.weight_decay (liftnn.bayes trains each
-    start with its own); options: lm's (liftnn.solvers.api.method_options("lm")).  Runs the
+    start with its own); lanes: "vmap" (the K lanes in lock-step, one vmapped loop: the
+    accelerators' choice), "map" (one compiled loop over the lanes, each lane its own while_loop,
+    so a finished lane costs nothing more: the CPU's choice, where batching buys no parallelism)
+    or None (by jax.default_backend()); options: lm's (liftnn.solvers.api.method_options("lm")).  Runs the
     compiled loop (module docstring) unless fallback_reason says otherwise, in which case each
     initialisation goes through network.fit(method="lm") with its own weight decay.
     """
@@ -116,7 +120,11 @@ def fit_many(problem, params0_list, *, weight_decays=None, devices=None, **optio
                 problem, weight_decay=float(mu))
             out.append(network.fit(pr, p, method="lm", devices=devices, **options))
         return out
-    return _fit_compiled(problem, params0_list, mu_w, options)
+    if lanes is None:
+        lanes = "map" if jax.default_backend() == "cpu" else "vmap"
+    if lanes not in ("vmap", "map"):
+        raise LiftnnError(f"lanes must be 'vmap', 'map' or None; got {lanes!r}")
+    return _fit_compiled(problem, params0_list, mu_w, options, lanes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,8 +168,10 @@ def _residual_fns(model, unflatten, c: float, P: int, N: int, per_sample: bool):
     return resid, jac
 
 
-def _build(model, unflatten, c: float, N: int, P: int, max_iter: int, per_sample: bool):
-    """The jitted, vmapped solver: (theta0s (K, P), mu_w (K,), X, Y, scalars) -> _Lane (K, ...)."""
+def _build(model, unflatten, c: float, N: int, P: int, max_iter: int, per_sample: bool,
+           lanes: str):
+    """The jitted solver: (theta0s (K, P), mu_w (K,), X, Y, scalars) -> _Lane (K, ...); lanes
+    "vmap" (lock-step) or "map" (one lane after another, each with its own while_loop)."""
     resid, jac = _residual_fns(model, unflatten, c, P, N, per_sample)
     primal = P <= N
     H = max_iter + 1
@@ -255,7 +265,10 @@ def _build(model, unflatten, c: float, N: int, P: int, max_iter: int, per_sample
 
         return jax.lax.while_loop(lambda st: st.status == _RUNNING, outer, st)
 
-    return jax.jit(jax.vmap(lane, in_axes=(0, 0, None, None, None)))
+    if lanes == "vmap":
+        return jax.jit(jax.vmap(lane, in_axes=(0, 0, None, None, None)))
+    return jax.jit(lambda th0, mw, X, Y, s: jax.lax.map(lambda a: lane(a[0], a[1], X, Y, s),
+                                                       (th0, mw)))
 
 
 #: compiled executables by (model, loss scale, shapes, max_iter): later calls with the same
@@ -263,18 +276,19 @@ def _build(model, unflatten, c: float, N: int, P: int, max_iter: int, per_sample
 _COMPILED: dict = {}
 
 
-def _compiled(problem, c, K, N, P, max_iter, args):
+def _compiled(problem, c, K, N, P, max_iter, args, lanes):
     model = problem.model
     per_sample = isinstance(model, MLP)
     try:
-        key = (model, c, K, N, P, tuple(problem.X.shape), max_iter, per_sample)
+        key = (model, c, K, N, P, tuple(problem.X.shape), max_iter, per_sample, lanes)
         hash(key)
     except TypeError:
         key = None
     if key is not None and key in _COMPILED:
         return _COMPILED[key], 0.0, True
     t0 = time.perf_counter()
-    exe = _build(model, problem.unflatten, c, N, P, max_iter, per_sample).lower(*args).compile()
+    exe = _build(model, problem.unflatten, c, N, P, max_iter, per_sample,
+                 lanes).lower(*args).compile()
     compile_s = time.perf_counter() - t0
     if key is not None:
         if len(_COMPILED) >= 16:
@@ -283,7 +297,7 @@ def _compiled(problem, c, K, N, P, max_iter, args):
     return exe, compile_s, False
 
 
-def _fit_compiled(problem, params0_list, mu_w: np.ndarray, options: dict) -> list:
+def _fit_compiled(problem, params0_list, mu_w: np.ndarray, options: dict, lanes: str) -> list:
     o = common_options("lm", options, LM_DEFAULTS, MAX_ITER)
     N = int(np.prod(problem.Y.shape))
     c = residual_scale(problem.loss, N)
@@ -296,16 +310,22 @@ def _fit_compiled(problem, params0_list, mu_w: np.ndarray, options: dict) -> lis
     scalars = {k: jnp.asarray(float(o[k]), jnp.float64) for k in _SCALARS}
     args = (jnp.asarray(theta0), jnp.asarray(mu_w), problem.X, problem.Y, scalars)
     with limit_blas():
-        exe, compile_s, cached = _compiled(problem, c, K, N, P, max_iter, args)
+        exe, compile_s, cached = _compiled(problem, c, K, N, P, max_iter, args, lanes)
         t0 = time.perf_counter()
         out = jax.block_until_ready(exe(*args))
         loop_s = time.perf_counter() - t0
     out = _Lane(*(np.asarray(a) for a in out))
     for k in range(K):
         _check_start(int(out.status[k]), out, k)
-    n_steps = max(int(out.steps.max()), 1)
-    return [_result(problem, o, out, k, float(mu_w[k]), compile_s, loop_s, n_steps, cached)
-            for k in range(K)]
+    # history "time": the loop time spread evenly over the outer steps (module docstring)
+    steps = out.steps.astype(float)
+    if lanes == "vmap":
+        start, total = np.zeros(K), max(steps.max(), 1.0)
+    else:
+        start, total = np.concatenate([[0.0], np.cumsum(steps)[:-1]]), max(steps.sum(), 1.0)
+    clock = [(compile_s + loop_s * start[k] / total, loop_s / total) for k in range(K)]
+    return [_result(problem, o, out, k, float(mu_w[k]), compile_s, loop_s, clock[k], cached,
+                    lanes) for k in range(K)]
 
 
 def _check_start(code: int, out: _Lane, k: int) -> None:
@@ -345,7 +365,7 @@ def _message(code: int, o: dict, nit: int, mu: float, loss: np.ndarray, gmax: fl
 
 
 def _result(problem, o, out: _Lane, k: int, mu_w: float, compile_s: float, loop_s: float,
-            n_steps: int, cached: bool) -> Result:
+            clock: tuple, cached: bool, lanes: str) -> Result:
     nit, code = int(out.nit[k]), int(out.status[k])
     theta, r, J, g = out.theta[k], out.r[k], out.J[k], out.g[k]
     cost, mu = float(out.cost[k]), float(out.mu[k])
@@ -353,13 +373,13 @@ def _result(problem, o, out: _Lane, k: int, mu_w: float, compile_s: float, loop_
     trials = out.h_trials[k][: nit + 1]
     nfev = np.cumsum(trials)
     history = [{"iter": 0, "loss": float(out.h_loss[k][0]), "grad_norm": float(out.h_gnorm[k][0]),
-                "step": 0.0, "nfev": 0, "njev": 1, "nhev": 0, "time": compile_s}]
+                "step": 0.0, "nfev": 0, "njev": 1, "nhev": 0, "time": clock[0]}]
     for i in range(1, nit + 1):
         history.append({"iter": i, "loss": float(out.h_loss[k][i]),
                         "grad_norm": float(out.h_gnorm[k][i]), "step": float(out.h_step[k][i]),
                         "nfev": int(nfev[i]), "njev": i + 1, "nhev": 0,
                         "mu": float(out.h_mu[k][i]), "trials": int(trials[i]),
-                        "time": compile_s + loop_s * i / n_steps})
+                        "time": clock[0] + clock[1] * i})
     if mu_w:
         residual = np.concatenate([r, math.sqrt(mu_w) * theta])
         jac = np.vstack([J, math.sqrt(mu_w) * np.eye(theta.size)])
@@ -374,4 +394,4 @@ def _result(problem, o, out: _Lane, k: int, mu_w: float, compile_s: float, loop_
         success=status in (R.CONVERGED, R.STALLED),
         message=_message(code, o, nit, mu, out.h_loss[k], gmax), history=history, mu=mu,
         params=params, params_last=params, compile_s=compile_s, loop_s=loop_s,
-        compile_cached=cached, solver="lm_compiled")
+        compile_cached=cached, lanes=lanes, solver="lm_compiled")
