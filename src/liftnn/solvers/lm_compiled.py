@@ -9,8 +9,8 @@ vectors).  Each lane keeps theta, r, J, the cost, grad, mu, its counters, a stat
 fixed-size (max_iter + 1) history columns; the host builds the Results afterwards.
 
 Per lane and iteration: r and J of the single-shooting residual r_e = c (f_theta(X) - Y)
-(c = residual_scale; for an MLP J is built sample by sample, each sample's output depending on
-theta only), then trials d(mu) with the damped system solved by Cholesky of the smaller one:
+(c = residual_scale; for an MLP with min(N, P) > 64, J is built sample by sample, each
+sample's output depending on theta only), then trials d(mu) with the damped system solved by Cholesky of the smaller one:
 
     lam = mu * mu_scale + mu_w            (mu_w: the lane's weight decay, treated analytically:
                                            the sqrt(mu_w) theta rows add mu_w I to J^T J and
@@ -73,6 +73,8 @@ _RUNNING, _GTOL, _FTOL, _XTOL, _MAXIT, _STALLED, _DIVERGED, _GTOL0, _MAXIT0 = ra
 _BAD_R, _BAD_J, _BAD_COST = 9, 10, 11
 _STATUS = {_GTOL: R.CONVERGED, _FTOL: R.CONVERGED, _XTOL: R.CONVERGED, _GTOL0: R.CONVERGED,
            _MAXIT: R.MAX_ITER, _MAXIT0: R.MAX_ITER, _STALLED: R.STALLED, _DIVERGED: R.DIVERGED}
+#: build J sample by sample (an MLP) only when min(N, P) exceeds this
+_PER_SAMPLE_MIN = 64
 #: the scalar options passed to the program as traced values (one program for all their values)
 _SCALARS = ("mu", "mu_dec", "mu_inc", "mu_max", "mu_min", "mu_scale", "gtol", "ftol", "xtol")
 
@@ -107,8 +109,11 @@ def fit_many(problem, params0_list, *, weight_decays=None, devices=None, lanes=N
     K = len(params0_list)
     if K == 0:
         raise LiftnnError("params0_list is empty")
-    mu_w = np.broadcast_to(np.asarray(problem.weight_decay if weight_decays is None
-                                      else weight_decays, dtype=np.float64), (K,)).copy()
+    try:
+        mu_w = np.broadcast_to(np.asarray(problem.weight_decay if weight_decays is None
+                                          else weight_decays, dtype=np.float64), (K,)).copy()
+    except (TypeError, ValueError):
+        mu_w = np.array([np.nan])
     if not np.all(np.isfinite(mu_w) & (mu_w >= 0)):
         raise LiftnnError(f"weight_decays must be K = {K} numbers >= 0; got {weight_decays!r}")
     if fallback_reason(problem, options, devices) is not None:
@@ -278,7 +283,9 @@ _COMPILED: dict = {}
 
 def _compiled(problem, c, K, N, P, max_iter, args, lanes):
     model = problem.model
-    per_sample = isinstance(model, MLP)
+    # an MLP's J sample by sample where the batch Jacobian's min(N, P) passes would cost more
+    # than the extra compile time (about 1 s)
+    per_sample = isinstance(model, MLP) and min(N, P) > _PER_SAMPLE_MIN
     try:
         key = (model, c, K, N, P, tuple(problem.X.shape), max_iter, per_sample, lanes)
         hash(key)
