@@ -163,7 +163,7 @@ def _residual_fns(model, unflatten, c: float, P: int, N: int, per_sample: bool):
     if per_sample:  # r_i depends on sample i only: N small Jacobians instead of one of N x P
         def jac(theta, X, Y):
             def one(x, y):
-                f = lambda th: c * (model.apply(unflatten(th), x[None]) - y[None]).reshape(-1)  # noqa: E731
+                f = lambda th: c * (model.apply(unflatten(th), x[None]) - y[None]).reshape(-1)
                 return (jax.jacrev if y.shape[0] < P else jax.jacfwd)(f)(theta)
 
             return jax.vmap(one)(X, Y).reshape(N, P)
