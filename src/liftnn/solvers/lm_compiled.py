@@ -311,7 +311,7 @@ def _fit_compiled(problem, params0_list, mu_w: np.ndarray, options: dict, lanes:
     if "mu_scale" not in options:
         o["mu_scale"] = c**2
     validate("lm", o)
-    theta0 = np.stack([network_theta0(problem, p) for p in params0_list])
+    theta0, layout = _stack_flat(problem, params0_list)
     K, P = theta0.shape
     max_iter = int(o["max_iter"])
     scalars = {k: jnp.asarray(float(o[k]), jnp.float64) for k in _SCALARS}
@@ -331,8 +331,39 @@ def _fit_compiled(problem, params0_list, mu_w: np.ndarray, options: dict, lanes:
     else:
         start, total = np.concatenate([[0.0], np.cumsum(steps)[:-1]]), max(steps.sum(), 1.0)
     clock = [(compile_s + loop_s * start[k] / total, loop_s / total) for k in range(K)]
-    return [_result(problem, o, out, k, float(mu_w[k]), compile_s, loop_s, clock[k], cached,
+    return [_result(layout, o, out, k, float(mu_w[k]), compile_s, loop_s, clock[k], cached,
                     lanes) for k in range(K)]
+
+
+def _stack_flat(problem, params0_list):
+    """(K, P) float64 of the flattened params0 (problem.flatten's order, tree_leaves) and the
+    layout (treedef, shapes) to unflatten with; on the host, so no small XLA programs are
+    compiled for it.  Anything odd goes through network_theta0 (its LiftnnErrors)."""
+    n = getattr(problem.model, "n_params", None)
+    leaves0, treedef = jax.tree_util.tree_flatten(params0_list[0])
+    shapes = [np.shape(leaf) for leaf in leaves0]
+    rows = []
+    for p in params0_list:
+        leaves, td = jax.tree_util.tree_flatten(p)
+        try:
+            row = np.concatenate([np.asarray(leaf, dtype=np.float64).ravel() for leaf in leaves])
+            ok = (td == treedef and [np.shape(leaf) for leaf in leaves] == shapes
+                  and (n is None or row.size == n) and bool(np.all(np.isfinite(row))))
+        except (TypeError, ValueError):
+            ok = False
+        rows.append(row if ok else network_theta0(problem, p))
+    return np.stack(rows), (treedef, shapes)
+
+
+def _unflatten(layout, theta: np.ndarray):
+    """Params (jax arrays, as problem.unflatten gives) from a flat host vector."""
+    treedef, shapes = layout
+    leaves, i = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        leaves.append(jnp.asarray(theta[i:i + size].reshape(shape)))
+        i += size
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def _check_start(code: int, out: _Lane, k: int) -> None:
@@ -371,7 +402,7 @@ def _message(code: int, o: dict, nit: int, mu: float, loss: np.ndarray, gmax: fl
             f"last finite iterate")
 
 
-def _result(problem, o, out: _Lane, k: int, mu_w: float, compile_s: float, loop_s: float,
+def _result(layout, o, out: _Lane, k: int, mu_w: float, compile_s: float, loop_s: float,
             clock: tuple, cached: bool, lanes: str) -> Result:
     nit, code = int(out.nit[k]), int(out.status[k])
     theta, r, J, g = out.theta[k], out.r[k], out.J[k], out.g[k]
@@ -393,7 +424,7 @@ def _result(problem, o, out: _Lane, k: int, mu_w: float, compile_s: float, loop_
     else:
         residual, jac = r, J
     status = _STATUS[code]
-    params = problem.unflatten(jnp.asarray(theta))
+    params = _unflatten(layout, theta)
     return Result(
         method="lm", x=theta, x_last=theta, fun=cost, fun_last=cost, cost=cost,
         residual=residual, jac=jac, grad=g, optimality=gmax, nit=nit, nfev=int(out.nfev[k]),
