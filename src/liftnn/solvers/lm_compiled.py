@@ -62,7 +62,8 @@ from liftnn.models.losses import is_least_squares, residual_scale
 from liftnn.models.mlp import MLP
 from liftnn.solvers import result as R
 from liftnn.solvers.driver import common_options, network_theta0
-from liftnn.solvers.least_squares import LM_DEFAULTS, validate
+from liftnn.solvers.least_squares import GN_DEFAULTS, GN_NEGLIGIBLE, LM_DEFAULTS, validate
+from liftnn.solvers.linesearch import _rounding_note
 from liftnn.solvers.result import Result
 
 #: network lm's default max_iter (liftnn.solvers.api)
@@ -71,16 +72,24 @@ MAX_ITER = 500
 # lane status codes (host side: _message)
 _RUNNING, _GTOL, _FTOL, _XTOL, _MAXIT, _STALLED, _DIVERGED, _GTOL0, _MAXIT0 = range(9)
 _BAD_R, _BAD_J, _BAD_COST = 9, 10, 11
+_STALL_DIR, _LS_FAILED, _STALL_IDLE = 12, 13, 14  # gn's own stops
 _STATUS = {_GTOL: R.CONVERGED, _FTOL: R.CONVERGED, _XTOL: R.CONVERGED, _GTOL0: R.CONVERGED,
-           _MAXIT: R.MAX_ITER, _MAXIT0: R.MAX_ITER, _STALLED: R.STALLED, _DIVERGED: R.DIVERGED}
+           _MAXIT: R.MAX_ITER, _MAXIT0: R.MAX_ITER, _STALLED: R.STALLED, _DIVERGED: R.DIVERGED,
+           _STALL_DIR: R.STALLED, _LS_FAILED: R.LINE_SEARCH_FAILED, _STALL_IDLE: R.STALLED}
 #: build J sample by sample (an MLP) only when min(N, P) exceeds this
 _PER_SAMPLE_MIN = 64
+#: gn: the Cholesky jitter, this * (system size) * max diag(G) (Cholesky's backward-error scale)
+GN_JITTER = np.finfo(np.float64).eps
 #: the scalar options passed to the program as traced values (one program for all their values)
-_SCALARS = ("mu", "mu_dec", "mu_inc", "mu_max", "mu_min", "mu_scale", "gtol", "ftol", "xtol")
+_SCALARS = {"lm": ("mu", "mu_dec", "mu_inc", "mu_max", "mu_min", "mu_scale", "gtol", "ftol",
+                   "xtol"),
+            "gn": ("mu", "shrink", "max_ls", "stall_iters", "jitter", "gtol", "ftol", "xtol")}
 
 
-def fallback_reason(problem, options: dict, devices=None) -> str | None:
-    """Why fit_many must use the per-seed Python path (None: the compiled loop serves it)."""
+def fallback_reason(problem, options: dict, devices=None, method: str = "lm",
+                    weight_decays=None) -> str | None:
+    """Why fit_many must use the per-seed Python path (None: the compiled loop serves it).
+    weight_decays: the lanes' mu_w (default problem.weight_decay)."""
     if problem.X_val is not None:
         return "validation data (val_loss monitoring and val_patience)"
     if callable(problem.loss) or not is_least_squares(problem.loss):
@@ -90,11 +99,17 @@ def fallback_reason(problem, options: dict, devices=None) -> str | None:
     for name in ("callback", "time_budget", "patience", "rcond"):
         if options.get(name) is not None:
             return f"option {name}"
+    if method == "gn" and options.get("line_search", "armijo") != "armijo":
+        return "line_search other than armijo"
+    mu_w = problem.weight_decay if weight_decays is None else weight_decays
+    if method == "gn" and not np.all(np.asarray(mu_w) > 0):
+        return ("gn without weight decay (J^T J singular: the Python path's minimum-norm "
+                "least-squares step)")
     return None
 
 
-def fit_many(problem, params0_list, *, weight_decays=None, devices=None, lanes=None,
-             **options) -> list:
+def fit_many(problem, params0_list, *, method: str = "lm", weight_decays=None, devices=None,
+             lanes=None, **options) -> list:
     """Train K initialisations with Levenberg-Marquardt; one Result per initialisation.
 
     problem: a liftnn.problem.TrainingProblem; params0_list: K initial params; weight_decays:
@@ -116,20 +131,22 @@ def fit_many(problem, params0_list, *, weight_decays=None, devices=None, lanes=N
         mu_w = np.array([np.nan])
     if not np.all(np.isfinite(mu_w) & (mu_w >= 0)):
         raise LiftnnError(f"weight_decays must be K = {K} numbers >= 0; got {weight_decays!r}")
-    if fallback_reason(problem, options, devices) is not None:
+    if method not in _SCALARS:
+        raise LiftnnError(f"lm_compiled serves 'lm' and 'gn', not {method!r}")
+    if fallback_reason(problem, options, devices, method, mu_w) is not None:
         from liftnn.solvers import network
 
         out = []
         for mu, p in zip(mu_w, params0_list):
             pr = problem if mu == problem.weight_decay else dataclasses.replace(
                 problem, weight_decay=float(mu))
-            out.append(network.fit(pr, p, method="lm", devices=devices, **options))
+            out.append(network.fit(pr, p, method=method, devices=devices, **options))
         return out
     if lanes is None:
         lanes = "map" if jax.default_backend() == "cpu" else "vmap"
     if lanes not in ("vmap", "map"):
         raise LiftnnError(f"lanes must be 'vmap', 'map' or None; got {lanes!r}")
-    return _fit_compiled(problem, params0_list, mu_w, options, lanes)
+    return _fit_compiled(method, problem, params0_list, mu_w, options, lanes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,6 +166,8 @@ class _Lane(NamedTuple):
     njev: jax.Array
     steps: jax.Array  # outer steps this lane took part in
     status: jax.Array
+    idle: jax.Array  # gn: iterations in a row with a negligible decrease
+    aux: jax.Array  # gn: the last line search's spread max |f(x + a d) - f(x)|
     h_loss: jax.Array  # (H,)
     h_gnorm: jax.Array
     h_step: jax.Array
@@ -173,10 +192,11 @@ def _residual_fns(model, unflatten, c: float, P: int, N: int, per_sample: bool):
     return resid, jac
 
 
-def _build(model, unflatten, c: float, N: int, P: int, max_iter: int, per_sample: bool,
-           lanes: str):
-    """The jitted solver: (theta0s (K, P), mu_w (K,), X, Y, scalars) -> _Lane (K, ...); lanes
-    "vmap" (lock-step) or "map" (one lane after another, each with its own while_loop)."""
+def _build(method: str, model, unflatten, c: float, N: int, P: int, max_iter: int,
+           per_sample: bool, lanes: str):
+    """The jitted solver of `method` ("lm" or "gn"): (theta0s (K, P), mu_w (K,), X, Y, scalars)
+    -> _Lane (K, ...); lanes "vmap" (lock-step) or "map" (one lane after another, each with its
+    own while_loop)."""
     resid, jac = _residual_fns(model, unflatten, c, P, N, per_sample)
     primal = P <= N
     H = max_iter + 1
@@ -203,12 +223,15 @@ def _build(model, unflatten, c: float, N: int, P: int, max_iter: int, per_sample
              gmax0 <= s["gtol"], jnp.bool_(max_iter == 0)],
             [_BAD_R, _BAD_J, _BAD_COST, _GTOL0, _MAXIT0], _RUNNING)
         zeros = jnp.zeros(H, f64)
-        st = _Lane(theta0, r0, J0, c0, g0, jnp.asarray(s["mu"], f64), jnp.int32(0), jnp.int32(0),
-                   jnp.int32(1), jnp.int32(0), status0.astype(jnp.int32),
+        st = _Lane(theta0, r0, J0, c0, g0, jnp.asarray(s["mu"] if method == "lm" else 0.0, f64),
+                   jnp.int32(0), jnp.int32(0), jnp.int32(1), jnp.int32(0),
+                   status0.astype(jnp.int32), jnp.int32(0), jnp.asarray(0.0, f64),
                    zeros.at[0].set(c0), zeros.at[0].set(gmax0), zeros, zeros,
                    jnp.zeros(H, jnp.int32))
 
-        def outer(st: _Lane) -> _Lane:
+        def solver(st: _Lane):
+            """G (J^T J or J J^T) and direction(lam): the solution of (J^T J + lam I) d = -g
+            with lam the damping (lm) or jitter (gn) plus mu_w (module docstring)."""
             theta, r, J, g = st.theta, st.r, st.J, st.g
             if primal:
                 G = J.T @ J
@@ -218,8 +241,8 @@ def _build(model, unflatten, c: float, N: int, P: int, max_iter: int, per_sample
                 Jth = J @ theta
             eye = jnp.eye(G.shape[0], dtype=f64)
 
-            def direction(mu):
-                lam = mu * s["mu_scale"] + mu_w
+            def direction(lam):
+                lam = lam + mu_w
                 L = jnp.linalg.cholesky(G + lam * eye)
                 if primal:
                     return -jax.scipy.linalg.cho_solve((L, True), g)
@@ -227,9 +250,47 @@ def _build(model, unflatten, c: float, N: int, P: int, max_iter: int, per_sample
                 y = jax.scipy.linalg.cho_solve((L, True), r - a * Jth)
                 return -(J.T @ y) - a * theta
 
+            return G, direction
+
+        def accept(st: _Lane, ok, x_new, d, step_len, trials, extra):
+            """The new iterate at x_new where ok (and finite), the counters, the history and
+            the driver's stopping tests; extra: [(condition, code)] tested first (the method's
+            own stops)."""
+            theta, r, J, g = st.theta, st.r, st.J, st.g
+            r1, J1, c1, g1 = evaluate(jnp.where(ok, x_new, theta))
+            finite = (jnp.isfinite(c1) & jnp.all(jnp.isfinite(g1)) & jnp.all(jnp.isfinite(J1)))
+            take = ok & finite
+            nit = st.nit + take.astype(jnp.int32)
+            gmax = jnp.max(jnp.abs(g1))
+            dx = jnp.linalg.norm(x_new - theta)
+            conds = ([cd for cd, _ in extra] + [ok & ~finite]
+                     + [gmax <= s["gtol"],
+                        (s["ftol"] > 0) & (st.cost - c1 <= s["ftol"] * jnp.abs(st.cost)),
+                        (s["xtol"] > 0) & (dx <= s["xtol"] * (s["xtol"] + jnp.linalg.norm(x_new))),
+                        nit >= max_iter])
+            codes = [code for _, code in extra] + [_DIVERGED, _GTOL, _FTOL, _XTOL, _MAXIT]
+            status = jnp.select(conds, codes, _RUNNING).astype(jnp.int32)
+
+            def keep(new, old):
+                return jnp.where(take, new, old)
+
+            return st._replace(
+                theta=keep(x_new, theta), r=keep(r1, r), J=keep(J1, J), cost=keep(c1, st.cost),
+                g=keep(g1, g), nit=nit, nfev=st.nfev + trials,
+                njev=st.njev + ok.astype(jnp.int32), steps=st.steps + 1, status=status,
+                h_loss=st.h_loss.at[nit].set(keep(c1, st.h_loss[nit])),
+                h_gnorm=st.h_gnorm.at[nit].set(keep(gmax, st.h_gnorm[nit])),
+                h_step=st.h_step.at[nit].set(keep(step_len, st.h_step[nit])),
+                h_mu=st.h_mu.at[nit].set(keep(st.mu, st.h_mu[nit])),
+                h_trials=st.h_trials.at[nit].set(jnp.where(take, trials, st.h_trials[nit])))
+
+        def outer_lm(st: _Lane) -> _Lane:
+            theta = st.theta
+            _, direction = solver(st)
+
             def trial(ts):
                 mu, trials, _, _, _, _ = ts
-                d = direction(mu)
+                d = direction(mu * s["mu_scale"])
                 x_new = theta + d
                 c_new = trial_cost(x_new)
                 ok = c_new < st.cost  # NaN compares False: a failed trial
@@ -243,31 +304,37 @@ def _build(model, unflatten, c: float, N: int, P: int, max_iter: int, per_sample
                    jnp.zeros_like(theta), theta)
             mu, trials, ok, stalled, d, x_new = jax.lax.while_loop(
                 lambda ts: ~(ts[2] | ts[3]), trial, ts0)
-            r1, J1, c1, g1 = evaluate(jnp.where(ok, x_new, theta))
-            finite = (jnp.isfinite(c1) & jnp.all(jnp.isfinite(g1)) & jnp.all(jnp.isfinite(J1)))
-            take = ok & finite
-            nit = st.nit + take.astype(jnp.int32)
-            gmax = jnp.max(jnp.abs(g1))
-            dx = jnp.linalg.norm(x_new - theta)
-            status = jnp.select(
-                [stalled, ok & ~finite, gmax <= s["gtol"],
-                 (s["ftol"] > 0) & (st.cost - c1 <= s["ftol"] * jnp.abs(st.cost)),
-                 (s["xtol"] > 0) & (dx <= s["xtol"] * (s["xtol"] + jnp.linalg.norm(x_new))),
-                 nit >= max_iter],
-                [_STALLED, _DIVERGED, _GTOL, _FTOL, _XTOL, _MAXIT], _RUNNING).astype(jnp.int32)
+            return accept(st._replace(mu=mu), ok, x_new, d, jnp.linalg.norm(d), trials,
+                          [(stalled, _STALLED)])
 
-            def keep(new, old):
-                return jnp.where(take, new, old)
+        def outer_gn(st: _Lane) -> _Lane:
+            theta, g, f0 = st.theta, st.g, st.cost
+            G, direction = solver(st)
+            d = direction(s["jitter"] * G.shape[0] * jnp.max(jnp.diag(G)))
+            slope = g @ d
+            descent = jnp.all(jnp.isfinite(d)) & (slope < 0) & (st.status == _RUNNING)
 
-            return _Lane(
-                keep(x_new, theta), keep(r1, r), keep(J1, J), keep(c1, st.cost), keep(g1, g), mu,
-                nit, st.nfev + trials, st.njev + ok.astype(jnp.int32), st.steps + 1, status,
-                st.h_loss.at[nit].set(keep(c1, st.h_loss[nit])),
-                st.h_gnorm.at[nit].set(keep(gmax, st.h_gnorm[nit])),
-                st.h_step.at[nit].set(keep(jnp.linalg.norm(d), st.h_step[nit])),
-                st.h_mu.at[nit].set(keep(mu, st.h_mu[nit])),
-                st.h_trials.at[nit].set(jnp.where(take, trials, st.h_trials[nit])))
+            def trial(ls):  # Armijo backtracking (liftnn.solvers.linesearch.armijo)
+                a, k, _, spread = ls
+                fa = trial_cost(theta + a * d)
+                spread = jnp.where(jnp.isnan(fa), jnp.inf, jnp.maximum(spread, jnp.abs(fa - f0)))
+                found = (fa <= f0 + s["mu"] * a * slope) & (fa < f0)
+                return jnp.where(found, a, a * s["shrink"]), k + 1, found, spread
 
+            a, k, found, spread = jax.lax.while_loop(
+                lambda ls: descent & ~ls[2] & (ls[1] < s["max_ls"]), trial,
+                (jnp.asarray(1.0, f64), jnp.int32(0), jnp.bool_(False), jnp.asarray(0.0, f64)))
+            x_new = theta + a * d
+            ok = descent & found
+            new = accept(st._replace(aux=spread), ok, x_new, d, a, k, [])
+            negligible = ok & (f0 - new.cost <= GN_NEGLIGIBLE * jnp.abs(f0))
+            idle = jnp.where(negligible, st.idle + 1, 0)
+            stall = ok & (new.nit > st.nit) & (idle >= s["stall_iters"])
+            status = jnp.select([~descent, descent & ~found, new.status == _DIVERGED, stall],
+                                [_STALL_DIR, _LS_FAILED, _DIVERGED, _STALL_IDLE], new.status)
+            return new._replace(idle=idle, status=status.astype(jnp.int32))
+
+        outer = outer_lm if method == "lm" else outer_gn
         return jax.lax.while_loop(lambda st: st.status == _RUNNING, outer, st)
 
     if lanes == "vmap":
@@ -281,20 +348,20 @@ def _build(model, unflatten, c: float, N: int, P: int, max_iter: int, per_sample
 _COMPILED: dict = {}
 
 
-def _compiled(problem, c, K, N, P, max_iter, args, lanes):
+def _compiled(method, problem, c, K, N, P, max_iter, args, lanes):
     model = problem.model
     # an MLP's J sample by sample where the batch Jacobian's min(N, P) passes would cost more
     # than the extra compile time (about 1 s)
     per_sample = isinstance(model, MLP) and min(N, P) > _PER_SAMPLE_MIN
     try:
-        key = (model, c, K, N, P, tuple(problem.X.shape), max_iter, per_sample, lanes)
+        key = (method, model, c, K, N, P, tuple(problem.X.shape), max_iter, per_sample, lanes)
         hash(key)
     except TypeError:
         key = None
     if key is not None and key in _COMPILED:
         return _COMPILED[key], 0.0, True
     t0 = time.perf_counter()
-    exe = _build(model, problem.unflatten, c, N, P, max_iter, per_sample,
+    exe = _build(method, model, problem.unflatten, c, N, P, max_iter, per_sample,
                  lanes).lower(*args).compile()
     compile_s = time.perf_counter() - t0
     if key is not None:
@@ -304,20 +371,23 @@ def _compiled(problem, c, K, N, P, max_iter, args, lanes):
     return exe, compile_s, False
 
 
-def _fit_compiled(problem, params0_list, mu_w: np.ndarray, options: dict, lanes: str) -> list:
-    o = common_options("lm", options, LM_DEFAULTS, MAX_ITER)
+def _fit_compiled(method, problem, params0_list, mu_w: np.ndarray, options: dict,
+                  lanes: str) -> list:
+    o = common_options(method, options, LM_DEFAULTS if method == "lm" else GN_DEFAULTS, MAX_ITER)
     N = int(np.prod(problem.Y.shape))
     c = residual_scale(problem.loss, N)
-    if "mu_scale" not in options:
+    if method == "lm" and "mu_scale" not in options:
         o["mu_scale"] = c**2
-    validate("lm", o)
+    validate(method, o)
+    o["jitter"] = GN_JITTER
     theta0, layout = _stack_flat(problem, params0_list)
     K, P = theta0.shape
     max_iter = int(o["max_iter"])
-    scalars = {k: jnp.asarray(float(o[k]), jnp.float64) for k in _SCALARS}
+    scalars = {k: jnp.asarray(o[k], jnp.int32 if k in ("max_ls", "stall_iters") else jnp.float64)
+               for k in _SCALARS[method]}
     args = (jnp.asarray(theta0), jnp.asarray(mu_w), problem.X, problem.Y, scalars)
     with limit_blas():
-        exe, compile_s, cached = _compiled(problem, c, K, N, P, max_iter, args, lanes)
+        exe, compile_s, cached = _compiled(method, problem, c, K, N, P, max_iter, args, lanes)
         t0 = time.perf_counter()
         out = jax.block_until_ready(exe(*args))
         loop_s = time.perf_counter() - t0
@@ -331,8 +401,8 @@ def _fit_compiled(problem, params0_list, mu_w: np.ndarray, options: dict, lanes:
     else:
         start, total = np.concatenate([[0.0], np.cumsum(steps)[:-1]]), max(steps.sum(), 1.0)
     clock = [(compile_s + loop_s * start[k] / total, loop_s / total) for k in range(K)]
-    return [_result(layout, o, out, k, float(mu_w[k]), compile_s, loop_s, clock[k], cached,
-                    lanes) for k in range(K)]
+    return [_result(method, layout, o, out, k, float(mu_w[k]), compile_s, loop_s, clock[k],
+                    cached, lanes) for k in range(K)]
 
 
 def _stack_flat(problem, params0_list):
@@ -380,7 +450,22 @@ def _check_start(code: int, out: _Lane, k: int) -> None:
                           f"network training: standardise the targets)")
 
 
-def _message(code: int, o: dict, nit: int, mu: float, loss: np.ndarray, gmax: float) -> str:
+def _message(code: int, o: dict, nit: int, mu: float, loss: np.ndarray, gmax: float,
+             out: _Lane, k: int) -> str:
+    if code == _STALL_DIR:
+        return ("the Gauss-Newton direction is not a descent direction: J^T r is at rounding "
+                "level")
+    if code == _LS_FAILED:
+        last = o["shrink"] ** (o["max_ls"] - 1)
+        return (f"line search failed: no sufficient decrease (mu = {o['mu']:g}) after "
+                f"{int(o['max_ls'])} backtracking steps (last step {last:.3g})"
+                f"{_rounding_note(float(out.cost[k]), float(out.aux[k]))}; returned the last "
+                f"good iterate")
+    if code == _STALL_IDLE:
+        return (f"no progress: the cost fell by less than {GN_NEGLIGIBLE:g} of itself in "
+                f"{int(out.idle[k])} iterations in a row (last step length "
+                f"{float(out.h_step[k][nit]):.3g}); the Gauss-Newton direction is poor here "
+                f"(J^T J nearly singular): lm's damping is the remedy")
     if code == _GTOL0:
         return f"||grad||_inf = {gmax:.3g} <= gtol = {o['gtol']:g} at x0"
     if code == _MAXIT0:
@@ -402,7 +487,7 @@ def _message(code: int, o: dict, nit: int, mu: float, loss: np.ndarray, gmax: fl
             f"last finite iterate")
 
 
-def _result(layout, o, out: _Lane, k: int, mu_w: float, compile_s: float, loop_s: float,
+def _result(method, layout, o, out: _Lane, k: int, mu_w: float, compile_s: float, loop_s: float,
             clock: tuple, cached: bool, lanes: str) -> Result:
     nit, code = int(out.nit[k]), int(out.status[k])
     theta, r, J, g = out.theta[k], out.r[k], out.J[k], out.g[k]
@@ -413,11 +498,12 @@ def _result(layout, o, out: _Lane, k: int, mu_w: float, compile_s: float, loop_s
     history = [{"iter": 0, "loss": float(out.h_loss[k][0]), "grad_norm": float(out.h_gnorm[k][0]),
                 "step": 0.0, "nfev": 0, "njev": 1, "nhev": 0, "time": clock[0]}]
     for i in range(1, nit + 1):
-        history.append({"iter": i, "loss": float(out.h_loss[k][i]),
-                        "grad_norm": float(out.h_gnorm[k][i]), "step": float(out.h_step[k][i]),
-                        "nfev": int(nfev[i]), "njev": i + 1, "nhev": 0,
-                        "mu": float(out.h_mu[k][i]), "trials": int(trials[i]),
-                        "time": clock[0] + clock[1] * i})
+        h = {"iter": i, "loss": float(out.h_loss[k][i]), "grad_norm": float(out.h_gnorm[k][i]),
+             "step": float(out.h_step[k][i]), "nfev": int(nfev[i]), "njev": i + 1, "nhev": 0}
+        if method == "lm":
+            h.update(mu=float(out.h_mu[k][i]), trials=int(trials[i]))
+        h["time"] = clock[0] + clock[1] * i
+        history.append(h)
     if mu_w:
         residual = np.concatenate([r, math.sqrt(mu_w) * theta])
         jac = np.vstack([J, math.sqrt(mu_w) * np.eye(theta.size)])
@@ -425,11 +511,12 @@ def _result(layout, o, out: _Lane, k: int, mu_w: float, compile_s: float, loop_s
         residual, jac = r, J
     status = _STATUS[code]
     params = _unflatten(layout, theta)
+    extra = {"mu": mu} if method == "lm" else {}
     return Result(
-        method="lm", x=theta, x_last=theta, fun=cost, fun_last=cost, cost=cost,
+        method=method, x=theta, x_last=theta, fun=cost, fun_last=cost, cost=cost,
         residual=residual, jac=jac, grad=g, optimality=gmax, nit=nit, nfev=int(out.nfev[k]),
         njev=int(out.njev[k]), nhev=0, status=status,
         success=status in (R.CONVERGED, R.STALLED),
-        message=_message(code, o, nit, mu, out.h_loss[k], gmax), history=history, mu=mu,
+        message=_message(code, o, nit, mu, out.h_loss[k], gmax, out, k), history=history,
         params=params, params_last=params, compile_s=compile_s, loop_s=loop_s,
-        compile_cached=cached, lanes=lanes, solver="lm_compiled")
+        compile_cached=cached, lanes=lanes, solver="lm_compiled", **extra)
