@@ -44,9 +44,10 @@ def _first_order(name: str) -> Method:
 
 
 def _classical(name: str) -> Method:
-    # lm: several seeds in one compiled, vmapped loop (liftnn.solvers.lm_compiled; it falls back
-    # to network.fit per seed where it cannot serve the call); one seed keeps the Python path
-    many = lm_compiled.fit_many if name == "lm" else None
+    # lm, gn: several seeds in one compiled loop (liftnn.solvers.lm_compiled; it falls back to
+    # network.fit per seed where it cannot serve the call); one seed keeps the Python path
+    many = (functools.partial(lm_compiled.fit_many, method=name) if name in ("lm", "gn")
+            else None)
     return Method(name, functools.partial(network.fit, method=name), many, CLASSICAL,
                   lambda: list(method_options(name)))
 

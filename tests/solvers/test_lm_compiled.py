@@ -6,7 +6,9 @@ gives - the same statuses, nit, nfev, njev, history and final cost to 1e-8 relat
 without weight decay, for both lane layouts (map, vmap); per-lane weight decays equal single runs
 with that weight decay; the stopping rules (stalled on mu_max, converged at x0, max_iter)
 and their messages match; compile_s and loop_s are reported; ln.train(seeds=...) uses it; the
-fallbacks (validation data, callback) run the Python path.
+fallbacks (validation data, callback) run the Python path.  gn (weight decay > 0 on every lane)
+equals the Python gn (statuses, counts, history; cost to 1e-7), and without decay keeps the
+Python path.
 """
 
 from __future__ import annotations
@@ -151,3 +153,41 @@ def test_unknown_option_is_refused():
     problem, model = _problem([1, 5, 1])
     with pytest.raises(LiftnnError, match="not_an_option"):
         lm_compiled.fit_many(problem, [model.init(0)], not_an_option=1)
+
+
+def _same_gn(a, b):
+    assert (a["status"], a["nit"], a["nfev"], a["njev"]) == (b["status"], b["nit"], b["nfev"],
+                                                             b["njev"]), (a["message"], b["message"])
+    if "rank" not in b["message"]:  # the compiled stall message has no rank
+        assert a["message"] == b["message"]
+    # gn's slow tail at max_iter amplifies rounding differences (SVD vs Cholesky) a little
+    np.testing.assert_allclose(a["fun"], b["fun"], rtol=1e-7, atol=1e-14)
+    np.testing.assert_allclose(a.history_array("loss"), b.history_array("loss"), rtol=1e-6)
+    np.testing.assert_allclose(a.history_array("step"), b.history_array("step"), rtol=1e-6)
+
+
+@pytest.mark.parametrize("sizes", [[1, 5, 1], [1, 8, 8, 1]], ids=["primal", "dual"])
+@pytest.mark.parametrize("options", [{}, {"max_ls": 2, "shrink": 0.1}], ids=["default", "short-ls"])
+def test_compiled_gn_with_weight_decay_equals_python_gn(sizes, options):
+    problem, model = _problem(sizes, 0.0)
+    mus = [1e-3, 1e-2, 3e-4]
+    p0s = [model.init(s) for s in SEEDS]
+    got = lm_compiled.fit_many(problem, p0s, method="gn", weight_decays=mus, max_iter=MAX_ITER,
+                               **options)
+    for a, mu, p0 in zip(got, mus, p0s):
+        assert a["solver"] == "lm_compiled" and a["method"] == "gn" and "mu" not in a
+        single = TrainingProblem(model, problem.X, problem.Y, loss="mse", weight_decay=mu)
+        _same_gn(a, network.fit(single, p0, method="gn", max_iter=MAX_ITER, **options))
+
+
+def test_gn_without_weight_decay_keeps_the_python_path():
+    problem, model = _problem([1, 5, 1], 0.0)
+    p0s = [model.init(s) for s in SEEDS[:2]]
+    assert "weight decay" in lm_compiled.fallback_reason(problem, {}, method="gn")
+    got = lm_compiled.fit_many(problem, p0s, method="gn", weight_decays=[1e-3, 0.0], max_iter=20)
+    for a, mu, p0 in zip(got, (1e-3, 0.0), p0s):
+        assert "solver" not in a
+        single = TrainingProblem(model, problem.X, problem.Y, weight_decay=mu)
+        b = network.fit(single, p0, method="gn", max_iter=20)
+        assert (a["status"], a["nit"]) == (b["status"], b["nit"])
+    assert ln.methods.METHODS["gn"].fit_many is not None

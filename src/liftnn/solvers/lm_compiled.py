@@ -1,4 +1,4 @@
-"""Levenberg-Marquardt for networks as one compiled program, vectorised over initialisations.
+"""Levenberg-Marquardt (and Gauss-Newton) for networks as one compiled program over initialisations.
 
 `fit_many(problem, params0_list, weight_decays=None, **options)` trains K initialisations of a
 TrainingProblem with a least-squares loss ("mse", "sse") by the same algorithm as the Python
@@ -25,6 +25,17 @@ mu_dec, mu_min), new r and J); otherwise mu <- mu mu_inc and the next trial reus
 Cholesky, which gives NaN) is a failed trial; a non-finite J at an accepted point ends the lane
 "diverged" at the last finite iterate, as the driver does.  Convergence tests after each accepted
 step as in liftnn.solvers.driver: gtol (||g||_inf), ftol, xtol, then max_iter.
+
+"gn" (fit_many(..., method="gn")): the Gauss-Newton direction from the same systems with lam =
+mu_w + a jitter (eps * system size * max diag G, Cholesky's backward-error scale), then Armijo
+backtracking from a = 1 (options mu, shrink, max_ls of liftnn.solvers.least_squares) and gn's
+stall rule (stall_iters iterations in a row lowering the cost by less than 1e-12 of itself), with
+the Python gn's statuses and messages (the stall message without the rank, which no SVD here
+gives; no min_rank field, no history "rank").  Only when every lane has weight decay mu_w > 0:
+J^T J + mu_w I is then positive definite and its solution is lstsq's to rounding; without decay
+J^T J of a network is typically singular, lstsq's minimum-norm step and any jittered Cholesky
+step part ways (measured: different statuses on 1-5-1 tanh), so gn without decay, and gn with
+line_search="wolfe", keep the Python path.
 
 Differences from the Python lm, all at rounding level or in degenerate cases: the Python lm
 solves through a thin SVD (dropping singular values below rcond * s_max), here Cholesky (no
