@@ -8,7 +8,7 @@ with that weight decay; the stopping rules (stalled on mu_max, converged at x0, 
 and their messages match; compile_s and loop_s are reported; ln.train(seeds=...) uses it; the
 fallbacks (validation data, callback) run the Python path.  gn (weight decay > 0 on every lane)
 equals the Python gn (statuses, counts, history; cost to 1e-7), and without decay keeps the
-Python path.
+Python path.  The MLP Jacobian by written-out backpropagation is autodiff's.
 """
 
 from __future__ import annotations
@@ -191,3 +191,20 @@ def test_gn_without_weight_decay_keeps_the_python_path():
         b = network.fit(single, p0, method="gn", max_iter=20)
         assert (a["status"], a["nit"]) == (b["status"], b["nit"])
     assert ln.methods.METHODS["gn"].fit_many is not None
+
+
+@pytest.mark.parametrize("sizes, act, bias", [([3, 6, 5, 1], "relu", True),
+                                              ([3, 4, 5, 2], "tanh", False),
+                                              ([2, 5, 4, 3], ["softplus", "leaky_relu"], True)])
+def test_mlp_jacobian_is_autodiff_of_the_residual(sizes, act, bias):
+    import jax
+
+    rng = np.random.default_rng(0)
+    model = ln.MLP(sizes, activation=act, bias=bias, output_activation="sigmoid")
+    X, Y = rng.normal(size=(7, sizes[0])), rng.normal(size=(7, sizes[-1]))
+    problem = TrainingProblem(model, X, Y)
+    theta = problem.flatten(model.init(1))
+    J = jax.jit(lm_compiled._mlp_jacobian(model, problem.unflatten, (2.0 / Y.size) ** 0.5))(
+        theta, problem.X, problem.Y)
+    np.testing.assert_allclose(J, jax.jit(jax.jacfwd(problem.residual))(theta), rtol=1e-12,
+                               atol=1e-15)
