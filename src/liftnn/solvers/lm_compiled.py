@@ -120,16 +120,20 @@ def fallback_reason(problem, options: dict, devices=None, method: str = "lm",
 
 def fit_many(problem, params0_list, *, method: str = "lm", weight_decays=None, devices=None,
              lanes=None, **options) -> list:
-    """Train K initialisations with Levenberg-Marquardt; one Result per initialisation.
+    """Train K initialisations with Levenberg-Marquardt (method="lm") or Gauss-Newton ("gn");
+    one Result per initialisation.
 
     problem: a liftnn.problem.TrainingProblem; params0_list: K initial params; weight_decays:
     K numbers >= 0, lane k's mu_w in place of problem.weight_decay (liftnn.bayes trains each
     start with its own); lanes: "vmap" (the K lanes in lock-step, one vmapped loop: the
-    accelerators' choice), "map" (one compiled loop over the lanes, each lane its own while_loop,
-    so a finished lane costs nothing more: the CPU's choice, where batching buys no parallelism)
-    or None (by jax.default_backend()); options: lm's (liftnn.solvers.api.method_options("lm")).  Runs the
-    compiled loop (module docstring) unless fallback_reason says otherwise, in which case each
-    initialisation goes through network.fit(method="lm") with its own weight decay.
+    accelerators' choice), "map" (one compiled loop over the lanes, each lane its own
+    while_loop, so a finished lane costs nothing more: the CPU's choice, where batching buys no
+    parallelism) or None (by jax.default_backend()); options: the method's
+    (liftnn.solvers.api.method_options).  Runs the compiled loop (module docstring) unless
+    fallback_reason says otherwise, in which case each initialisation goes through
+    network.fit(method=method) with its own weight decay.  A KeyboardInterrupt during the
+    compiled loop is not turned into "interrupted" Results (XLA cannot stop mid-program): it
+    propagates once the loop returns.
     """
     K = len(params0_list)
     if K == 0:
