@@ -8,7 +8,8 @@ with that weight decay; the stopping rules (stalled on mu_max, converged at x0, 
 and their messages match; compile_s and loop_s are reported; ln.train(seeds=...) uses it; the
 fallbacks (validation data, callback) run the Python path.  gn (weight decay > 0 on every lane)
 equals the Python gn (statuses, counts, history; cost to 1e-7), and without decay keeps the
-Python path.  The MLP Jacobian by written-out backpropagation is autodiff's.
+Python path.  The MLP Jacobian by written-out backpropagation is autodiff's, and its
+Hadamard-product Gram J J^T is J J^T.
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ def test_gn_without_weight_decay_keeps_the_python_path():
 @pytest.mark.parametrize("sizes, act, bias", [([3, 6, 5, 1], "relu", True),
                                               ([3, 4, 5, 2], "tanh", False),
                                               ([2, 5, 4, 3], ["softplus", "leaky_relu"], True)])
-def test_mlp_jacobian_is_autodiff_of_the_residual(sizes, act, bias):
+def test_mlp_jacobian_and_gram_are_autodiff_s(sizes, act, bias):
     import jax
 
     rng = np.random.default_rng(0)
@@ -204,7 +205,10 @@ def test_mlp_jacobian_is_autodiff_of_the_residual(sizes, act, bias):
     X, Y = rng.normal(size=(7, sizes[0])), rng.normal(size=(7, sizes[-1]))
     problem = TrainingProblem(model, X, Y)
     theta = problem.flatten(model.init(1))
-    J = jax.jit(lm_compiled._mlp_jacobian(model, problem.unflatten, (2.0 / Y.size) ** 0.5))(
-        theta, problem.X, problem.Y)
+    c = (2.0 / Y.size) ** 0.5
+    J = jax.jit(lm_compiled._mlp_jacobian(model, problem.unflatten, c))(theta, problem.X,
+                                                                        problem.Y)
     np.testing.assert_allclose(J, jax.jit(jax.jacfwd(problem.residual))(theta), rtol=1e-12,
                                atol=1e-15)
+    G = jax.jit(lm_compiled._mlp_gram(model, problem.unflatten, c))(theta, problem.X, problem.Y)
+    np.testing.assert_allclose(G, J @ J.T, rtol=1e-12, atol=1e-15)

@@ -189,18 +189,15 @@ class _Lane(NamedTuple):
     h_trials: jax.Array
 
 
-def _mlp_jacobian(model, unflatten, c: float):
-    """J = d r / d theta of an MLP's residual c (f_theta(X) - Y).reshape(-1) by backpropagation
-    written out for all samples at once: with A_j = Z_{j-1} W_j^T + b_j, Z_j = sigma_j(A_j) and
-    delta_j[i, o, p] = d f(x_i)_o / d A_j[i, p] (delta_L = diag sigma_L'(A_L),
-    delta_j = (delta_{j+1} W_{j+1}) * sigma_j'(A_j)), the columns of W_j are
-    delta_j[i, o, p] Z_{j-1}[i, q] and those of b_j delta_j[i, o, p], in problem.flatten's order
-    (W_1, b_1, W_2, ...).  sigma' is autodiff's (jax.jvp of sigma, as jax.jacfwd of the
-    residual would give: 1/2 for relu at exactly 0).  Compiles in a fraction of the time of a
-    vmapped per-sample jax.jacrev and runs faster."""
+def _mlp_backprop(model, unflatten):
+    """theta, X, k -> (Zs, deltas) of an MLP for all samples at once: with A_j = Z_{j-1} W_j^T +
+    b_j and Z_j = sigma_j(A_j), Zs[j] = Z_{j-1} (n, in_j) and deltas[j][i, o, p] =
+    d f(x_i)_o / d A_j[i, p] (n, k, out_j) (delta_L = diag sigma_L'(A_L),
+    delta_j = (delta_{j+1} W_{j+1}) * sigma_j'(A_j)).  sigma' is autodiff's (jax.jvp of sigma,
+    as jax.jacfwd of the residual would give: 1/2 for relu at exactly 0)."""
     acts = [get_activation(a).f for a in model.activations]
 
-    def jac(theta, X, Y):
+    def backprop(theta, X, k):
         params = unflatten(theta)
         Z, Zs, dfs = X, [], []
         for (W, b), f in zip(params, acts):
@@ -208,20 +205,58 @@ def _mlp_jacobian(model, unflatten, c: float):
             Zs.append(Z)
             Z, dA = jax.jvp(f, (A,), (jnp.ones_like(A),))
             dfs.append(dA)
-        n, k = Y.shape
         delta = dfs[-1][:, :, None] * jnp.eye(k, dtype=X.dtype)[None]  # (n, k, k): [i, o, p]
+        deltas = [delta]
+        for j in range(len(params) - 1, 0, -1):
+            delta = (delta @ params[j][0]) * dfs[j - 1][:, None, :]
+            deltas.insert(0, delta)
+        return params, Zs, deltas
+
+    return backprop
+
+
+def _mlp_jacobian(model, unflatten, c: float):
+    """J = d r / d theta of an MLP's residual c (f_theta(X) - Y).reshape(-1) by backpropagation
+    written out for all samples at once (_mlp_backprop): the columns of W_j are
+    delta_j[i, o, p] Z_{j-1}[i, q] and those of b_j delta_j[i, o, p], in problem.flatten's order
+    (W_1, b_1, W_2, ...).  Compiles in a fraction of the time of a vmapped per-sample
+    jax.jacrev and runs faster."""
+    backprop = _mlp_backprop(model, unflatten)
+
+    def jac(theta, X, Y):
+        n, k = Y.shape
+        params, Zs, deltas = backprop(theta, X, k)
         blocks = []
-        for j in range(len(params) - 1, -1, -1):
-            W, b = params[j]
-            cols = [(delta[:, :, :, None] * Zs[j][:, None, None, :]).reshape(n * k, -1)]
+        for (_, b), Z, delta in zip(params, Zs, deltas):
+            blocks.append((delta[:, :, :, None] * Z[:, None, None, :]).reshape(n * k, -1))
             if b is not None:
-                cols.append(delta.reshape(n * k, -1))
-            blocks = cols + blocks
-            if j > 0:
-                delta = (delta @ W) * dfs[j - 1][:, None, :]
+                blocks.append(delta.reshape(n * k, -1))
         return c * jnp.concatenate(blocks, axis=1)
 
     return jac
+
+
+def _mlp_gram(model, unflatten, c: float):
+    """J J^T (N x N, N = n k) of an MLP without forming it from J: J's block of layer j is a
+    row-wise Kronecker product (rows delta_j[i, o, :] (x) [Z_{j-1}[i, :], 1]), so
+    J J^T = c^2 sum_j (D_j D_j^T) * (Z_{j-1} Z_{j-1}^T + 1) (Hadamard product; the 1 for the
+    bias columns; each sample's Z row repeated for its k outputs): N^2 (out_j + in_j) per layer
+    instead of N^2 out_j in_j."""
+    backprop = _mlp_backprop(model, unflatten)
+
+    def gram(theta, X, Y):
+        n, k = Y.shape
+        params, Zs, deltas = backprop(theta, X, k)
+        G = jnp.zeros((n * k, n * k), X.dtype)
+        for (_, b), Z, delta in zip(params, Zs, deltas):
+            D = delta.reshape(n * k, -1)
+            ZZ = Z @ Z.T + (1.0 if b is not None else 0.0)
+            if k > 1:
+                ZZ = jnp.repeat(jnp.repeat(ZZ, k, axis=0), k, axis=1)
+            G = G + (D @ D.T) * ZZ
+        return (c * c) * G
+
+    return gram
 
 
 def _residual_fns(model, unflatten, c: float, P: int, N: int, per_sample: bool):
@@ -229,11 +264,12 @@ def _residual_fns(model, unflatten, c: float, P: int, N: int, per_sample: bool):
         return c * (model.apply(unflatten(theta), X) - Y).reshape(-1)
 
     if per_sample:  # an MLP: backpropagation for every sample at once
-        jac = _mlp_jacobian(model, unflatten, c)
+        jac, gram = _mlp_jacobian(model, unflatten, c), _mlp_gram(model, unflatten, c)
     else:
         def jac(theta, X, Y):
             return (jax.jacfwd if P <= N else jax.jacrev)(resid)(theta, X, Y)
-    return resid, jac
+        gram = None
+    return resid, jac, gram
 
 
 def _build(method: str, model, unflatten, c: float, N: int, P: int, max_iter: int,
@@ -241,7 +277,7 @@ def _build(method: str, model, unflatten, c: float, N: int, P: int, max_iter: in
     """The jitted solver of `method` ("lm" or "gn"): (theta0s (K, P), mu_w (K,), X, Y, scalars)
     -> _Lane (K, ...); lanes "vmap" (lock-step) or "map" (one lane after another, each with its
     own while_loop)."""
-    resid, jac = _residual_fns(model, unflatten, c, P, N, per_sample)
+    resid, jac, gram = _residual_fns(model, unflatten, c, P, N, per_sample)
     primal = P <= N
     H = max_iter + 1
     f64 = jnp.float64
@@ -281,7 +317,7 @@ def _build(method: str, model, unflatten, c: float, N: int, P: int, max_iter: in
                 G = J.T @ J
                 Jth = None
             else:
-                G = J @ J.T
+                G = J @ J.T if gram is None else gram(theta, X, Y)
                 Jth = J @ theta
             eye = jnp.eye(G.shape[0], dtype=f64)
 
