@@ -4,13 +4,17 @@
 TrainingProblem with a least-squares loss ("mse", "sse") by the same algorithm as the Python
 "lm" (liftnn.solvers.least_squares.make_lm driven by liftnn.solvers.driver.run: MATLAB trainlm's
 mu rules, the same options, defaults, statuses and counters), but as one `jax.jit` of a
-`jax.lax.while_loop` over iterations, `jax.vmap`ped over the K lanes (stacked flat theta
-vectors).  Each lane keeps theta, r, J, the cost, grad, mu, its counters, a status and
-fixed-size (max_iter + 1) history columns; the host builds the Results afterwards.
+`jax.lax.while_loop` over iterations for each of the K lanes (stacked flat theta vectors):
+`jax.vmap`ped (lanes="vmap", lock-step: the accelerators' default) or `jax.lax.map`ped
+(lanes="map", each lane its own while_loop, a finished lane costs nothing: the CPU's default,
+where vmap buys no parallelism).  Each lane keeps theta, r, J, the cost, grad, mu, its counters,
+a status and fixed-size (max_iter + 1) history columns; the host builds the Results afterwards.
 
 Per lane and iteration: r and J of the single-shooting residual r_e = c (f_theta(X) - Y)
 (c = residual_scale; for an MLP J comes from backpropagation written out for all samples
-at once, _mlp_jacobian; for other models from jax.jacfwd / jacrev), then trials d(mu) with the damped system solved by Cholesky of the smaller one:
+at once, _mlp_jacobian, and the dual Gram J J^T from a sum of Hadamard products, _mlp_gram;
+for other models J from jax.jacfwd / jacrev), then trials d(mu) with the damped system solved
+by Cholesky of the smaller one:
 
     lam = mu * mu_scale + mu_w            (mu_w: the lane's weight decay, treated analytically:
                                            the sqrt(mu_w) theta rows add mu_w I to J^T J and
@@ -50,10 +54,10 @@ x, x_last, fun = cost = 1/2 ||r||^2, fun_last, residual (with the decay rows), j
 optimality, nit, nfev, njev, nhev = 0, status, success, message, mu (final damping), history
 (iter, loss, grad_norm, step = ||d||_2, nfev, njev, nhev, mu, trials, time) plus compile_s
 (lower + compile of the program in this call; 0.0 when an earlier call with the same shapes
-compiled it, compile_cached True) and loop_s (the compiled program's run).  The lanes run in
-lock-step (outer step k does iteration k of every running lane), so history "time" is
-compile_s + loop_s * k / (outer steps): the loop time spread evenly over the steps, an
-estimate, not a per-iteration measurement.
+compiled it, compile_cached True), loop_s (the compiled program's run, all lanes), lanes and
+solver = "lm_compiled".  History "time" is an estimate, not a per-iteration measurement: loop_s
+spread evenly over the outer steps (vmap: step k is iteration k of every running lane; map:
+the lanes' steps one after another), after compile_s.
 """
 
 from __future__ import annotations
