@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from liftnn.lifted import alm, lifted_gn
-from liftnn.solvers import first_order, network
+from liftnn.solvers import first_order, lm_compiled, network
 from liftnn.solvers.api import method_options
 
 FIRST_ORDER = "first-order"
@@ -44,7 +44,11 @@ def _first_order(name: str) -> Method:
 
 
 def _classical(name: str) -> Method:
-    return Method(name, functools.partial(network.fit, method=name), None, CLASSICAL,
+    # lm, gn: several seeds in one compiled loop (liftnn.solvers.lm_compiled; it falls back to
+    # network.fit per seed where it cannot serve the call); one seed keeps the Python path
+    many = (functools.partial(lm_compiled.fit_many, method=name) if name in ("lm", "gn")
+            else None)
+    return Method(name, functools.partial(network.fit, method=name), many, CLASSICAL,
                   lambda: list(method_options(name)))
 
 
