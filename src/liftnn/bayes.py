@@ -52,8 +52,11 @@ from liftnn.solvers.result import INTERRUPTED
 #: the methods whose curvature is the Gauss-Newton matrix the evidence framework uses
 METHODS = ("gn", "lm", "alm", "lifted-gn")
 #: options of the layer itself (taken out of the method's options by liftnn.train)
-DEFAULTS = {"bayes_max_cycles": 12, "bayes_tol": 0.02, "bayes_start": "both"}
-STARTS = ("both", "weak", "strong")
+DEFAULTS = {"bayes_max_cycles": 12, "bayes_tol": 0.02, "bayes_start": "auto"}
+#: "auto": both starts for least squares, the strong one for the cross-entropy (docs/bayes.md:
+#: on iris the weak start's near-unregularised first training, not yet at a minimum on
+#: separable data, won by evidence and classified worse)
+STARTS = ("auto", "both", "weak", "strong")
 
 
 class Evidence(NamedTuple):
@@ -77,6 +80,8 @@ def check(method: str, loss: str, options: dict) -> dict:
                           f"(mse, sse) and the softmax cross-entropy; got loss={loss!r}")
     own = {k: options.pop(k, v) for k, v in DEFAULTS.items()}
     check_choice("bayes_start", own["bayes_start"], STARTS)
+    if own["bayes_start"] == "auto":
+        own["bayes_start"] = "strong" if loss == "cross_entropy" else "both"
     if isinstance(own["bayes_max_cycles"], bool) or not isinstance(
             own["bayes_max_cycles"], (int, np.integer)) or own["bayes_max_cycles"] < 1:
         raise LiftnnError(f"bayes_max_cycles must be an integer >= 1; got "

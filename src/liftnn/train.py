@@ -210,7 +210,7 @@ def _bayes(spec: Method, model, X, Y, Xv, Yv, loss, p0s, options, own):
         return TrainingProblem(model, X, Y, loss=loss, weight_decay=mu, X_val=Xv, Y_val=Yv)
 
     def train_cycle(mus, params_list):
-        if spec.name == "alm":
+        if spec.name in ("alm", "lm", "gn"):  # one vectorised call, a weight decay per seed
             out = spec.fit_many(problem_for(max(mus)), params_list, weight_decays=mus, **options)
         else:
             out = [spec.fit(problem_for(mu), p, **options) for mu, p in zip(mus, params_list)]
