@@ -31,8 +31,10 @@ class Member(NamedTuple):
 
 def posterior_of(model, result, X) -> Posterior | None:
     """The Laplace posterior of a Bayesian-regularised Result (alpha, beta present) trained on
-    X: (m, d_in); None for any other Result."""
-    if "alpha" not in result or "beta" not in result:
+    X: (m, d_in); None for any other Result, and for a classification fit (beta is nan: the
+    cross-entropy has no noise level, and the Laplace posterior of the logits is not what
+    predict_proba averages)."""
+    if "alpha" not in result or "beta" not in result or not np.isfinite(result["beta"]):
         return None
     return Posterior.from_fit(model, result["params"], X, float(result["alpha"]),
                               float(result["beta"]))
