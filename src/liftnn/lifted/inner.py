@@ -22,6 +22,7 @@ that turns it into a string.
 from __future__ import annotations
 
 import functools
+import os
 import math
 from typing import NamedTuple
 
@@ -226,12 +227,43 @@ class Kernels(NamedTuple):
     start: object
 
 
-@functools.lru_cache(maxsize=64)
+#: LIFTNN_LANES = "map" or "vmap" overrides the backend's choice (see `compiled`)
+LANES_ENV = "LIFTNN_LANES"
+
+
+def lanes() -> str:
+    """How the seeds' inner solves run: LIFTNN_LANES if set, else "map" on the CPU and "vmap"
+    on an accelerator."""
+    v = os.environ.get(LANES_ENV, "").strip().lower()
+    if v in ("map", "vmap"):
+        return v
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+
+
 def compiled(cfg: InnerConfig) -> Kernels:
-    """The batched inner solve and feasible start for one static configuration (cached)."""
-    solve = jax.jit(jax.vmap(functools.partial(inner_solve, cfg),
-                             in_axes=(0, 0, 0, 0, 0, 0, None, None, 0)),
-                    compiler_options=FAST_COMPILE)
+    """`_compiled` for the current `lanes()` choice."""
+    return _compiled(cfg, lanes())
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(cfg: InnerConfig, how: str) -> Kernels:
+    """The batched inner solve and feasible start for one static configuration (cached).
+
+    The seeds' inner solves run as `lanes()` says: "vmap", one batched while_loop in which every
+    seed costs as much as the slowest (the accelerators' choice), or "map", a loop over the seeds
+    inside one compiled program, each with its own while_loop, so a seed that has converged (or
+    that the outer loop has finished, eps = inf) costs nothing more (the CPU's choice, where a
+    batch buys no parallelism)."""
+    if how == "map":
+        def each(params, Z, lam, beta, eps, t, X, Y, mu_w):
+            return jax.lax.map(lambda a: inner_solve(cfg, *a[:6], X, Y, a[6]),
+                               (params, Z, lam, beta, eps, t, mu_w))
+
+        solve = jax.jit(each, compiler_options=FAST_COMPILE)
+    else:
+        solve = jax.jit(jax.vmap(functools.partial(inner_solve, cfg),
+                                 in_axes=(0, 0, 0, 0, 0, 0, None, None, 0)),
+                        compiler_options=FAST_COMPILE)
     start = jax.jit(jax.vmap(functools.partial(feasible_states, cfg), in_axes=(0, None, 0)))
     return Kernels(solve, start)
 
