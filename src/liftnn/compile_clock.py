@@ -1,7 +1,7 @@
 """Compile time versus loop time: how much of a training call was JAX tracing and XLA compilation.
 
 A user pays compilation on the first call of every shape; a benchmark that reports only wall time
-hides whether a method is slow or merely compiles a lot (docs/speed.md).  `measure()` listens to
+hides whether a method is slow or merely compiles a lot (docs/benchmarks.md, "Compile time").  `measure()` listens to
 JAX's own monitoring events while a block runs and adds up the durations of
 
 - tracing a function to a jaxpr            (/jax/core/compile/jaxpr_trace_duration),
