@@ -37,28 +37,26 @@ def test_unwritable_directory_warns_and_leaves_the_cache_off(tmp_path):
         assert cc.enable_compile_cache(blocker / "sub") is None
 
 
-def test_the_python_api_switches_the_default_cache_on_once(tmp_path, monkeypatch):
-    monkeypatch.setenv(cc.ENV, str(tmp_path / "api"))
+@pytest.fixture
+def fresh_default(tmp_path, monkeypatch):
+    """A process in which ensure_default_cache has not run yet, LIFTNN_COMPILE_CACHE = tmp/env;
+    JAX's cache directory is restored afterwards."""
+    monkeypatch.setenv(cc.ENV, str(tmp_path / "env"))
     monkeypatch.setattr(cc, "_enabled", None)
     monkeypatch.setattr(cc, "_default_done", False)
     old = jax.config.jax_compilation_cache_dir
-    try:
-        jax.config.update("jax_compilation_cache_dir", None)
-        ln.train(ln.MLP([1, 3, 1]), ln.datasets.load("sin2", n=8), method="adam", max_iter=3)
-        assert cc.active_dir() == str(tmp_path / "api")
-        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "api")
-    finally:
-        jax.config.update("jax_compilation_cache_dir", old)
+    yield tmp_path / "env"
+    jax.config.update("jax_compilation_cache_dir", old)
 
 
-def test_a_program_that_set_its_own_cache_directory_keeps_it(tmp_path, monkeypatch):
-    monkeypatch.setenv(cc.ENV, str(tmp_path / "ours"))
-    monkeypatch.setattr(cc, "_enabled", None)
-    monkeypatch.setattr(cc, "_default_done", False)
-    old = jax.config.jax_compilation_cache_dir
-    try:
-        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "theirs"))
-        assert cc.ensure_default_cache() is None
-        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "theirs")
-    finally:
-        jax.config.update("jax_compilation_cache_dir", old)
+def test_the_python_api_switches_the_default_cache_on_once(fresh_default):
+    jax.config.update("jax_compilation_cache_dir", None)
+    ln.train(ln.MLP([1, 3, 1]), ln.datasets.load("sin2", n=8), method="adam", max_iter=3)
+    assert cc.active_dir() == str(fresh_default)
+    assert jax.config.jax_compilation_cache_dir == str(fresh_default)
+
+
+def test_a_program_that_set_its_own_cache_directory_keeps_it(fresh_default, tmp_path):
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "theirs"))
+    assert cc.ensure_default_cache() is None
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "theirs")

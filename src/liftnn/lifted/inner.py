@@ -22,8 +22,8 @@ that turns it into a string.
 from __future__ import annotations
 
 import functools
-import os
 import math
+import os
 from typing import NamedTuple
 
 import jax
