@@ -1,9 +1,10 @@
 """Running a resolved suite: plan the work units, execute them, append their rows to the store.
 
 Work unit = (cell, method, group of seeds).  liftnn methods train a cell's seeds in one
-`ln.train(..., seeds=[...])` call (vectorised with jax.vmap where the method has `fit_many`: alm
-and the first-order methods; a loop otherwise); the per-run time is the call's wall time,
-compilation included, divided by the runs in it.  Peers (liftnn.bench.peers, `fit_peer`) run one
+`ln.train(..., seeds=[...])` call (one compiled program for all of them where the method has
+`fit_many`: alm, lifted-gn, lm, gn and the first-order methods; a loop otherwise); the per-run
+time is the call's wall time, compilation included, divided by the runs in it, and its split
+into compile_s and loop_s (liftnn.compile_clock) goes into results.csv.  Peers (liftnn.bench.peers, `fit_peer`) run one
 seed per unit; their per-run time is that run's wall time.  Compilation is paid once per (cell,
 method) and worker: JAX's caches are cleared when a worker starts a (cell, method) it has not run
 before, so a batch never profits from code compiled for an earlier one, and a JAX-based peer
