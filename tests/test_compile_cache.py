@@ -60,3 +60,18 @@ def test_a_program_that_set_its_own_cache_directory_keeps_it(fresh_default, tmp_
     jax.config.update("jax_compilation_cache_dir", str(tmp_path / "theirs"))
     assert cc.ensure_default_cache() is None
     assert jax.config.jax_compilation_cache_dir == str(tmp_path / "theirs")
+
+
+def test_a_second_directory_takes_effect_after_the_first_was_used(tmp_path):
+    old = jax.config.jax_compilation_cache_dir
+    try:
+        cc.enable_compile_cache(tmp_path / "one")
+        jax.jit(lambda x: jnp.cosh(x) * 1.618)(jnp.float64(0.5)).block_until_ready()
+        cc.enable_compile_cache(tmp_path / "two")
+        jax.jit(lambda x: jnp.tanh(x) * 2.718)(jnp.float64(0.5)).block_until_ready()
+        assert any((tmp_path / "one").iterdir()) and any((tmp_path / "two").iterdir())
+    finally:
+        from jax.experimental.compilation_cache import compilation_cache
+
+        compilation_cache.reset_cache()
+        jax.config.update("jax_compilation_cache_dir", old)

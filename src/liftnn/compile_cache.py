@@ -61,6 +61,11 @@ def enable_compile_cache(path: str | os.PathLike | None = None) -> str | None:
                       f"without the persistent compile cache (set {ENV} to a writable "
                       f"directory, or {ENV}=off)", LiftnnWarning, stacklevel=2)
         return None
+    # JAX opens its cache once, at the first compilation that asks for it: without a reset a
+    # new directory (say, after the default one of the first ln.train) would be ignored
+    from jax.experimental.compilation_cache import compilation_cache
+
+    compilation_cache.reset_cache()
     jax.config.update("jax_compilation_cache_dir", d)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
