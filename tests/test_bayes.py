@@ -226,12 +226,12 @@ def _ce_net(m, seed=0):
 
 @pytest.mark.parametrize("m", [30, 4], ids=["P<N", "P>N"])
 def test_classification_gram_is_the_ggn_of_the_summed_cross_entropy(m):
-    """(H^1/2 J)^T (H^1/2 J) = J^T H J with H = jax.hessian of the summed cross-entropy in the
-    logits; gamma from its eigenvalues = the dense trace P - alpha tr((J^T H J + alpha I)^-1)."""
+    """F^T F = J^T H J for the factor F of bayes.ggn_jacobian, H = jax.hessian of the summed
+    cross-entropy in the logits; gamma from its eigenvalues = the dense trace P - alpha tr((J^T H J + alpha I)^-1)."""
     import jax
 
     model, params, X, Y = _ce_net(m)
-    JH = bayes.ggn_jacobian(model, params, X)
+    JH = bayes.ggn_jacobian(model, params, X, Y)
     J = bayes.jacobian(model, params, X)
     logits = np.asarray(model.apply(params, X)).reshape(-1)
     H = np.asarray(jax.hessian(

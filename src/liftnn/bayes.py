@@ -47,6 +47,9 @@ from jax.flatten_util import ravel_pytree
 from liftnn._validate import check_choice
 from liftnn.blas_threads import limit_blas
 from liftnn.errors import LiftnnError
+from liftnn.models.losses import cross_entropy
+from liftnn.problem import TrainingProblem
+from liftnn.solvers.ggn import ggn_factor_fn
 from liftnn.solvers.result import INTERRUPTED
 
 #: the methods whose curvature is the Gauss-Newton matrix the evidence framework uses
@@ -164,28 +167,28 @@ def weight_decay(ratio: float, N: int, loss: str, m: int | None = None) -> float
     return 2.0 * ratio / N if loss == "mse" else ratio
 
 
-def _sums(model, params, X, Y):
-    e = np.asarray(model.apply(params, X)) - np.asarray(Y)
-    return float(np.sum(e**2)), float(np.sum(np.asarray(ravel_pytree(params)[0]) ** 2))
+def _sums(model, params, X, Y, loss: str = "mse"):
+    """(E, ||theta||^2): E = sum e^2 for least squares, the summed cross-entropy for
+    "cross_entropy" (the evidence's data terms)."""
+    out = model.apply(params, jnp.asarray(X))
+    if loss == "cross_entropy":
+        data = float(cross_entropy(out, jnp.asarray(Y))) * int(np.shape(Y)[0])
+    else:
+        data = float(np.sum((np.asarray(out) - np.asarray(Y)) ** 2))
+    return data, float(np.sum(np.asarray(ravel_pytree(params)[0]) ** 2))
 
 
 # ---- classification: MacKay (1992), "The evidence framework applied to classification networks"
 
 
-def ggn_jacobian(model, params, X) -> np.ndarray:
-    """H^{1/2} J for the softmax cross-entropy: J = d logits / d theta (m O x P) with each
-    sample's O rows multiplied by the square root of its loss Hessian H_i = diag(p_i) - p_i p_i^T
-    (positive semidefinite, rank O - 1), so that (H^{1/2} J)^T (H^{1/2} J) = J^T H J, the
-    generalised Gauss-Newton matrix of the summed cross-entropy."""
-    J = jacobian(model, params, X)
-    logits = np.asarray(model.apply(params, jnp.asarray(X)))
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    m, O = p.shape
-    H = np.einsum("ma,ab->mab", p, np.eye(O)) - np.einsum("ma,mb->mab", p, p)
-    w, U = np.linalg.eigh(H)
-    root = np.einsum("mab,mb,mcb->mac", U, np.sqrt(np.clip(w, 0.0, None)), U)
-    return np.einsum("mab,mbp->map", root, J.reshape(m, O, -1)).reshape(m * O, -1)
+def ggn_jacobian(model, params, X, Y) -> np.ndarray:
+    """A factor F (m O x P) of the generalised Gauss-Newton matrix of the *summed* softmax
+    cross-entropy, F^T F = J^T H J with J = d logits / d theta and H_i = diag(p_i) - p_i p_i^T
+    the loss Hessian of sample i (liftnn.solvers.ggn.ggn_factor_fn's data rows, which are those
+    of the mean, times sqrt(m)); Y one-hot (m, O)."""
+    problem = TrainingProblem(model, jnp.asarray(X), jnp.asarray(Y), loss="cross_entropy")
+    rows = ggn_factor_fn(problem, weight_decay_rows=False)(problem.flatten(params))
+    return math.sqrt(problem.m) * np.asarray(rows)
 
 
 def evidence_ce(lam: np.ndarray, ce_sum: float, ssw: float, P: int, ratio: float) -> Evidence:
@@ -204,20 +207,12 @@ def evidence_ce(lam: np.ndarray, ce_sum: float, ssw: float, P: int, ratio: float
     return Evidence(float(alpha), math.nan, float(gamma), float(log_ev), float(alpha))
 
 
-def _ce_sums(model, params, X, Y):
-    logits = np.asarray(model.apply(params, jnp.asarray(X)))
-    z = logits - logits.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return float(-np.sum(np.asarray(Y) * logp)), float(
-        np.sum(np.asarray(ravel_pytree(params)[0]) ** 2))
-
-
 def _evidence_at(model, params, X, Y, loss, N, P, ratio) -> Evidence:
     """Re-estimation at a trained network, least squares (`evidence`) or classification
     (`evidence_ce`)."""
     if loss == "cross_entropy":
-        lam = gram_eigh(ggn_jacobian(model, params, X))[0]
-        return evidence_ce(lam, *_ce_sums(model, params, X, Y), P, ratio)
+        lam = gram_eigh(ggn_jacobian(model, params, X, Y))[0]
+        return evidence_ce(lam, *_sums(model, params, X, Y, loss), P, ratio)
     return evidence(gram_eigh(jacobian(model, params, X))[0], *_sums(model, params, X, Y), N,
                     P, ratio)
 
@@ -227,10 +222,11 @@ def _starts(start, model, X, Y, loss, p0s, N, P) -> list:
     and strong_start; classification: gamma_0 = rank / 2 by the same bisection on J^T H J, or
     the strong alpha_0 = min(P, N/2) / ||theta_0||^2)."""
     if start == "weak":
-        jac = ggn_jacobian if loss == "cross_entropy" else jacobian
-        return [weak_start(gram_eigh(jac(model, p, X))[0], N, P) for p in p0s]
+        if loss == "cross_entropy":
+            return [weak_start(gram_eigh(ggn_jacobian(model, p, X, Y))[0], N, P) for p in p0s]
+        return [weak_start(gram_eigh(jacobian(model, p, X))[0], N, P) for p in p0s]
     if loss == "cross_entropy":
-        return [min(P, N / 2.0) / max(_ce_sums(model, p, X, Y)[1], 1e-12) for p in p0s]
+        return [min(P, N / 2.0) / max(_sums(model, p, X, Y, loss)[1], 1e-12) for p in p0s]
     return [strong_start(*_sums(model, p, X, Y), N, P) for p in p0s]
 
 
