@@ -210,8 +210,10 @@ def _bayes(spec: Method, model, X, Y, Xv, Yv, loss, p0s, options, own):
         return TrainingProblem(model, X, Y, loss=loss, weight_decay=mu, X_val=Xv, Y_val=Yv)
 
     def train_cycle(mus, params_list):
-        if spec.name in ("alm", "lm", "gn"):  # one vectorised call, a weight decay per seed
-            out = spec.fit_many(problem_for(max(mus)), params_list, weight_decays=mus, **options)
+        if spec.name in ("alm", "lm", "gn"):  # one vectorised call, a weight decay per seed,
+            # in len(p0s) lanes (the settled starts' idle): one compiled program for every cycle
+            out = spec.fit_many(problem_for(max(mus)), params_list, weight_decays=mus,
+                                pad_to=len(p0s), **options)
         else:
             out = [spec.fit(problem_for(mu), p, **options) for mu, p in zip(mus, params_list)]
         for mu, res in zip(mus, out):

@@ -42,3 +42,25 @@ def test_lanes_follow_the_environment(monkeypatch):
     assert inner.lanes() == "vmap"
     monkeypatch.setenv(inner.LANES_ENV, "")
     assert inner.lanes() in ("map", "vmap")
+
+
+def test_idle_lanes_of_pad_to_change_nothing_and_are_not_returned(monkeypatch):
+    monkeypatch.setenv(inner.LANES_ENV, "map")
+    data = ln.datasets.load("sin2", n=40)
+    model = ln.MLP("1-3-1", activation="tanh")
+    problem = TrainingProblem(model, data.x_train, data.y_train)
+    p0s = [model.init(s) for s in (0, 1)]
+    plain = alm.fit_many(problem, p0s, weight_decays=[1e-3, 1e-2], max_outer=6)
+    padded = alm.fit_many(problem, p0s, weight_decays=[1e-3, 1e-2], max_outer=6, pad_to=4)
+    assert len(padded) == 2
+    for x, y in zip(plain, padded):
+        np.testing.assert_allclose(y["x"], x["x"], rtol=1e-9, atol=1e-12)
+        assert (y["nit"], y["status"], len(y["history"])) == (x["nit"], x["status"], len(x["history"]))
+
+
+def test_pad_to_below_the_number_of_initialisations_is_refused():
+    data = ln.datasets.load("sin2", n=20)
+    model = ln.MLP("1-3-1", activation="tanh")
+    problem = TrainingProblem(model, data.x_train, data.y_train)
+    with pytest.raises(ln.LiftnnError, match="pad_to = 1"):
+        alm.fit_many(problem, [model.init(0), model.init(1)], pad_to=1)

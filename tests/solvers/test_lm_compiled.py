@@ -75,6 +75,20 @@ def test_vmap_lanes_equal_map_lanes():
         np.testing.assert_allclose(x["fun"], y["fun"], rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("lanes", ["map", "vmap"])
+def test_idle_lanes_of_pad_to_change_nothing_and_share_the_program(lanes):
+    problem, model = _problem([1, 5, 1], 1e-3)
+    p0s = [model.init(s) for s in SEEDS]
+    full = lm_compiled.fit_many(problem, p0s, max_iter=MAX_ITER, lanes=lanes, pad_to=3)
+    fewer = lm_compiled.fit_many(problem, p0s[1:], max_iter=MAX_ITER, lanes=lanes, pad_to=3)
+    assert len(fewer) == 2 and fewer[0]["compile_s"] == 0.0  # the 3-lane program again
+    for a, b in zip(fewer, full[1:]):
+        assert (a["status"], a["nit"], a["nfev"]) == (b["status"], b["nit"], b["nfev"])
+        np.testing.assert_allclose(a["x"], b["x"], rtol=1e-10, atol=1e-14)
+    with pytest.raises(LiftnnError, match="pad_to = 2"):
+        lm_compiled.fit_many(problem, p0s, max_iter=MAX_ITER, lanes=lanes, pad_to=2)
+
+
 def test_per_lane_weight_decays_equal_single_runs():
     problem, model = _problem([1, 5, 1], 0.0)
     mus = [0.0, 1e-3, 3e-2]

@@ -235,7 +235,7 @@ def fit(problem, params0, **options):
     return fit_many(problem, [params0], **options)[0]
 
 
-def fit_many(problem, params0_list, *, devices=None, weight_decays=None, **options):
+def fit_many(problem, params0_list, *, devices=None, weight_decays=None, pad_to=None, **options):
     """Train several initialisations in one vectorised call; one Result per initialisation.
 
     problem: a liftnn.problem.TrainingProblem with a least-squares loss or the softmax
@@ -243,7 +243,10 @@ def fit_many(problem, params0_list, *, devices=None, weight_decays=None, **optio
     devices: split the samples (X, Y, the states and the multipliers) over that many devices
     (liftnn.sharding, docs/devices.md; None or 1: one device).  weight_decays: one mu_w >= 0
     per initialisation in place of problem.weight_decay (liftnn.bayes trains each start with
-    its own)."""
+    its own).  pad_to: run in that many lanes (>= K; None: K), the extra ones idle copies of the
+    first initialisation that are stopped from the start (one evaluation per outer iteration), so
+    that calls with fewer initialisations reuse the program compiled for pad_to lanes (liftnn.bayes's
+    later cycles train only the starts that have not settled)."""
     o = _check_options(options, problem)
     problem, mesh = sharding.shard_problem(problem, devices)
     K = len(params0_list)
@@ -251,6 +254,13 @@ def fit_many(problem, params0_list, *, devices=None, weight_decays=None, **optio
                                       else weight_decays, dtype=np.float64), (K,)).copy()
     if not np.all(np.isfinite(mu_w) & (mu_w >= 0)):
         raise LiftnnError(f"weight_decays must be K = {K} numbers >= 0; got {weight_decays!r}")
+    n_idle = 0 if pad_to is None else int(pad_to) - K
+    if n_idle < 0:
+        raise LiftnnError(f"pad_to = {pad_to} is fewer lanes than the K = {K} initialisations")
+    if n_idle:
+        params0_list = list(params0_list) + [params0_list[0]] * n_idle
+        mu_w = np.concatenate([mu_w, np.full(n_idle, mu_w[0])])
+        K = K + n_idle
     cfg = _inner_config(problem, o, int(ravel_pytree(params0_list[0])[0].shape[0]),
                         bool(np.any(mu_w > 0)))
     kernels, evaluate = inner.kernels_for(cfg, mu_w), _evaluator(problem, mu_w)
@@ -277,6 +287,7 @@ def fit_many(problem, params0_list, *, devices=None, weight_decays=None, **optio
             for i in range(K)]
     ctx = _Context(o, kernels, evaluate, X, Y, (params, Z), f0, smooth, t_start, hist, val)
     done = np.zeros(K, bool)
+    done[K - n_idle:] = True  # the idle lanes of pad_to
     status = np.array([R.MAX_ITER] * K, dtype=object)
     message = np.array([""] * K, dtype=object)
     interrupted = False
@@ -288,7 +299,7 @@ def fit_many(problem, params0_list, *, devices=None, weight_decays=None, **optio
                 done[i], status[i], message[i] = True, verdict.status[i], verdict.message[i]
             if o["callback"] is not None:
                 o["callback"](k, st.best_params, st.ret_loss)
-            progress(k, int(done.sum()), K)
+            progress(k, int(done.sum()) - n_idle, K - n_idle)
             if done.all():
                 break
             why = stopping.budget(k, now, int(o["max_outer"]), o["time_budget"])
@@ -300,7 +311,7 @@ def fit_many(problem, params0_list, *, devices=None, weight_decays=None, **optio
         status[~done], message[~done] = R.INTERRUPTED, stopping.INTERRUPTED_MESSAGE
     finally:
         progress(None, None, None)
-    return _results(st, status, message, hist, cfg, o, t_start, interrupted, val)
+    return _results(st, status, message, hist, cfg, o, t_start, interrupted, val)[:K - n_idle]
 
 
 def _outer_iteration(ctx: _Context, st: _Outer, k: int, done):

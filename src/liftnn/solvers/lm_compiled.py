@@ -123,7 +123,7 @@ def fallback_reason(problem, options: dict, devices=None, method: str = "lm",
 
 
 def fit_many(problem, params0_list, *, method: str = "lm", weight_decays=None, devices=None,
-             lanes=None, **options) -> list:
+             lanes=None, pad_to=None, **options) -> list:
     """Train K initialisations with Levenberg-Marquardt (method="lm") or Gauss-Newton ("gn");
     one Result per initialisation.
 
@@ -132,7 +132,9 @@ def fit_many(problem, params0_list, *, method: str = "lm", weight_decays=None, d
     start with its own); lanes: "vmap" (the K lanes in lock-step, one vmapped loop: the
     accelerators' choice), "map" (one compiled loop over the lanes, each lane its own
     while_loop, so a finished lane costs nothing more: the CPU's choice, where batching buys no
-    parallelism) or None (by jax.default_backend()); options: the method's
+    parallelism) or None (by jax.default_backend()); pad_to: run in that many lanes (>= K), the
+    extra ones idle from the start, so that calls with fewer initialisations reuse one compiled
+    program (liftnn.bayes's later cycles); options: the method's
     (liftnn.solvers.api.method_options).  Runs the compiled loop (module docstring) unless
     fallback_reason says otherwise, in which case each initialisation goes through
     network.fit(method=method) with its own weight decay.  A KeyboardInterrupt during the
@@ -164,7 +166,13 @@ def fit_many(problem, params0_list, *, method: str = "lm", weight_decays=None, d
         lanes = "map" if jax.default_backend() == "cpu" else "vmap"
     if lanes not in ("vmap", "map"):
         raise LiftnnError(f"lanes must be 'vmap', 'map' or None; got {lanes!r}")
-    return _fit_compiled(method, problem, params0_list, mu_w, options, lanes)
+    n_idle = 0 if pad_to is None else int(pad_to) - K
+    if n_idle < 0:
+        raise LiftnnError(f"pad_to = {pad_to} is fewer lanes than the K = {K} initialisations")
+    params0_list = list(params0_list) + [params0_list[0]] * n_idle
+    mu_w = np.concatenate([mu_w, np.full(n_idle, mu_w[0])])
+    idle = np.arange(K + n_idle) >= K
+    return _fit_compiled(method, problem, params0_list, mu_w, idle, options, lanes)[:K]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,7 +294,7 @@ def _build(method: str, model, unflatten, c: float, N: int, P: int, max_iter: in
     H = max_iter + 1
     f64 = jnp.float64
 
-    def lane(theta0, mu_w, X, Y, s):
+    def lane(theta0, mu_w, idle, X, Y, s):
         def cost_of(theta, r):
             return 0.5 * (r @ r) + 0.5 * mu_w * (theta @ theta)
 
@@ -303,9 +311,9 @@ def _build(method: str, model, unflatten, c: float, N: int, P: int, max_iter: in
         r0, J0, c0, g0 = evaluate(theta0)
         gmax0 = jnp.max(jnp.abs(g0))
         status0 = jnp.select(
-            [~jnp.all(jnp.isfinite(r0)), ~jnp.all(jnp.isfinite(J0)), ~jnp.isfinite(c0),
+            [idle, ~jnp.all(jnp.isfinite(r0)), ~jnp.all(jnp.isfinite(J0)), ~jnp.isfinite(c0),
              gmax0 <= s["gtol"], jnp.bool_(max_iter == 0)],
-            [_BAD_R, _BAD_J, _BAD_COST, _GTOL0, _MAXIT0], _RUNNING)
+            [_MAXIT0, _BAD_R, _BAD_J, _BAD_COST, _GTOL0, _MAXIT0], _RUNNING)  # idle: pad_to
         zeros = jnp.zeros(H, f64)
         st = _Lane(theta0, r0, J0, c0, g0, jnp.asarray(s["mu"] if method == "lm" else 0.0, f64),
                    jnp.int32(0), jnp.int32(0), jnp.int32(1), jnp.int32(0),
@@ -422,9 +430,9 @@ def _build(method: str, model, unflatten, c: float, N: int, P: int, max_iter: in
         return jax.lax.while_loop(lambda st: st.status == _RUNNING, outer, st)
 
     if lanes == "vmap":
-        return jax.jit(jax.vmap(lane, in_axes=(0, 0, None, None, None)))
-    return jax.jit(lambda th0, mw, X, Y, s: jax.lax.map(lambda a: lane(a[0], a[1], X, Y, s),
-                                                       (th0, mw)))
+        return jax.jit(jax.vmap(lane, in_axes=(0, 0, 0, None, None, None)))
+    return jax.jit(lambda th0, mw, idle, X, Y, s: jax.lax.map(
+        lambda a: lane(a[0], a[1], a[2], X, Y, s), (th0, mw, idle)))
 
 
 #: compiled executables by (model, loss scale, shapes, max_iter): later calls with the same
@@ -453,8 +461,8 @@ def _compiled(method, problem, c, K, N, P, max_iter, args, lanes):
     return exe, compile_s, False
 
 
-def _fit_compiled(method, problem, params0_list, mu_w: np.ndarray, options: dict,
-                  lanes: str) -> list:
+def _fit_compiled(method, problem, params0_list, mu_w: np.ndarray, idle: np.ndarray,
+                  options: dict, lanes: str) -> list:
     o = common_options(method, options, LM_DEFAULTS if method == "lm" else GN_DEFAULTS, MAX_ITER)
     N = int(np.prod(problem.Y.shape))
     c = residual_scale(problem.loss, N)
@@ -467,7 +475,8 @@ def _fit_compiled(method, problem, params0_list, mu_w: np.ndarray, options: dict
     max_iter = int(o["max_iter"])
     scalars = {k: jnp.asarray(o[k], jnp.int32 if k in ("max_ls", "stall_iters") else jnp.float64)
                for k in _SCALARS[method]}
-    args = (jnp.asarray(theta0), jnp.asarray(mu_w), problem.X, problem.Y, scalars)
+    args = (jnp.asarray(theta0), jnp.asarray(mu_w), jnp.asarray(idle), problem.X, problem.Y,
+            scalars)
     with limit_blas():
         exe, compile_s, cached = _compiled(method, problem, c, K, N, P, max_iter, args, lanes)
         t0 = time.perf_counter()
