@@ -1,5 +1,6 @@
 """Diagnostics: curvature of the training objective (Hessian products, spectra, condition
-numbers, step-size bounds, per-layer gradient norms; seeds 003/004) and the checks behind
+numbers, step-size bounds, per-layer gradient norms; seeds 003/004), the effective number of
+parameters of the Gauss-Newton matrix three ways (liftnn.diagnostics.gn_trace) and the checks behind
 `liftnn inspect` (liftnn.diagnostics.inspect_cmd; the command itself is liftnn.cli.inspect)."""
 
 from liftnn.diagnostics.curvature import (
