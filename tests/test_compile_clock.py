@@ -60,3 +60,32 @@ def test_a_persistent_cache_hit_is_counted_and_not_as_a_compilation(tmp_path):
     assert compile_clock.compilations(cold) >= 1 and cold["cache_hits"] == 0
     assert warm["cache_hits"] >= 1 and compile_clock.compilations(warm) == 0
     assert warm["cache_read_s"] <= warm["backend_s"] + 1e-9  # the read is inside the event
+
+
+def test_putting_data_on_the_device_compiles_nothing():
+    # jnp.asarray of a NumPy array compiles a copy program per shape; problem.to_device does not
+    from liftnn.problem import TrainingProblem, to_device
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(37, 3)), rng.normal(size=(37, 1))
+    with compile_clock.measure() as acc:
+        problem = TrainingProblem(ln.MLP([3, 5, 1]), X, Y)
+        to_device(rng.normal(size=(41, 2)))
+    assert compile_clock.compilations(acc) == 0
+    np.testing.assert_array_equal(np.asarray(problem.X), X)
+
+
+@pytest.mark.parametrize("method, programs", [("alm", 5), ("lm", 2), ("adam", 2)])
+def test_a_cold_training_compiles_only_its_own_programs(method, programs):
+    """A first call on new shapes compiles the method's programs and the MSE, not one small
+    program per array moved to the device or per eager operation (these cost ~20 ms each)."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(43, 2))
+    ds = ln.datasets.Dataset(X, np.sin(X[:, :1]), X[:0], X[:0, :1], meta={"name": "probe"})
+    model = ln.MLP([2, 6, 1], activation="tanh")
+    model.init(0)  # the initialiser's own program is not the method's
+    with compile_clock.measure() as acc:
+        ln.train(model, ds, method=method, seeds=range(2), max_iter=3)
+    # alm: initial states, evaluator, inner solve, outer update, train MSE; lm and adam: the
+    # loop and the train MSE
+    assert compile_clock.compilations(acc) <= programs

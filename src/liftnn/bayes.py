@@ -48,7 +48,7 @@ from liftnn._validate import check_choice
 from liftnn.blas_threads import limit_blas
 from liftnn.errors import LiftnnError
 from liftnn.models.losses import cross_entropy
-from liftnn.problem import TrainingProblem
+from liftnn.problem import TrainingProblem, predict, to_device
 from liftnn.solvers.ggn import ggn_factor_fn
 from liftnn.solvers.result import INTERRUPTED
 
@@ -104,8 +104,9 @@ def _jacobian_fn(model):
 
 def jacobian(model, params, X) -> np.ndarray:
     """The single-shooting output Jacobian J (N x P) at params on X: (m, d_in)."""
-    theta = ravel_pytree(params)[0]
-    return np.asarray(_jacobian_fn(model)(theta, jnp.asarray(X)))
+    theta = np.concatenate([np.ravel(np.asarray(a, np.float64))  # ravel_pytree's order, on the host
+                            for a in jax.tree_util.tree_leaves(params)])
+    return np.asarray(_jacobian_fn(model)(theta, to_device(X)))
 
 
 def gram_eigh(J: np.ndarray):
@@ -170,12 +171,12 @@ def weight_decay(ratio: float, N: int, loss: str, m: int | None = None) -> float
 def _sums(model, params, X, Y, loss: str = "mse"):
     """(E, ||theta||^2): E = sum e^2 for least squares, the summed cross-entropy for
     "cross_entropy" (the evidence's data terms)."""
-    out = model.apply(params, jnp.asarray(X))
+    out = predict(model, params, X)
     if loss == "cross_entropy":
-        data = float(cross_entropy(out, jnp.asarray(Y))) * int(np.shape(Y)[0])
+        data = float(cross_entropy(jnp.asarray(out), jnp.asarray(Y))) * int(np.shape(Y)[0])
     else:
-        data = float(np.sum((np.asarray(out) - np.asarray(Y)) ** 2))
-    return data, float(np.sum(np.asarray(ravel_pytree(params)[0]) ** 2))
+        data = float(np.sum((out - np.asarray(Y)) ** 2))
+    return data, float(sum(np.sum(np.asarray(a) ** 2) for a in jax.tree_util.tree_leaves(params)))
 
 
 # ---- classification: MacKay (1992), "The evidence framework applied to classification networks"
@@ -376,7 +377,7 @@ class Posterior(NamedTuple):
         X = np.asarray(X, dtype=np.float64)
         m = X.shape[0]
         G = jacobian(self.model, self.params, X)  # (m*O, P)
-        mean = np.asarray(self.model.apply(self.params, X))
+        mean = predict(self.model, self.params, X)
         with limit_blas():
             GB = G @ self.B.T
         var_w = self.c0 * np.sum(G**2, axis=1) + self.sign * np.sum(GB**2, axis=1)

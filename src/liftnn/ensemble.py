@@ -22,6 +22,7 @@ import numpy as np
 
 from liftnn.bayes import Posterior
 from liftnn.errors import LiftnnError
+from liftnn.problem import predict
 
 
 class Member(NamedTuple):
@@ -62,7 +63,7 @@ class Ensemble:
             if m.posterior is not None:
                 mu, sd = m.posterior.predict(X)
             else:
-                mu, sd = np.asarray(self.model.apply(m.params, X)), None
+                mu, sd = predict(self.model, m.params, X), None
             means.append(mu)
             variances.append(np.zeros_like(mu) if sd is None else sd**2)
         F, V = np.stack(means), np.stack(variances)

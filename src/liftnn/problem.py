@@ -51,6 +51,44 @@ def objective_value(model, loss: str, weight_decay: float, params, X, Y, theta=N
     return c
 
 
+def to_device(a):
+    """A host array (or list) on the default device without an XLA program: jnp.asarray of a
+    NumPy array compiles a copy for every new shape (about 20 ms each on the CPU), device_put
+    does not.  Arrays already on a device are returned as they are."""
+    return a if isinstance(a, jax.Array) else jax.device_put(np.asarray(a))
+
+
+def _program(kind: str, model, make):
+    """A jitted function of `model`, built by make(model) once per (kind, model); None for a
+    model that is not hashable (the callers then run eagerly)."""
+    try:
+        key = (kind, model)
+        hash(key)
+    except TypeError:
+        return None
+    if key not in _PROGRAMS:
+        if len(_PROGRAMS) >= 128:
+            _PROGRAMS.clear()
+        _PROGRAMS[key] = jax.jit(make(model))
+    return _PROGRAMS[key]
+
+
+_PROGRAMS: dict = {}
+
+
+def predict(model, params, X) -> np.ndarray:
+    """model.apply(params, X) on the host, by one jitted program per model and shape (an eager
+    forward pass compiles several small programs on its first call per shape)."""
+    program = _program("apply", model, lambda m: lambda params, X: m.apply(params, X))
+    X = to_device(X)
+    return np.asarray(model.apply(params, X) if program is None else program(params, X))
+
+
+def _mse_program(model):
+    """jit of (params, X, Y) -> mean((f(X) - Y)^2) (see _program)."""
+    return _program("mse", model, lambda m: lambda params, X, Y: jnp.mean((m.apply(params, X) - Y) ** 2))
+
+
 @dataclass(frozen=True, eq=False)
 class TrainingProblem:
     """model + data + loss.  X: (m, d_in), Y: (m, d_out); optional validation data."""
@@ -65,8 +103,8 @@ class TrainingProblem:
 
     def __post_init__(self):
         X, Y = self.model.check_data(self.X, self.Y)
-        object.__setattr__(self, "X", jnp.asarray(X))
-        object.__setattr__(self, "Y", jnp.asarray(Y))
+        object.__setattr__(self, "X", to_device(X))
+        object.__setattr__(self, "Y", to_device(Y))
         if not callable(self.loss):
             object.__setattr__(self, "loss", loss_name(self.loss))
         check_positive("weight_decay", self.weight_decay, strict=False)
@@ -74,8 +112,8 @@ class TrainingProblem:
             raise LiftnnError("give both X_val and Y_val, or neither")
         if self.X_val is not None:
             Xv, Yv = self.model.check_data(self.X_val, self.Y_val)
-            object.__setattr__(self, "X_val", jnp.asarray(Xv))
-            object.__setattr__(self, "Y_val", jnp.asarray(Yv))
+            object.__setattr__(self, "X_val", to_device(Xv))
+            object.__setattr__(self, "Y_val", to_device(Yv))
 
     @property
     def m(self) -> int:
@@ -130,7 +168,10 @@ class TrainingProblem:
         """Plain mean squared error of the network on (X, Y) (what reports call train/test MSE)."""
         X = self.X if X is None else X
         Y = self.Y if Y is None else Y
-        return float(jnp.mean((self.model.apply(params, X) - Y) ** 2))
+        program = _mse_program(self.model)
+        if program is None:
+            return float(jnp.mean((self.model.apply(params, X) - Y) ** 2))
+        return float(program(params, to_device(X), to_device(Y)))
 
     def val_loss(self, params):
         if self.X_val is None:

@@ -31,7 +31,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from liftnn import sharding
 from liftnn._validate import check_choice, check_lifted_problem, check_positive
@@ -160,7 +159,7 @@ def _evaluator(problem, mu_w: np.ndarray):
                     loss_value(model, loss, params, X, Y), mse_loss(model.apply(params, X), Y))
 
         _EVALUATORS[key] = jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, 0)))
-    w = jnp.asarray(mu_w)
+    w = np.asarray(mu_w, dtype=np.float64)
     compiled = _EVALUATORS[key]
     return lambda params, X, Y: compiled(params, X, Y, w)
 
@@ -168,7 +167,7 @@ def _evaluator(problem, mu_w: np.ndarray):
 def _stack(trees):
     """Stack K parameter pytrees along a new leading axis, on the host (one transfer per leaf,
     no per-shape XLA compilation of eager stack ops)."""
-    return jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack([np.asarray(x) for x in xs])),
+    return jax.tree_util.tree_map(lambda *xs: jax.device_put(np.stack([np.asarray(x) for x in xs])),
                                   *trees)
 
 
@@ -261,7 +260,7 @@ def fit_many(problem, params0_list, *, devices=None, weight_decays=None, pad_to=
         params0_list = list(params0_list) + [params0_list[0]] * n_idle
         mu_w = np.concatenate([mu_w, np.full(n_idle, mu_w[0])])
         K = K + n_idle
-    cfg = _inner_config(problem, o, int(ravel_pytree(params0_list[0])[0].shape[0]),
+    cfg = _inner_config(problem, o, sum(int(np.size(a)) for a in jax.tree_util.tree_leaves(params0_list[0])),
                         bool(np.any(mu_w > 0)))
     kernels, evaluate = inner.kernels_for(cfg, mu_w), _evaluator(problem, mu_w)
     t_start = time.perf_counter()
@@ -269,14 +268,14 @@ def fit_many(problem, params0_list, *, devices=None, weight_decays=None, pad_to=
     X, Y = problem.X, problem.Y
     params = _stack([[(W, b) for W, b in p] for p in params0_list])
     t = np.full((K,), float(o["t0"]) if smooth else 1.0)
-    Z = kernels.start(params, X, jnp.asarray(t))
+    Z = kernels.start(params, X, t)
     f0, _, mse0 = (np.asarray(a) for a in evaluate(params, X, Y))
     if not np.all(np.isfinite(f0)):
         raise LiftnnError("the loss is not finite at the initial weights")
     val = None if problem.X_val is None else (problem.X_val, problem.Y_val)
     val0 = None if val is None else np.asarray(evaluate(params, *val)[1])
     pen = schemes.init(o["scheme"], f0, beta0=o["beta0"], beta0_factor=o["beta0_factor"], eps0=o["eps0"])
-    Z, lam = sharding.shard_states(Z, [jnp.asarray(np.zeros(z.shape)) for z in Z], mesh)
+    Z, lam = sharding.shard_states(Z, [jax.device_put(np.zeros(z.shape)) for z in Z], mesh)
     st = _Outer(params, Z, lam, params, t, pen,
                 stopping.start(f0, val0), {k: np.zeros(K, int) for k in ("outer", "gn", "lin", "ls")},
                 f0.copy(), np.zeros(K, int))
@@ -321,8 +320,9 @@ def _outer_iteration(ctx: _Context, st: _Outer, k: int, done):
     o, X, Y = ctx.o, ctx.X, ctx.Y
     active = ~done
     eps_run = np.where(done, np.inf, st.penalty.eps)
-    res = ctx.kernels.solve(st.params, st.Z, st.lam, jnp.asarray(st.penalty.beta), jnp.asarray(eps_run),
-                            jnp.asarray(st.t), X, Y)
+    # host arrays straight into the jitted programs: jnp.asarray would compile a copy per shape
+    res = ctx.kernels.solve(st.params, st.Z, st.lam, np.asarray(st.penalty.beta, np.float64),
+                            np.asarray(eps_run, np.float64), np.asarray(st.t, np.float64), X, Y)
     res = res._replace(**{f: np.asarray(getattr(res, f)) for f in
                           ("gn_iters", "lin_iters", "ls_evals", "status", "grad_norm", "lagrangian", "h_inf")})
     counts = {"outer": st.counts["outer"] + active,
@@ -342,8 +342,9 @@ def _outer_iteration(ctx: _Context, st: _Outer, k: int, done):
     restart = (keep & (res.lagrangian > ctx.f0) if (o["restart"] and o["scheme"] == "evens")
                else np.zeros(len(done), bool))
     params, Z, lam, best_params = _advance(
-        st.params, st.Z, st.lam, res.params, res.Z, res.h, jnp.asarray(lam_coef), jnp.asarray(keep),
-        jnp.asarray(restart), ctx.u0[0], ctx.u0[1], jnp.asarray(verdict.better), st.best_params)
+        st.params, st.Z, st.lam, res.params, res.Z, res.h, np.asarray(lam_coef, np.float64),
+        np.asarray(keep, bool), np.asarray(restart, bool), ctx.u0[0], ctx.u0[1],
+        np.asarray(verdict.better, bool), st.best_params)
     penalty = schemes.accept(st.penalty, proposed, keep)
     t = np.where(active, np.maximum(st.t * o["t_decay"], o["t_min"]), st.t) if ctx.smooth else st.t
     now = time.perf_counter() - ctx.t_start
@@ -363,7 +364,7 @@ def _results(st: _Outer, status, message, hist, cfg, o, t_start, interrupted, o_
     best_host = jax.device_get(st.best_params)  # one transfer; slicing and ravelling on the host
     c = st.counts
     for i in range(len(status)):
-        p = [(jnp.asarray(W[i]), None if b is None else jnp.asarray(b[i])) for W, b in best_host]
+        p = [(jax.device_put(W[i]), None if b is None else jax.device_put(b[i])) for W, b in best_host]
         theta = np.concatenate([np.ravel(a[i]) for a in jax.tree_util.tree_leaves(best_host)])
         results.append(R.Result(
             params=p, x=theta, fun=float(st.ret_loss[i]), nit=int(c["gn"][i]),

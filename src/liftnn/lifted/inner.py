@@ -276,6 +276,6 @@ def kernels_for(cfg: InnerConfig, mu_w) -> Kernels:
 
     def solve(params, *args):
         K = jax.tree_util.tree_leaves(params)[0].shape[0]
-        return k.solve(params, *args, jnp.asarray(np.broadcast_to(w, (K,))))
+        return k.solve(params, *args, np.ascontiguousarray(np.broadcast_to(w, (K,))))
 
     return Kernels(solve, k.start)

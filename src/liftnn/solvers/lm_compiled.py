@@ -473,9 +473,11 @@ def _fit_compiled(method, problem, params0_list, mu_w: np.ndarray, idle: np.ndar
     theta0, layout = _stack_flat(problem, params0_list)
     K, P = theta0.shape
     max_iter = int(o["max_iter"])
-    scalars = {k: jnp.asarray(o[k], jnp.int32 if k in ("max_ls", "stall_iters") else jnp.float64)
+    # host arrays (not jnp.asarray, which compiles a copy per shape) into the jitted loop
+    scalars = {k: np.asarray(o[k], np.int32 if k in ("max_ls", "stall_iters") else np.float64)
                for k in _SCALARS[method]}
-    args = (jnp.asarray(theta0), jnp.asarray(mu_w), jnp.asarray(idle), problem.X, problem.Y,
+    args = (np.asarray(theta0, np.float64), np.asarray(mu_w, np.float64), np.asarray(idle, bool),
+            problem.X, problem.Y,
             scalars)
     with limit_blas():
         exe, compile_s, cached = _compiled(method, problem, c, K, N, P, max_iter, args, lanes)
@@ -522,7 +524,7 @@ def _unflatten(layout, theta: np.ndarray):
     leaves, i = [], 0
     for shape in shapes:
         size = int(np.prod(shape))
-        leaves.append(jnp.asarray(theta[i:i + size].reshape(shape)))
+        leaves.append(jax.device_put(np.asarray(theta[i:i + size]).reshape(shape)))
         i += size
     return jax.tree_util.tree_unflatten(treedef, leaves)
 

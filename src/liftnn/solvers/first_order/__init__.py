@@ -216,7 +216,7 @@ def _unravel_np(theta, treedef, shapes):
     out, k = [], 0
     for shp in shapes:
         n = int(np.prod(shp))
-        out.append(jnp.asarray(np.asarray(theta[k:k + n]).reshape(shp)))
+        out.append(jax.device_put(np.asarray(theta[k:k + n]).reshape(shp)))  # no copy program
         k += n
     return jax.tree_util.tree_unflatten(treedef, out)
 
