@@ -290,9 +290,10 @@ def test_estimator_bayes_ensemble_predicts_mean_and_std():
     np.testing.assert_allclose(mean, np.mean(members, axis=0), atol=1e-12)
 
 
-def test_an_interrupted_training_ends_the_cycles_with_status_interrupted():
+def test_an_interrupted_training_ends_the_cycles_with_status_interrupted(monkeypatch):
     """Ctrl-C (or the CLI's SIGTERM) caught by a trainer ends every cycle and start: the best
     network so far comes back with status interrupted, as from the trainers themselves."""
+    monkeypatch.setenv(bayes.THREADS_ENV, "off")  # the starts one after the other
     model, p0 = _net((1, 4, 1))
     X, Y = _noisy_sine(20, 6)
     calls = []
@@ -307,3 +308,40 @@ def test_an_interrupted_training_ends_the_cycles_with_status_interrupted():
     assert calls == [1]  # one cycle of one start, then nothing more
     assert res["status"] == "interrupted" and not res["success"]
     assert "interrupted during Bayesian regularisation" in res["message"]
+
+
+def test_with_the_starts_side_by_side_an_interrupt_ends_both(monkeypatch):
+    """The first start (this thread) is interrupted: the second start (a worker thread) ends
+    after the training it is in, and every Result says interrupted."""
+    monkeypatch.setenv(bayes.THREADS_ENV, "on")
+    model, p0 = _net((1, 4, 1))
+    X, Y = _noisy_sine(20, 6)
+    import threading
+
+    calls = []
+
+    def train_cycle(mus, params_list):
+        main = threading.current_thread() is threading.main_thread()
+        calls.append(main)
+        status = "interrupted" if main else "max_iter"
+        return [{"params": p, "status": status, "nit": 1, "message": ""} for p in params_list]
+
+    [res] = bayes.fit(train_cycle, model, X, Y, "mse", [p0], {**bayes.DEFAULTS})
+    assert calls.count(True) == 1 and 1 <= calls.count(False) <= bayes.DEFAULTS["bayes_max_cycles"]
+    assert res["status"] == "interrupted" and not res["success"]
+    assert "interrupted during Bayesian regularisation" in res["message"]
+
+
+@pytest.mark.parametrize("method", ["alm", "lm"])
+def test_the_starts_side_by_side_give_what_they_give_one_after_the_other(monkeypatch, method):
+    data = ln.datasets.load("sin2", n=20, noise=0.1)
+    model = ln.MLP("1-4-1", activation="tanh")
+    out = {}
+    for how in ("off", "on"):
+        monkeypatch.setenv(bayes.THREADS_ENV, how)
+        out[how] = ln.train(model, data, method=method, seeds=range(2), weight_decay="bayes",
+                            bayes_max_cycles=3, max_iter=30)
+    for a, b in zip(out["off"], out["on"]):
+        assert a["bayes_start_used"] == b["bayes_start_used"]
+        assert a["bayes_log_evidence_by_start"] == pytest.approx(b["bayes_log_evidence_by_start"])
+        np.testing.assert_allclose(a["x"], b["x"], rtol=1e-12, atol=1e-14)
