@@ -206,3 +206,18 @@ def test_workers_exit_when_their_parent_is_killed():
     while time.monotonic() < deadline and any(alive(w) for w in workers):
         time.sleep(0.2)
     assert not [w for w in workers if alive(w)]
+
+
+def test_workers_with_one_core_each_train_the_bayes_starts_one_after_the_other(monkeypatch):
+    from liftnn import bayes
+    from liftnn.bench import executors
+
+    assert executors.BAYES_THREADS == bayes.THREADS_ENV
+    monkeypatch.delenv(bayes.THREADS_ENV, raising=False)
+    with executors._worker_threads(os.cpu_count() or 1) as per:
+        assert per == 1 and os.environ[bayes.THREADS_ENV] == "off"
+        assert not bayes.parallel_starts()
+    assert bayes.THREADS_ENV not in os.environ  # restored
+    monkeypatch.setenv(bayes.THREADS_ENV, "on")  # the user's choice is left alone
+    with executors._worker_threads(os.cpu_count() or 1):
+        assert os.environ[bayes.THREADS_ENV] == "on"

@@ -120,21 +120,25 @@ def _shutdown(ex, kill: bool) -> None:
 
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+BAYES_THREADS = "LIFTNN_BAYES_THREADS"  # liftnn.bayes.THREADS_ENV (not imported: workers stay light)
 
 
 @contextlib.contextmanager
 def _worker_threads(workers: int):
     """Share the cores among worker processes: BLAS / OpenMP / XLA threads per worker =
     cores // workers, so parallel units do not oversubscribe the machine (which would slow and
-    blur every timing).  Variables the user set are left alone."""
+    blur every timing); with one core each, weight_decay="bayes" trains its two starts one after
+    the other (liftnn.bayes.THREADS_ENV).  Variables the user set are left alone."""
     per = max(1, (os.cpu_count() or 1) // max(1, workers))
-    saved = {k: os.environ.get(k) for k in (*THREAD_VARS, "XLA_FLAGS")}
+    saved = {k: os.environ.get(k) for k in (*THREAD_VARS, "XLA_FLAGS", BAYES_THREADS)}
     try:
         for k in THREAD_VARS:
             os.environ.setdefault(k, str(per))
         flags = os.environ.get("XLA_FLAGS", "")
         if per == 1 and "xla_cpu_multi_thread_eigen" not in flags:
             os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
+        if per == 1:
+            os.environ.setdefault(BAYES_THREADS, "off")
         yield per
     finally:
         for k, v in saved.items():
