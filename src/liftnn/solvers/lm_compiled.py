@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from typing import NamedTuple
 
@@ -438,6 +439,7 @@ def _build(method: str, model, unflatten, c: float, N: int, P: int, max_iter: in
 #: compiled executables by (model, loss scale, shapes, max_iter): later calls with the same
 #: shapes (e.g. liftnn.bayes's cycles) reuse them
 _COMPILED: dict = {}
+_COMPILING = threading.Lock()
 
 
 def _compiled(method, problem, c, K, N, P, max_iter, args, lanes):
@@ -448,16 +450,17 @@ def _compiled(method, problem, c, K, N, P, max_iter, args, lanes):
         hash(key)
     except TypeError:
         key = None
-    if key is not None and key in _COMPILED:
-        return _COMPILED[key], 0.0, True
-    t0 = time.perf_counter()
-    exe = _build(method, model, problem.unflatten, c, N, P, max_iter, per_sample,
-                 lanes).lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    if key is not None:
-        if len(_COMPILED) >= 16:
-            _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[key] = exe
+    with _COMPILING:  # one compilation per key when threads ask at once (liftnn.bayes's starts)
+        if key is not None and key in _COMPILED:
+            return _COMPILED[key], 0.0, True
+        t0 = time.perf_counter()
+        exe = _build(method, model, problem.unflatten, c, N, P, max_iter, per_sample,
+                     lanes).lower(*args).compile()
+        compile_s = time.perf_counter() - t0
+        if key is not None:
+            if len(_COMPILED) >= 16:
+                _COMPILED.pop(next(iter(_COMPILED)))
+            _COMPILED[key] = exe
     return exe, compile_s, False
 
 
