@@ -43,15 +43,13 @@ import threading
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from liftnn._validate import check_choice
 from liftnn.blas_threads import limit_blas
 from liftnn.errors import LiftnnError
-from liftnn.models.losses import cross_entropy
-from liftnn.problem import TrainingProblem, predict, to_device
+from liftnn.problem import TrainingProblem, host_flat, loss_of, predict, to_device
 from liftnn.solvers.ggn import ggn_factor_fn
 from liftnn.solvers.result import INTERRUPTED
 
@@ -107,9 +105,7 @@ def _jacobian_fn(model):
 
 def jacobian(model, params, X) -> np.ndarray:
     """The single-shooting output Jacobian J (N x P) at params on X: (m, d_in)."""
-    theta = np.concatenate([np.ravel(np.asarray(a, np.float64))  # ravel_pytree's order, on the host
-                            for a in jax.tree_util.tree_leaves(params)])
-    return np.asarray(_jacobian_fn(model)(theta, to_device(X)))
+    return np.asarray(_jacobian_fn(model)(host_flat(params), to_device(X)))
 
 
 def gram_eigh(J: np.ndarray):
@@ -174,12 +170,12 @@ def weight_decay(ratio: float, N: int, loss: str, m: int | None = None) -> float
 def _sums(model, params, X, Y, loss: str = "mse"):
     """(E, ||theta||^2): E = sum e^2 for least squares, the summed cross-entropy for
     "cross_entropy" (the evidence's data terms)."""
-    out = predict(model, params, X)
     if loss == "cross_entropy":
-        data = float(cross_entropy(jnp.asarray(out), jnp.asarray(Y))) * int(np.shape(Y)[0])
+        data = loss_of(model, "cross_entropy", params, X, Y) * int(np.shape(Y)[0])
     else:
-        data = float(np.sum((out - np.asarray(Y)) ** 2))
-    return data, float(sum(np.sum(np.asarray(a) ** 2) for a in jax.tree_util.tree_leaves(params)))
+        data = float(np.sum((predict(model, params, X) - np.asarray(Y)) ** 2))
+    theta = host_flat(params)
+    return data, float(theta @ theta)
 
 
 # ---- classification: MacKay (1992), "The evidence framework applied to classification networks"
@@ -190,7 +186,7 @@ def ggn_jacobian(model, params, X, Y) -> np.ndarray:
     cross-entropy, F^T F = J^T H J with J = d logits / d theta and H_i = diag(p_i) - p_i p_i^T
     the loss Hessian of sample i (liftnn.solvers.ggn.ggn_factor_fn's data rows, which are those
     of the mean, times sqrt(m)); Y one-hot (m, O)."""
-    problem = TrainingProblem(model, jnp.asarray(X), jnp.asarray(Y), loss="cross_entropy")
+    problem = TrainingProblem(model, X, Y, loss="cross_entropy")
     rows = ggn_factor_fn(problem, weight_decay_rows=False)(problem.flatten(params))
     return math.sqrt(problem.m) * np.asarray(rows)
 
@@ -254,7 +250,7 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict):
     runs, stopped = _run_starts(starts, run)
 
     def interrupted():
-        return stopped or any(r.get("status") == INTERRUPTED for rs in runs.values() for r in rs)
+        return stopped or any(_interrupted(rs) for rs in runs.values())
 
     starts = tuple(runs)
     out = []
@@ -292,6 +288,11 @@ def parallel_starts() -> bool:
     return cores >= 2
 
 
+def _interrupted(results) -> bool:
+    """Whether a trainer returned status interrupted for any of these Results."""
+    return any(r.get("status") == INTERRUPTED for r in results)
+
+
 def _run_starts(starts, run):
     """{start: run(start, stop)} and whether the call was interrupted while waiting.
 
@@ -302,13 +303,10 @@ def _run_starts(starts, run):
     trainer turns it into interrupted Results, or it arrives while waiting for the worker; either
     way `stop` is set, the worker ends after its current training (no further cycle), and the
     call counts as interrupted.  Sequentially, an interrupted start skips the next."""
-    def was_interrupted(results):
-        return any(r.get("status") == INTERRUPTED for r in results)
-
     if len(starts) < 2 or not parallel_starts():
         runs = {}
         for start in starts:
-            if any(was_interrupted(rs) for rs in runs.values()):
+            if any(_interrupted(rs) for rs in runs.values()):
                 break  # Ctrl-C / SIGTERM: no second start
             runs[start] = run(start, None)
         return runs, False
@@ -322,7 +320,7 @@ def _run_starts(starts, run):
         except BaseException:  # an uncaught Ctrl-C or an error: let the worker end, then raise
             stop.set()
             raise
-        if was_interrupted(first):
+        if _interrupted(first):
             stop.set()
         while True:
             try:

@@ -58,6 +58,32 @@ def to_device(a):
     return a if isinstance(a, jax.Array) else jax.device_put(np.asarray(a))
 
 
+def host_flat(params) -> np.ndarray:
+    """ravel_pytree's flat vector (leaves in tree order, each row-major) on the host, float64,
+    without the small XLA programs an eager ravel_pytree compiles per shape."""
+    return np.concatenate([np.ravel(np.asarray(a, np.float64))
+                           for a in jax.tree_util.tree_leaves(params)])
+
+
+def host_unflat(theta, treedef, shapes):
+    """The inverse of host_flat for the structure (treedef, leaf shapes): params on the device
+    (device_put, no copy program)."""
+    leaves, i = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        leaves.append(jax.device_put(np.asarray(theta[i:i + size]).reshape(shape)))
+        i += size
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def loss_of(model, loss: str, params, X, Y) -> float:
+    """loss_value on the host, by one jitted program per (model, loss) and shape."""
+    program = _program(f"loss:{loss}", model,
+                       lambda m: lambda params, X, Y: loss_value(m, loss, params, X, Y))
+    X, Y = to_device(X), to_device(Y)
+    return float(loss_value(model, loss, params, X, Y) if program is None else program(params, X, Y))
+
+
 def _program(kind: str, model, make):
     """A jitted function of `model`, built by make(model) once per (kind, model); None for a
     model that is not hashable (the callers then run eagerly)."""

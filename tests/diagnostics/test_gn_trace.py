@@ -1,7 +1,6 @@
 """gamma = P - alpha tr((beta J^T J + alpha I)^-1) three ways (primal Cholesky, dual push-through,
 Hutchinson with CG), against each other and against the dense eigenvalue sum of liftnn.bayes."""
 
-import numpy as np
 import pytest
 
 import liftnn as ln

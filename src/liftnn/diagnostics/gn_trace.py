@@ -85,7 +85,8 @@ def effective_params(model, params, X, alpha: float, beta: float, mode: str = "a
 
 
 def _hutchinson(f, theta, X, alpha, beta, probes, seed, tol, P) -> TraceResult:
-    g = lambda t: f(t, X)  # noqa: E731
+    def g(t):
+        return f(t, X)
 
     def gnvp(v):  # A v = beta J^T (J v) + alpha v, J never formed
         _, vjp = jax.vjp(g, theta)

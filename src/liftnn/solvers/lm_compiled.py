@@ -77,6 +77,7 @@ from liftnn.errors import LiftnnError
 from liftnn.models.activations import get_activation
 from liftnn.models.losses import is_least_squares, residual_scale
 from liftnn.models.mlp import MLP
+from liftnn.problem import host_unflat
 from liftnn.solvers import result as R
 from liftnn.solvers.driver import common_options, network_theta0
 from liftnn.solvers.least_squares import GN_DEFAULTS, GN_NEGLIGIBLE, LM_DEFAULTS, validate
@@ -521,17 +522,6 @@ def _stack_flat(problem, params0_list):
     return np.stack(rows), (treedef, shapes)
 
 
-def _unflatten(layout, theta: np.ndarray):
-    """Params (jax arrays, as problem.unflatten gives) from a flat host vector."""
-    treedef, shapes = layout
-    leaves, i = [], 0
-    for shape in shapes:
-        size = int(np.prod(shape))
-        leaves.append(jax.device_put(np.asarray(theta[i:i + size]).reshape(shape)))
-        i += size
-    return jax.tree_util.tree_unflatten(treedef, leaves)
-
-
 def _check_start(code: int, out: _Lane, k: int) -> None:
     """The driver's LiftnnErrors for a start where r, J or the cost is not finite."""
     if code == _BAD_R:
@@ -606,7 +596,7 @@ def _result(method, layout, o, out: _Lane, k: int, mu_w: float, compile_s: float
     else:
         residual, jac = r, J
     status = _STATUS[code]
-    params = _unflatten(layout, theta)
+    params = host_unflat(theta, *layout)
     extra = {"mu": mu} if method == "lm" else {}
     return Result(
         method=method, x=theta, x_last=theta, fun=cost, fun_last=cost, cost=cost,

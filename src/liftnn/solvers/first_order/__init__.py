@@ -100,11 +100,11 @@ import time
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from liftnn import sharding
 from liftnn.errors import LiftnnError
+from liftnn.problem import host_flat, host_unflat
 from liftnn.solvers import result as R
 from liftnn.solvers.first_order.epoch import compiled as _compiled
 from liftnn.solvers.first_order.loop import run
@@ -185,7 +185,7 @@ def fit_many(problem, params0_list, *, method: str = "adam", devices=None,
     shapes = [np.shape(leaf) for leaf in leaves0]
     thetas = []
     for i, p in enumerate(params0_list):
-        th = _ravel_np(p)
+        th = host_flat(p)
         if th.shape != (P,):
             raise LiftnnError(f"initial params {i} have {th.shape[0]} entries; the network "
                               f"{model.arch} has {P}")
@@ -200,25 +200,9 @@ def fit_many(problem, params0_list, *, method: str = "adam", devices=None,
     if problem.X_val is not None:
         data = data + (problem.X_val, problem.Y_val)
     runs = run(obj, method, np.stack(thetas), o, data, t_start)
-    return [R.Result(params=_unravel_np(r["x"], treedef, shapes),
-                     params_last=_unravel_np(r["x_last"], treedef, shapes), method=method, **r)
+    return [R.Result(params=host_unflat(r["x"], treedef, shapes),
+                     params_last=host_unflat(r["x_last"], treedef, shapes), method=method, **r)
             for r in runs]
-
-
-def _ravel_np(params) -> np.ndarray:
-    """ravel_pytree in NumPy (same order: leaves in tree order, each row-major)."""
-    leaves = jax.tree_util.tree_leaves(params)
-    return np.concatenate([np.asarray(leaf, np.float64).ravel() for leaf in leaves])
-
-
-def _unravel_np(theta, treedef, shapes):
-    """Inverse of _ravel_np for the structure (treedef, leaf shapes) of the initial params."""
-    out, k = [], 0
-    for shp in shapes:
-        n = int(np.prod(shp))
-        out.append(jax.device_put(np.asarray(theta[k:k + n]).reshape(shp)))  # no copy program
-        k += n
-    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def minimize_first_order(fun: Callable, x0, method: str, **options) -> R.Result:
