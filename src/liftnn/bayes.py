@@ -46,6 +46,7 @@ import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from liftnn import xla_options
 from liftnn._validate import check_choice
 from liftnn.blas_threads import limit_blas
 from liftnn.errors import LiftnnError
@@ -100,7 +101,7 @@ def _jacobian_fn(model):
     def jac(theta, X):
         return jax.jacfwd(lambda t: model.apply(unravel(t), X).reshape(-1))(theta)
 
-    return jax.jit(jac)
+    return xla_options.jit(jac)
 
 
 def jacobian(model, params, X) -> np.ndarray:

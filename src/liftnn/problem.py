@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from liftnn import xla_options
 from liftnn._validate import check_positive
 from liftnn.errors import LiftnnError
 from liftnn.models.losses import get_loss, is_least_squares, loss_name, residual_scale
@@ -95,7 +96,7 @@ def _program(kind: str, model, make):
     if key not in _PROGRAMS:
         if len(_PROGRAMS) >= 128:
             _PROGRAMS.clear()
-        _PROGRAMS[key] = jax.jit(make(model))
+        _PROGRAMS[key] = xla_options.jit(make(model))
     return _PROGRAMS[key]
 
 

@@ -25,6 +25,7 @@ outer bookkeeping is vectorised over seeds, each with its own stop mask.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import NamedTuple
 
@@ -32,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from liftnn import sharding
+from liftnn import sharding, xla_options
 from liftnn._validate import check_choice, check_lifted_problem, check_positive
 from liftnn.errors import LiftnnError
 from liftnn.lifted import inner, linsolve, output, schemes, stopping
@@ -158,7 +159,7 @@ def _evaluator(problem, mu_w: np.ndarray):
             return (objective_value(model, loss, mu_w if decay else 0.0, params, X, Y),
                     loss_value(model, loss, params, X, Y), mse_loss(model.apply(params, X), Y))
 
-        _EVALUATORS[key] = jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, 0)))
+        _EVALUATORS[key] = xla_options.jit(jax.vmap(evaluate, in_axes=(0, None, None, 0)))
     w = np.asarray(mu_w, dtype=np.float64)
     compiled = _EVALUATORS[key]
     return lambda params, X, Y: compiled(params, X, Y, w)
@@ -177,8 +178,17 @@ def _where(mask, a, b):
         lambda x, y: jnp.where(mask.reshape((-1,) + (1,) * (x.ndim - 1)), x, y), a, b)
 
 
-@jax.jit
-def _advance(params, Z, lam, p_new, z_new, hs, lam_coef, keep, restart, p0, z0, better, best):
+def _advance(*args):
+    """_advance_body, compiled on first use (not at import: the backend is not started then)."""
+    return _advance_program()(*args)
+
+
+@functools.cache
+def _advance_program():
+    return xla_options.jit(_advance_body)
+
+
+def _advance_body(params, Z, lam, p_new, z_new, hs, lam_coef, keep, restart, p0, z0, better, best):
     """One outer update for all seeds: accept the inner result where `keep`, lambda += coef * h,
     restart from z0 where `restart` (Evens), and record the best simulated iterate."""
     lam_new = [lj + lam_coef.reshape(-1, 1, 1) * hj for lj, hj in zip(lam, hs)]

@@ -31,14 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from liftnn import xla_options
 from liftnn.lifted import gauss_newton as gnm
 from liftnn.lifted import linsolve
 from liftnn.models.activations import get_activation
-
-#: XLA CPU option for the jitted inner solve, whose compilation dominates short runs: skipping
-#: LLVM's most expensive passes (measured as XLA_FLAGS on sin2 ReLU 1-16-16-1, n = 40, 20 seeds:
-#: compilation 4.9 -> 4.2 s, the loop itself not slower)
-FAST_COMPILE = {"xla_llvm_disable_expensive_passes": True}
 
 #: inner status codes (ints inside jit) and their names (status_names)
 INNER_OK, INNER_MAX, INNER_LS_FAILED = 0, 1, 2
@@ -259,12 +255,11 @@ def _compiled(cfg: InnerConfig, how: str) -> Kernels:
             return jax.lax.map(lambda a: inner_solve(cfg, *a[:6], X, Y, a[6]),
                                (params, Z, lam, beta, eps, t, mu_w))
 
-        solve = jax.jit(each, compiler_options=FAST_COMPILE)
+        solve = xla_options.jit(each)
     else:
-        solve = jax.jit(jax.vmap(functools.partial(inner_solve, cfg),
-                                 in_axes=(0, 0, 0, 0, 0, 0, None, None, 0)),
-                        compiler_options=FAST_COMPILE)
-    start = jax.jit(jax.vmap(functools.partial(feasible_states, cfg), in_axes=(0, None, 0)))
+        solve = xla_options.jit(jax.vmap(functools.partial(inner_solve, cfg),
+                                         in_axes=(0, 0, 0, 0, 0, 0, None, None, 0)))
+    start = xla_options.jit(jax.vmap(functools.partial(feasible_states, cfg), in_axes=(0, None, 0)))
     return Kernels(solve, start)
 
 

@@ -89,6 +89,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from liftnn import xla_options
 from liftnn._validate import (
     callable_or_none,
     check_choice,
@@ -591,8 +592,8 @@ def _init(cfg: Config, params, data: Data) -> State:
 @functools.lru_cache(maxsize=32)
 def _compiled(cfg: Config):
     """(vinit, vchunk): _init and _chunk jitted and vmapped over seeds, once per Config."""
-    vinit = jax.jit(jax.vmap(functools.partial(_init, cfg), in_axes=(0, None)))
-    vchunk = jax.jit(jax.vmap(functools.partial(_chunk, cfg), in_axes=(0, None, None)))
+    vinit = xla_options.jit(jax.vmap(functools.partial(_init, cfg), in_axes=(0, None)))
+    vchunk = xla_options.jit(jax.vmap(functools.partial(_chunk, cfg), in_axes=(0, None, None)))
     return vinit, vchunk
 
 

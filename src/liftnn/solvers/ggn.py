@@ -78,6 +78,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from liftnn import xla_options
 from liftnn.errors import LiftnnError
 from liftnn.solvers import result as R
 from liftnn.solvers.driver import (
@@ -158,7 +159,7 @@ def _compiled(problem):
         A = factor(theta)
         return (*fg(theta), A if rows else A.T @ A)
 
-    return jax.jit(problem.fun), jax.jit(fgM)
+    return xla_options.jit(problem.fun), xla_options.jit(fgM)
 
 
 class GGNEvaluator(KeepsLastIterate):

@@ -72,6 +72,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from liftnn import xla_options
 from liftnn.blas_threads import limit_blas
 from liftnn.errors import LiftnnError
 from liftnn.models.activations import get_activation
@@ -432,8 +433,8 @@ def _build(method: str, model, unflatten, c: float, N: int, P: int, max_iter: in
         return jax.lax.while_loop(lambda st: st.status == _RUNNING, outer, st)
 
     if lanes == "vmap":
-        return jax.jit(jax.vmap(lane, in_axes=(0, 0, 0, None, None, None)))
-    return jax.jit(lambda th0, mw, idle, X, Y, s: jax.lax.map(
+        return xla_options.jit(jax.vmap(lane, in_axes=(0, 0, 0, None, None, None)))
+    return xla_options.jit(lambda th0, mw, idle, X, Y, s: jax.lax.map(
         lambda a: lane(a[0], a[1], a[2], X, Y, s), (th0, mw, idle)))
 
 

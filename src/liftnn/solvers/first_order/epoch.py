@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from liftnn import xla_options
 from liftnn.solvers.first_order.objective import Objective
 
 # status codes inside the compiled loop
@@ -281,4 +282,4 @@ def compiled(obj: Objective, method: str, armijo: bool, batch_size: int | None, 
         j, state, recs, _ = jax.lax.while_loop(cond, body, (_i32(0), state, recs, start))
         return state, recs, j
 
-    return blank_state, jax.jit(run_chunk)
+    return blank_state, xla_options.jit(run_chunk)
