@@ -8,12 +8,11 @@ compiles liftnn's programs with
 - ``xla_cpu_use_fusion_emitters = False``: the classic loop emitters;
 - ``xla_llvm_disable_expensive_passes = True``: LLVM without its most expensive passes.
 
-Measured cold (fresh process, LIFTNN_COMPILE_CACHE=off, 2-core CPU, 10 seeds in one call;
-docs/benchmarks.md "XLA options"): the lifted inner solve of sin^2 ReLU 1-16-16-1 n = 40
-compiled in 1.05-1.71 s with the defaults and 0.73-0.78 s with these options, diabetes
-10-16-16-1 1.58-1.67 -> 0.61-0.73 s with the loop 10 % faster; Adam's and lm's programs 25-35 %
-faster to compile.  The options change floating-point rounding (a different but equally exact
-order of operations), not the algorithms.
+Measured cold (docs/benchmarks.md "XLA options": fresh processes, LIFTNN_COMPILE_CACHE=off,
+10 seeds in one call, 2-core CPU): sin^2 ReLU 1-16-16-1 n = 40 alm 0.23-0.30 -> 0.20 s per run
+(the inner solve's compilation 1.05-1.71 -> 0.72 s), Adam 0.13-0.15 -> 0.10, lm 0.20 -> 0.13;
+diabetes 10-16-16-1 alm 0.98-1.08 -> 0.68 with the loop itself faster.  The options reorder
+floating-point operations (rounding), they do not approximate.
 
 Only the CPU backend gets them (other backends compile as JAX decides).  LIFTNN_XLA_OPTIONS=off
 compiles with XLA's defaults.  The weight initialisers keep plain jax.jit: a seed's initial
