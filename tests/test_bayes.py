@@ -209,6 +209,7 @@ def test_alm_with_one_weight_decay_per_seed_equals_separate_runs():
     ({"method": "lm", "weight_decay": "bayes", "bayes_max_cycles": 0}, "bayes_max_cycles"),
     ({"method": "lm", "weight_decay": "bayes", "bayes_tol": 2.0}, "bayes_tol"),
     ({"method": "lm", "weight_decay": "bayesian"}, "'bayes'"),
+    ({"method": "alm", "weight_decay": "bayes", "bayes_refine": "adam"}, "bayes_refine"),
 ])
 def test_bad_bayes_options_are_refused_before_work(kw, match):
     data = ln.datasets.load("sin2", n=10)
@@ -345,3 +346,43 @@ def test_the_starts_side_by_side_give_what_they_give_one_after_the_other(monkeyp
         assert a["bayes_start_used"] == b["bayes_start_used"]
         assert a["bayes_log_evidence_by_start"] == pytest.approx(b["bayes_log_evidence_by_start"])
         np.testing.assert_allclose(a["x"], b["x"], rtol=1e-12, atol=1e-14)
+
+
+def test_the_refiner_of_the_later_cycles():
+    own = {**bayes.DEFAULTS}
+    N, P = 100, 150
+    assert bayes.refiner("alm", "mse", own, N, P) == "lm"
+    assert bayes.refiner("lifted-gn", "sse", own, N, P) == "lm"
+    # far more weights than targets: the method itself, unless asked
+    assert bayes.refiner("alm", "mse", own, N, 4 * N) is None
+    assert bayes.refiner("alm", "mse", {**own, "bayes_refine": "lm"}, N, 4 * N) == "lm"
+    assert bayes.refiner("alm", "cross_entropy", own, N, P) is None  # no compiled GGN lm
+    assert bayes.refiner("lm", "mse", own, N, P) is None and bayes.refiner("gn", "mse", own, N, P) is None
+    assert bayes.refiner("alm", "mse", {**own, "bayes_refine": "same"}, N, P) is None
+
+
+def test_refining_with_lm_trains_the_first_cycle_by_alm_and_the_later_ones_by_lm():
+    data = ln.datasets.load("sin2", n=20, noise=0.1)
+    model = ln.MLP("1-4-1", activation="tanh")
+    kw = {"method": "alm", "seeds": range(2), "weight_decay": "bayes", "bayes_max_cycles": 3,
+              "max_outer": 10}
+    refined = ln.train(model, data, **kw, bayes_refine="lm")  # P = 13 < N = 20: auto is lm too
+    same = ln.train(model, data, **kw, bayes_refine="same")
+    for r, s in zip(refined, same):
+        assert [row["trainer"] for row in r["bayes_path"]][:1] == ["alm"]
+        assert {row["trainer"] for row in r["bayes_path"][1:]} <= {"lm"}
+        assert {row["trainer"] for row in s["bayes_path"]} == {"alm"}
+        # the first training is the same in both
+        assert r["bayes_path"][0]["log_evidence"] == pytest.approx(
+            s["bayes_path"][0]["log_evidence"], rel=1e-9)
+        kept = r["bayes_path"][r["bayes_cycle"] - 1]
+        assert r["bayes_trainer"] == kept["trainer"]
+        assert r["log_evidence"] == pytest.approx(kept["log_evidence"])
+        assert np.isfinite(r["fun"]) and r["test_mse"] < 0.5
+
+
+def test_refining_a_classifier_with_lm_is_refused():
+    data = ln.datasets.load("iris", labels="onehot")
+    with pytest.raises(LiftnnError, match="bayes_refine"):
+        ln.train(ln.MLP("4-6-3"), data, method="alm", loss="cross_entropy",
+                 weight_decay="bayes", bayes_refine="lm")

@@ -57,10 +57,25 @@ from liftnn.solvers.result import INTERRUPTED
 #: the methods whose curvature is the Gauss-Newton matrix the evidence framework uses
 METHODS = ("gn", "lm", "alm", "lifted-gn")
 #: options of the layer itself (taken out of the method's options by liftnn.train)
-DEFAULTS = {"bayes_max_cycles": 12, "bayes_tol": 0.02, "bayes_start": "both"}
+DEFAULTS = {"bayes_max_cycles": 12, "bayes_tol": 0.02, "bayes_start": "both",
+            "bayes_refine": "auto"}
 #: "both" for the cross-entropy too: the strong start alone classified iris better (0.917 vs
 #: 0.889) but spirals far worse (0.761 vs 0.990), docs/bayes.md "Classification"
 STARTS = ("both", "weak", "strong")
+#: who trains the cycles after the first: "lm" (Levenberg-Marquardt from the previous cycle's
+#: weights), "same" (the method itself) or "auto" (`refiner`)
+REFINES = ("auto", "lm", "same")
+#: the lifted methods whose later cycles lm trains under bayes_refine="auto" (least squares)
+LIFTED = ("alm", "lifted-gn")
+#: "auto" refines with lm only while P <= REFINE_MAX_RATIO * N: measured (docs/bayes.md "Later
+#: cycles by lm"), lm's refinement was faster at an equal or lower test MSE on diabetes (P/N =
+#: 1.4) and friedman1 (1.2), while on sin^2 n=40 (P/N = 8: the later lifted trainings found
+#: better networks) and Santa Fe (6.6: lm's N x N Gram of a 3937-weight Jacobian costs more than
+#: alm's steps) the method itself did better; every ratio between 1.4 and 6.6 makes these choices
+REFINE_MAX_RATIO = 3.0
+#: lm's iteration limit in a refining cycle: measured on sin^2 ReLU n=40 and friedman1 (10 seeds
+#: each), 400 gave the same kept networks as 100 (docs/bayes.md "Later cycles by lm")
+REFINE_MAX_ITER = 100
 
 
 class Evidence(NamedTuple):
@@ -84,6 +99,10 @@ def check(method: str, loss: str, options: dict) -> dict:
                           f"(mse, sse) and the softmax cross-entropy; got loss={loss!r}")
     own = {k: options.pop(k, v) for k, v in DEFAULTS.items()}
     check_choice("bayes_start", own["bayes_start"], STARTS)
+    check_choice("bayes_refine", own["bayes_refine"], REFINES)
+    if own["bayes_refine"] == "lm" and loss == "cross_entropy" and method in LIFTED:
+        raise LiftnnError("bayes_refine='lm' refines least-squares fits only; with "
+                          "loss='cross_entropy' give bayes_refine='same' (or 'auto')")
     if isinstance(own["bayes_max_cycles"], bool) or not isinstance(
             own["bayes_max_cycles"], (int, np.integer)) or own["bayes_max_cycles"] < 1:
         raise LiftnnError(f"bayes_max_cycles must be an integer >= 1; got "
@@ -231,13 +250,32 @@ def _starts(start, model, X, Y, loss, p0s, N, P) -> list:
     return [strong_start(*_sums(model, p, X, Y), N, P) for p in p0s]
 
 
-def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict):
+def refiner(method: str, loss: str, own: dict, N: int, P: int) -> str | None:
+    """The method that trains the cycles after the first, or None (the method itself), for P
+    weights and N target entries.
+
+    "auto": lm for the lifted methods (alm, lifted-gn) on least squares while P <=
+    REFINE_MAX_RATIO * N, else the method itself; "lm" always lm (least squares), "same" never.
+    The first training from the initial weights is where the lifted method earns its keep (it
+    finds the basin); a later cycle only moves the weight decay and starts from the previous
+    cycle's network, a local re-fit that Levenberg-Marquardt does in a fraction of the lifted
+    iterations where the data determine most weights (REFINE_MAX_RATIO)."""
+    choice = own.get("bayes_refine", "auto")
+    if choice == "same" or method not in LIFTED or loss == "cross_entropy":
+        return None
+    if choice == "auto" and P > REFINE_MAX_RATIO * N:
+        return None
+    return "lm"
+
+
+def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict, refine_cycle=None):
     """The evidence cycles for K initialisations (module docstring), from the weak start, the
     strong start or both (`bayes_start`); with both, each initialisation keeps the run with the
     higher log evidence (bayes_start_used says which).
 
     train_cycle(mus, params_list) -> list[Result]: trains every initialisation with its own
-    weight decay mus[k] from params_list[k] (liftnn.train supplies it).  Returns, per
+    weight decay mus[k] from params_list[k] (liftnn.train supplies it); refine_cycle, the same
+    for the cycles after the first (None: train_cycle for every cycle; `refiner`).  Returns, per
     initialisation, the Result of the kept candidate with the evidence fields added (status
     interrupted for all when a training was interrupted)."""
     X, Y = np.asarray(X), np.asarray(Y)
@@ -246,7 +284,7 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict):
 
     def run(start, stop):
         r0 = _starts(start, model, X, Y, loss, p0s, N, P)
-        return _cycles(train_cycle, model, X, Y, loss, p0s, own, r0, N, P, stop)
+        return _cycles(train_cycle, model, X, Y, loss, p0s, own, r0, N, P, stop, refine_cycle)
 
     runs, stopped = _run_starts(starts, run)
 
@@ -358,9 +396,10 @@ def rank(gamma: float, log_evidence: float) -> tuple:
 CYCLE_PATIENCE = 2
 
 
-def _cycles(train_cycle, model, X, Y, loss, p0s, own, ratio, N, P, stop=None):
-    """Train, re-estimate r, train again until settled (fit's loop, from the ratios given);
-    `stop` (a threading.Event or None), when set, ends the cycles before the next training.
+def _cycles(train_cycle, model, X, Y, loss, p0s, own, ratio, N, P, stop=None, refine_cycle=None):
+    """Train, re-estimate r, train again until settled (fit's loop, from the ratios given; the
+    cycles after the first by refine_cycle when given); `stop` (a threading.Event or None), when
+    set, ends the cycles before the next training.
 
     Every cycle's network is a candidate model; each initialisation returns the one with the
     highest log evidence (often not the last: the fixed-point iteration of alpha and beta does
@@ -382,11 +421,13 @@ def _cycles(train_cycle, model, X, Y, loss, p0s, own, ratio, N, P, stop=None):
             interrupted = True  # (_run_starts); after one training, so there is a candidate
             break
         mus = [weight_decay(ratio[k], N, loss, int(Y.shape[0])) for k in todo]
-        for k, mu, res in zip(todo, mus, train_cycle(mus, [params[k] for k in todo])):
+        trainer = train_cycle if cycle == 0 or refine_cycle is None else refine_cycle
+        for k, mu, res in zip(todo, mus, trainer(mus, [params[k] for k in todo])):
             ev = _evidence_at(model, res["params"], X, Y, loss, N, P, ratio[k])
             path[k].append({"cycle": cycle + 1, "weight_decay": mu, "gamma": ev.gamma,
                             "alpha": ev.alpha, "beta": ev.beta, "log_evidence": ev.log_evidence,
-                            "nit": int(res.get("nit", 0)), "status": res.get("status")})
+                            "nit": int(res.get("nit", 0)), "status": res.get("status"),
+                            "trainer": res.get("bayes_trainer", "")})
             tol = own["bayes_tol"]
             settled[k] = (abs(math.log(ev.ratio / ratio[k])) < tol
                           and abs(ev.gamma - gamma[k]) < tol * max(ev.gamma, 1.0))

@@ -24,6 +24,7 @@ import dataclasses
 import time
 import warnings
 
+import jax
 import numpy as np
 
 from liftnn import bayes, compile_clock
@@ -209,19 +210,29 @@ def _bayes(spec: Method, model, X, Y, Xv, Yv, loss, p0s, options, own):
     def problem_for(mu):
         return TrainingProblem(model, X, Y, loss=loss, weight_decay=mu, X_val=Xv, Y_val=Yv)
 
-    def train_cycle(mus, params_list):
-        if spec.name in ("alm", "lm", "gn"):  # one vectorised call, a weight decay per seed,
-            # in len(p0s) lanes (the settled starts' idle): one compiled program for every cycle
-            out = spec.fit_many(problem_for(max(mus)), params_list, weight_decays=mus,
-                                pad_to=len(p0s), **options)
-        else:
-            out = [spec.fit(problem_for(mu), p, **options) for mu, p in zip(mus, params_list)]
-        for mu, res in zip(mus, out):
-            problems[id(res)] = problem_for(mu)
-        return out
+    def cycle_with(trainer: Method, opts: dict):
+        def train_cycle(mus, params_list):
+            if trainer.name in ("alm", "lm", "gn"):  # one vectorised call, a weight decay per
+                # seed, in len(p0s) lanes (the settled starts' idle): one program for every cycle
+                out = trainer.fit_many(problem_for(max(mus)), params_list, weight_decays=mus,
+                                       pad_to=len(p0s), **opts)
+            else:
+                out = [trainer.fit(problem_for(mu), p, **opts) for mu, p in zip(mus, params_list)]
+            for mu, res in zip(mus, out):
+                problems[id(res)] = problem_for(mu)
+                res["bayes_trainer"] = trainer.name
+            return out
 
+        return train_cycle
+
+    N, P = int(np.size(Y)), int(sum(np.size(a) for a in jax.tree_util.tree_leaves(p0s[0])))
+    refine = bayes.refiner(spec.name, loss, own, N, P)
+    refine_cycle = (None if refine is None else
+                    cycle_with(METHODS[refine], {"max_iter": bayes.REFINE_MAX_ITER,
+                                                 **({"devices": options["devices"]}
+                                                    if "devices" in options else {})}))
     t0 = time.perf_counter()
-    results = bayes.fit(train_cycle, model, X, Y, loss, p0s, own)
+    results = bayes.fit(cycle_with(spec, options), model, X, Y, loss, p0s, own, refine_cycle)
     wall = time.perf_counter() - t0
     return results, [problems[id(r)] for r in results], wall
 
