@@ -46,7 +46,7 @@ import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from liftnn import xla_options
+from liftnn import padding, xla_options
 from liftnn._validate import check_choice
 from liftnn.blas_threads import limit_blas
 from liftnn.errors import LiftnnError
@@ -124,8 +124,12 @@ def _jacobian_fn(model):
 
 
 def jacobian(model, params, X) -> np.ndarray:
-    """The single-shooting output Jacobian J (N x P) at params on X: (m, d_in)."""
-    return np.asarray(_jacobian_fn(model)(host_flat(params), to_device(X)))
+    """The single-shooting output Jacobian J (N x P) at params on X: (m, d_in); X's rows padded
+    to liftnn.padding's bucket and the padded rows of J dropped (one program per padded size)."""
+    X = np.asarray(X, dtype=np.float64)
+    m, size = X.shape[0], padding.size_for(X.shape[0])
+    J = np.asarray(_jacobian_fn(model)(host_flat(params), to_device(padding.pad_rows(X, size))))
+    return J[: m * (J.shape[0] // size)]
 
 
 def gram_eigh(J: np.ndarray):

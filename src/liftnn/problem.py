@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from liftnn import xla_options
+from liftnn import padding, xla_options
 from liftnn._validate import check_positive
 from liftnn.errors import LiftnnError
 from liftnn.models.losses import get_loss, is_least_squares, loss_name, residual_scale
@@ -104,16 +104,16 @@ _PROGRAMS: dict = {}
 
 
 def predict(model, params, X) -> np.ndarray:
-    """model.apply(params, X) on the host, by one jitted program per model and shape (an eager
-    forward pass compiles several small programs on its first call per shape)."""
+    """model.apply(params, X) on the host, by one jitted program per model and padded size (an
+    eager forward pass compiles several small programs on its first call per shape): host rows
+    are padded to liftnn.padding's bucket and the padded outputs dropped, so nearby row counts
+    (cross-validation folds, test sets) share the program."""
     program = _program("apply", model, lambda m: lambda params, X: m.apply(params, X))
-    X = to_device(X)
-    return np.asarray(model.apply(params, X) if program is None else program(params, X))
-
-
-def _mse_program(model):
-    """jit of (params, X, Y) -> mean((f(X) - Y)^2) (see _program)."""
-    return _program("mse", model, lambda m: lambda params, X, Y: jnp.mean((m.apply(params, X) - Y) ** 2))
+    if program is None:
+        return np.asarray(model.apply(params, to_device(X)))
+    X = np.asarray(X, dtype=np.float64)
+    m = X.shape[0]
+    return np.asarray(program(params, to_device(padding.pad_rows(X, padding.size_for(m)))))[:m]
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,10 +195,7 @@ class TrainingProblem:
         """Plain mean squared error of the network on (X, Y) (what reports call train/test MSE)."""
         X = self.X if X is None else X
         Y = self.Y if Y is None else Y
-        program = _mse_program(self.model)
-        if program is None:
-            return float(jnp.mean((self.model.apply(params, X) - Y) ** 2))
-        return float(program(params, to_device(X), to_device(Y)))
+        return float(np.mean((predict(self.model, params, X) - np.asarray(Y)) ** 2))
 
     def val_loss(self, params):
         if self.X_val is None:

@@ -32,14 +32,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
-from liftnn import sharding, xla_options
+from liftnn import padding, sharding, xla_options
 from liftnn._validate import check_choice, check_lifted_problem, check_positive
 from liftnn.errors import LiftnnError
 from liftnn.lifted import inner, linsolve, output, schemes, stopping
 from liftnn.models.activations import RELU_MODES
+from liftnn.models.losses import get_loss
 from liftnn.models.losses import mse as mse_loss
-from liftnn.problem import loss_value, objective_value
 from liftnn.solvers import result as R
 
 DEFAULTS = {
@@ -120,11 +121,13 @@ def _check_options(opts: dict, problem) -> dict:
     return o
 
 
-def _inner_config(problem, o: dict, P: int, decay: bool) -> inner.InnerConfig:
+def _inner_config(problem, o: dict, P: int, decay: bool, rows: int) -> inner.InnerConfig:
+    """The inner solve's configuration; the linear solver is chosen for the `rows` the program
+    sees (the padded size), c and m are the real data's."""
     m, O = int(problem.Y.shape[0]), int(problem.Y.shape[1])
     return inner.InnerConfig(
         problem.model, o["relu_mode"],
-        linsolve.choose(o["linear_solver"], m, O, P, problem.loss == output.CROSS_ENTROPY),
+        linsolve.choose(o["linear_solver"], rows, O, P, problem.loss == output.CROSS_ENTROPY),
         output.scale(problem.loss, m, O), m, decay,
         float(o["damping"]), int(o["max_inner"]),
         inner.LineSearch(float(o["ls_factor"]), float(o["ls_sigma"]), int(o["max_ls"]),
@@ -142,7 +145,7 @@ _EVALUATORS: dict = {}
 def _evaluator(problem, mu_w: np.ndarray):
     """jit(vmap) over seeds of (problem.objective, problem.data_loss, MSE) of the simulated
     network on (X, Y) (the training data, or the validation data), with weight decay mu_w[k]
-    for seed k, mu_w: (K,).
+    for seed k, mu_w: (K,); over the real rows of padded data (liftnn.padding.masked_loss).
 
     One compiled function per (model, loss, weight decay or none): the traced function uses only
     those fields of `problem` (X, Y and the weight decays' values are arguments), so problems
@@ -154,15 +157,28 @@ def _evaluator(problem, mu_w: np.ndarray):
         if len(_EVALUATORS) >= 64:  # bounded, like inner.compiled's cache
             _EVALUATORS.clear()
         model, loss = problem.model, problem.loss
+        loss_fn = get_loss(loss)
 
-        def evaluate(params, X, Y, mu_w):
-            return (objective_value(model, loss, mu_w if decay else 0.0, params, X, Y),
-                    loss_value(model, loss, params, X, Y), mse_loss(model.apply(params, X), Y))
+        def evaluate(params, X, Y, mu_w, rows, m):
+            out = model.apply(params, X)
+            data = padding.masked_loss(loss_fn, loss, out, Y, rows, m)
+            obj = data
+            if decay:
+                obj = obj + 0.5 * mu_w * jnp.sum(ravel_pytree(params)[0] ** 2)  # objective_value's
+            return obj, data, padding.masked_loss(mse_loss, "mse", out, Y, rows, m)
 
-        _EVALUATORS[key] = xla_options.jit(jax.vmap(evaluate, in_axes=(0, None, None, 0)))
-    w = np.asarray(mu_w, dtype=np.float64)
+        _EVALUATORS[key] = xla_options.jit(jax.vmap(evaluate, in_axes=(0, None, None, 0, None, None)))
+    wd = np.asarray(mu_w, dtype=np.float64)
     compiled = _EVALUATORS[key]
-    return lambda params, X, Y: compiled(params, X, Y, w)
+
+    def run(params, X, Y, rows=None, m=None):
+        """(objective, data loss, MSE) per seed on (X, Y); rows: the row weights of padded data
+        (None: every row), m: the real number of samples (None: X's rows)."""
+        n = X.shape[0]
+        return compiled(params, X, Y, wd, np.ones(n) if rows is None else rows,
+                        np.float64(n if m is None else m))
+
+    return run
 
 
 def _stack(trees):
@@ -229,6 +245,7 @@ class _Context(NamedTuple):
     t_start: float
     hist: list  # per seed, the history rows (appended to)
     val: tuple | None  # (X_val, Y_val) or None
+    train: tuple  # (X, Y, row weights or None, real m): the evaluator's training arguments
 
 
 def _history_row(n_outer, loss, mse, res, beta, counts, i, now, status) -> dict:
@@ -270,16 +287,20 @@ def fit_many(problem, params0_list, *, devices=None, weight_decays=None, pad_to=
         params0_list = list(params0_list) + [params0_list[0]] * n_idle
         mu_w = np.concatenate([mu_w, np.full(n_idle, mu_w[0])])
         K = K + n_idle
+    m = int(problem.Y.shape[0])
+    size = padding.size_for(m) if mesh is None else m  # sharded data are not padded
+    X, Y, rows = problem.X, problem.Y, None
+    if size > m:  # zero rows of weight 0 up to the bucket size (liftnn.padding)
+        X, Y, rows = padding.pad_rows(X, size), padding.pad_rows(Y, size), padding.row_weights(m, size)
     cfg = _inner_config(problem, o, sum(int(np.size(a)) for a in jax.tree_util.tree_leaves(params0_list[0])),
-                        bool(np.any(mu_w > 0)))
-    kernels, evaluate = inner.kernels_for(cfg, mu_w), _evaluator(problem, mu_w)
+                        bool(np.any(mu_w > 0)), size)
+    kernels, evaluate = inner.kernels_for(cfg, mu_w, rows), _evaluator(problem, mu_w)
     t_start = time.perf_counter()
     smooth = o["relu_mode"] != "gd" and "relu" in problem.model.activations[:-1]
-    X, Y = problem.X, problem.Y
     params = _stack([[(W, b) for W, b in p] for p in params0_list])
     t = np.full((K,), float(o["t0"]) if smooth else 1.0)
     Z = kernels.start(params, X, t)
-    f0, _, mse0 = (np.asarray(a) for a in evaluate(params, X, Y))
+    f0, _, mse0 = (np.asarray(a) for a in evaluate(params, X, Y, rows, m))
     if not np.all(np.isfinite(f0)):
         raise LiftnnError("the loss is not finite at the initial weights")
     val = None if problem.X_val is None else (problem.X_val, problem.Y_val)
@@ -294,7 +315,8 @@ def fit_many(problem, params0_list, *, devices=None, weight_decays=None, pad_to=
               "step": float("nan"), "nfev": 1, "njev": 0, "nhev": 0, "time": time.perf_counter() - t_start,
               **({} if val is None else {"val_loss": float(val0[i])})}]
             for i in range(K)]
-    ctx = _Context(o, kernels, evaluate, X, Y, (params, Z), f0, smooth, t_start, hist, val)
+    ctx = _Context(o, kernels, evaluate, X, Y, (params, Z), f0, smooth, t_start, hist, val,
+                   (X, Y, rows, m))
     done = np.zeros(K, bool)
     done[K - n_idle:] = True  # the idle lanes of pad_to
     status = np.array([R.MAX_ITER] * K, dtype=object)
@@ -339,7 +361,7 @@ def _outer_iteration(ctx: _Context, st: _Outer, k: int, done):
               "gn": st.counts["gn"] + np.where(active, res.gn_iters, 0),
               "lin": st.counts["lin"] + np.where(active, res.lin_iters, 0),
               "ls": st.counts["ls"] + np.where(active, res.ls_evals, 0)}
-    loss, _, mse = (np.asarray(a) for a in ctx.evaluate(res.params, X, Y))
+    loss, _, mse = (np.asarray(a) for a in ctx.evaluate(res.params, *ctx.train))
     val_loss = None if ctx.val is None else np.asarray(ctx.evaluate(res.params, *ctx.val)[1])
     finite = np.isfinite(loss) & np.isfinite(res.lagrangian) & np.isfinite(res.h_inf)
     keep = active & finite

@@ -106,6 +106,8 @@ class AugmentedLSQ(NamedTuple):
     out_act: Activation
     c: float
     ce: bool = False
+    w: jax.Array | None = None  # row weights (m,): 0 for the padded rows of liftnn.padding
+    m: jax.Array | None = None  # the real number of samples (None: X.shape[0])
 
 
 class Terms(NamedTuple):
@@ -119,9 +121,21 @@ class Terms(NamedTuple):
     loss: jax.Array | None = None  # cross-entropy: the loss value (else 1/2 ||F||^2)
 
 
-def terms(params, Z, X, Y, acts, out_act, c, ce=False) -> Terms:
+def terms(params, Z, X, Y, acts, out_act, c, ce=False, w=None) -> Terms:
     """Evaluate H_j, sigma_j', F and sigma_out' at (theta, Z); with ce the cross-entropy output
-    block (liftnn.lifted.output.cross_entropy: F, B and the loss)."""
+    block (liftnn.lifted.output.cross_entropy: F, B and the loss).  w: row weights (m,) or None;
+    a row of weight 0 (a padded sample, liftnn.padding) gets H, sigma', F and B zero, so it adds
+    nothing to the merit, the gradient, the elimination (its costates vanish, G_i = I) or the
+    constraints (its cross-entropy term is 0 already: its one-hot row is zero)."""
+    t = _raw_terms(params, Z, X, Y, acts, out_act, c, ce)
+    if w is None:
+        return t
+    wc = w[:, None]
+    return Terms([h * wc for h in t.H], [d * wc for d in t.D], t.F * wc, t.Do * wc,
+                 None if t.B is None else t.B * w[:, None, None], t.loss)
+
+
+def _raw_terms(params, Z, X, Y, acts, out_act, c, ce) -> Terms:
     H, D = [], []
     zprev = X
     for (W, b), act, Zj in zip(params[:-1], acts, Z):
@@ -138,7 +152,7 @@ def terms(params, Z, X, Y, acts, out_act, c, ce=False) -> Terms:
 
 
 def _terms(prob: AugmentedLSQ, params, Z) -> Terms:
-    return terms(params, Z, prob.X, prob.Y, prob.acts, prob.out_act, prob.c, prob.ce)
+    return terms(params, Z, prob.X, prob.Y, prob.acts, prob.out_act, prob.c, prob.ce, prob.w)
 
 
 def out_apply(t: Terms, c, v) -> jax.Array:

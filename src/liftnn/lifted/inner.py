@@ -22,7 +22,6 @@ that turns it into a string.
 from __future__ import annotations
 
 import functools
-import math
 import os
 from typing import NamedTuple
 
@@ -99,7 +98,7 @@ def _inf_norm(leaves) -> jax.Array:
 def gn_step(prob: gnm.AugmentedLSQ, params, Z, linear_solver: str, damping: float) -> GNStep:
     """The damped Gauss-Newton step of Phi at (params, Z): minimises
     1/2 ||R + J d||^2 + mu_w/2 ||theta + d_theta||^2 + damping/2 ||d_theta||^2 (docs/lifted.md)."""
-    m = prob.X.shape[0]
+    m = prob.X.shape[0] if prob.m is None else prob.m
     lin = gnm.linearise(prob, params, Z)
     phi, gp, gz = gnm.merit_value_and_grad(lin)
     grad_norm = jnp.maximum(_inf_norm(jax.tree_util.tree_leaves(gp)), m * _inf_norm(gz))
@@ -190,21 +189,26 @@ def _gn_iteration(cfg: InnerConfig, prob: gnm.AugmentedLSQ, eps, s: InnerState) 
                       s.ls_evals + jnp.where(conv, 0, j), status)
 
 
-def inner_solve(cfg: InnerConfig, params, Z, lam, beta, eps, t, X, Y, mu_w=0.0) -> InnerResult:
+def inner_solve(cfg: InnerConfig, params, Z, lam, beta, eps, t, X, Y, mu_w=0.0, w=None, m=None,
+                c=None) -> InnerResult:
     """Minimise L_beta(., lambda) from (params, Z) until the scaled ||grad Phi||_inf <= eps, a line
     search fails, or cfg.max_inner steps.  t: the ReLU relaxation parameter (ignored otherwise);
-    mu_w: the weight decay (used only when cfg.decay)."""
-    m = cfg.m
-    sqm = math.sqrt(m)
+    mu_w: the weight decay (used only when cfg.decay); w: row weights (None: every row counts;
+    0 for padded rows, liftnn.padding), m and c: the real number of samples and the output scale
+    (None: cfg.m, cfg.c; `compiled` passes them as traced arguments)."""
+    m = cfg.m if m is None else m
+    c = cfg.c if c is None else c
+    sqm = m ** 0.5
     prob = gnm.AugmentedLSQ(X, Y, [lj * sqm / beta for lj in lam], beta / m,
                             mu_w if cfg.decay else 0.0,
                             gnm.hidden_activations(cfg.model, cfg.relu_mode, t),
-                            get_activation(cfg.model.activations[-1]), cfg.c, cfg.ce)
+                            get_activation(cfg.model.activations[-1]), c, cfg.ce, w,
+                            None if w is None else m)
     s0 = InnerState(params, Z, jnp.inf, jnp.inf, jnp.int32(0), jnp.int32(0), jnp.int32(0),
                     jnp.int32(INNER_MAX))
     s = jax.lax.while_loop(lambda s: (s.gn_iters < cfg.max_inner) & (s.status == INNER_MAX),
                            functools.partial(_gn_iteration, cfg, prob, eps), s0)
-    tt = gnm.terms(s.params, s.Z, X, Y, prob.acts, prob.out_act, cfg.c)
+    tt = gnm.terms(s.params, s.Z, X, Y, prob.acts, prob.out_act, c, w=w)
     lag = s.phi - sum(jnp.sum(lj ** 2) for lj in lam) / (2.0 * beta)
     return InnerResult(s.params, s.Z, s.gn_iters, s.lin_iters, s.ls_evals, s.status, s.grad_norm,
                        lag, _inf_norm(tt.H), [h / sqm for h in tt.H])
@@ -216,7 +220,7 @@ def feasible_states(cfg: InnerConfig, params, X, t) -> list:
 
 
 class Kernels(NamedTuple):
-    """jit(vmap(.)) over seeds: solve(params, Z, lam, beta, eps, t, X, Y[, mu_w]),
+    """jit(vmap(.)) over seeds: solve(params, Z, lam, beta, eps, t, X, Y[, mu_w, w, m, c]),
     start(params, X, t)."""
 
     solve: object
@@ -237,8 +241,9 @@ def lanes() -> str:
 
 
 def compiled(cfg: InnerConfig) -> Kernels:
-    """`_compiled` for the current `lanes()` choice."""
-    return _compiled(cfg, lanes())
+    """`_compiled` for the current `lanes()` choice; m and c are arguments of the program, not
+    part of its key (so data sets of one padded size share it, liftnn.padding)."""
+    return _compiled(cfg._replace(m=None, c=None), lanes())
 
 
 @functools.lru_cache(maxsize=64)
@@ -251,26 +256,31 @@ def _compiled(cfg: InnerConfig, how: str) -> Kernels:
     that the outer loop has finished, eps = inf) costs nothing more (the CPU's choice, where a
     batch buys no parallelism)."""
     if how == "map":
-        def each(params, Z, lam, beta, eps, t, X, Y, mu_w):
-            return jax.lax.map(lambda a: inner_solve(cfg, *a[:6], X, Y, a[6]),
+        def each(params, Z, lam, beta, eps, t, X, Y, mu_w, w, m, c):
+            return jax.lax.map(lambda a: inner_solve(cfg, *a[:6], X, Y, a[6], w, m, c),
                                (params, Z, lam, beta, eps, t, mu_w))
 
         solve = xla_options.jit(each)
     else:
         solve = xla_options.jit(jax.vmap(functools.partial(inner_solve, cfg),
-                                         in_axes=(0, 0, 0, 0, 0, 0, None, None, 0)))
+                                         in_axes=(0, 0, 0, 0, 0, 0, None, None, 0, None, None,
+                                                  None)))
     start = xla_options.jit(jax.vmap(functools.partial(feasible_states, cfg), in_axes=(0, None, 0)))
     return Kernels(solve, start)
 
 
-def kernels_for(cfg: InnerConfig, mu_w) -> Kernels:
-    """compiled(cfg) with the weight decay bound into solve: mu_w one number for every seed or
-    one per seed, (K,) (the program is shared by every mu_w > 0 of the same configuration)."""
+def kernels_for(cfg: InnerConfig, mu_w, w=None) -> Kernels:
+    """compiled(cfg) with the weight decay, the row weights and cfg.m, cfg.c bound into solve:
+    mu_w one number for every seed or one per seed, (K,) (the program is shared by every
+    mu_w > 0 of the same configuration); w: (rows,) row weights, None: every row counts."""
     k = compiled(cfg)
-    w = np.asarray(mu_w, dtype=np.float64)
+    wd = np.asarray(mu_w, dtype=np.float64)
+    m, c = np.float64(cfg.m), np.float64(cfg.c)
 
-    def solve(params, *args):
+    def solve(params, Z, lam, beta, eps, t, X, Y):
         K = jax.tree_util.tree_leaves(params)[0].shape[0]
-        return k.solve(params, *args, np.ascontiguousarray(np.broadcast_to(w, (K,))))
+        rows = np.ones(X.shape[0]) if w is None else w
+        return k.solve(params, Z, lam, beta, eps, t, X, Y,
+                       np.ascontiguousarray(np.broadcast_to(wd, (K,))), rows, m, c)
 
     return Kernels(solve, k.start)

@@ -72,7 +72,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from liftnn import xla_options
+from liftnn import padding, xla_options
 from liftnn.blas_threads import limit_blas
 from liftnn.errors import LiftnnError
 from liftnn.models.activations import get_activation
@@ -287,17 +287,28 @@ def _residual_fns(model, unflatten, c: float, P: int, N: int, per_sample: bool):
     return resid, jac, gram
 
 
-def _build(method: str, model, unflatten, c: float, N: int, P: int, max_iter: int,
+def _build(method: str, model, unflatten, N: int, P: int, max_iter: int,
            per_sample: bool, lanes: str):
-    """The jitted solver of `method` ("lm" or "gn"): (theta0s (K, P), mu_w (K,), X, Y, scalars)
-    -> _Lane (K, ...); lanes "vmap" (lock-step) or "map" (one lane after another, each with its
-    own while_loop)."""
-    resid, jac, gram = _residual_fns(model, unflatten, c, P, N, per_sample)
+    """The jitted solver of `method` ("lm" or "gn"): (theta0s (K, P), mu_w (K,), idle (K,), X,
+    Y, scalars, sc (N,)) -> _Lane (K, ...); sc: the residual scale c per residual row, times
+    the row weight (0 for the padded rows of liftnn.padding); N the (padded) number of residual
+    rows; lanes "vmap" (lock-step) or "map" (one lane after another, each with its own
+    while_loop)."""
+    resid1, jac1, gram1 = _residual_fns(model, unflatten, 1.0, P, N, per_sample)
     primal = P <= N
     H = max_iter + 1
     f64 = jnp.float64
 
-    def lane(theta0, mu_w, idle, X, Y, s):
+    def lane(theta0, mu_w, idle, X, Y, s, sc):
+        def resid(theta, X, Y):
+            return sc * resid1(theta, X, Y)
+
+        def jac(theta, X, Y):
+            return sc[:, None] * jac1(theta, X, Y)
+
+        gram = None if gram1 is None else (
+            lambda theta, X, Y: (sc[:, None] * sc[None, :]) * gram1(theta, X, Y))
+
         def cost_of(theta, r):
             return 0.5 * (r @ r) + 0.5 * mu_w * (theta @ theta)
 
@@ -433,9 +444,9 @@ def _build(method: str, model, unflatten, c: float, N: int, P: int, max_iter: in
         return jax.lax.while_loop(lambda st: st.status == _RUNNING, outer, st)
 
     if lanes == "vmap":
-        return xla_options.jit(jax.vmap(lane, in_axes=(0, 0, 0, None, None, None)))
-    return xla_options.jit(lambda th0, mw, idle, X, Y, s: jax.lax.map(
-        lambda a: lane(a[0], a[1], a[2], X, Y, s), (th0, mw, idle)))
+        return xla_options.jit(jax.vmap(lane, in_axes=(0, 0, 0, None, None, None, None)))
+    return xla_options.jit(lambda th0, mw, idle, X, Y, s, sc: jax.lax.map(
+        lambda a: lane(a[0], a[1], a[2], X, Y, s, sc), (th0, mw, idle)))
 
 
 #: compiled executables by (model, loss scale, shapes, max_iter): later calls with the same
@@ -444,11 +455,13 @@ _COMPILED: dict = {}
 _COMPILING = threading.Lock()
 
 
-def _compiled(method, problem, c, K, N, P, max_iter, args, lanes):
+def _compiled(method, problem, K, N, P, max_iter, args, lanes):
+    """The executable for args (N: the padded number of residual rows; the residual scale and
+    the row weights are arguments, so data sets of one padded size share it)."""
     model = problem.model
     per_sample = isinstance(model, MLP)  # J by backpropagation (_mlp_jacobian)
     try:
-        key = (method, model, c, K, N, P, tuple(problem.X.shape), max_iter, per_sample, lanes)
+        key = (method, model, K, N, P, tuple(np.shape(args[3])), max_iter, per_sample, lanes)
         hash(key)
     except TypeError:
         key = None
@@ -456,7 +469,7 @@ def _compiled(method, problem, c, K, N, P, max_iter, args, lanes):
         if key is not None and key in _COMPILED:
             return _COMPILED[key], 0.0, True
         t0 = time.perf_counter()
-        exe = _build(method, model, problem.unflatten, c, N, P, max_iter, per_sample,
+        exe = _build(method, model, problem.unflatten, N, P, max_iter, per_sample,
                      lanes).lower(*args).compile()
         compile_s = time.perf_counter() - t0
         if key is not None:
@@ -481,11 +494,16 @@ def _fit_compiled(method, problem, params0_list, mu_w: np.ndarray, idle: np.ndar
     # host arrays (not jnp.asarray, which compiles a copy per shape) into the jitted loop
     scalars = {k: np.asarray(o[k], np.int32 if k in ("max_ls", "stall_iters") else np.float64)
                for k in _SCALARS[method]}
+    m = int(problem.Y.shape[0])
+    size = padding.size_for(m)  # zero rows of weight 0 up to the bucket (liftnn.padding)
+    rows = np.repeat(padding.row_weights(m, size), problem.Y.shape[1])
+    X, Y = ((problem.X, problem.Y) if size == m else
+            (padding.pad_rows(problem.X, size), padding.pad_rows(problem.Y, size)))
     args = (np.asarray(theta0, np.float64), np.asarray(mu_w, np.float64), np.asarray(idle, bool),
-            problem.X, problem.Y,
-            scalars)
+            X, Y, scalars, c * rows)
     with limit_blas():
-        exe, compile_s, cached = _compiled(method, problem, c, K, N, P, max_iter, args, lanes)
+        exe, compile_s, cached = _compiled(method, problem, K, rows.size, P, max_iter, args,
+                                           lanes)
         t0 = time.perf_counter()
         out = jax.block_until_ready(exe(*args))
         loop_s = time.perf_counter() - t0
@@ -500,7 +518,7 @@ def _fit_compiled(method, problem, params0_list, mu_w: np.ndarray, idle: np.ndar
         start, total = np.concatenate([[0.0], np.cumsum(steps)[:-1]]), max(steps.sum(), 1.0)
     clock = [(compile_s + loop_s * start[k] / total, loop_s / total) for k in range(K)]
     return [_result(method, layout, o, out, k, float(mu_w[k]), compile_s, loop_s, clock[k],
-                    cached, lanes) for k in range(K)]
+                    cached, lanes, N) for k in range(K)]
 
 
 def _stack_flat(problem, params0_list):
@@ -575,9 +593,9 @@ def _message(code: int, o: dict, nit: int, mu: float, loss: np.ndarray, gmax: fl
 
 
 def _result(method, layout, o, out: _Lane, k: int, mu_w: float, compile_s: float, loop_s: float,
-            clock: tuple, cached: bool, lanes: str) -> Result:
+            clock: tuple, cached: bool, lanes: str, N: int) -> Result:
     nit, code = int(out.nit[k]), int(out.status[k])
-    theta, r, J, g = out.theta[k], out.r[k], out.J[k], out.g[k]
+    theta, r, J, g = out.theta[k], out.r[k][:N], out.J[k][:N], out.g[k]  # N: the real rows
     cost, mu = float(out.cost[k]), float(out.mu[k])
     gmax = float(np.max(np.abs(g)))
     trials = out.h_trials[k][: nit + 1]

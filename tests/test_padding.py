@@ -1,0 +1,123 @@
+"""liftnn.padding: the bucket ladder, and padded training = unpadded training (alm, lm, gn, the
+evidence's Jacobian, predictions) without padded rows leaking into losses, statistics or the
+history; nearby sample counts share one compiled program."""
+
+import numpy as np
+import pytest
+
+import liftnn as ln
+from liftnn import bayes, compile_clock, padding
+from liftnn.datasets.base import Dataset
+from liftnn.models.losses import get_loss
+from liftnn.problem import TrainingProblem, predict
+
+
+def test_the_ladder():
+    assert [padding.bucket(m) for m in (1, 40, 63)] == [1, 40, 63]  # small data as given
+    for m in range(padding.MIN_PAD, 3000):
+        b = padding.bucket(m)
+        assert m <= b <= m * (1 + 1 / padding.PER_OCTAVE)
+        assert padding.bucket(b) == b and padding.bucket(m + 1) >= b
+    # the folds of a 5-fold split of 442 rows (353 and 354 training rows) share a size
+    assert padding.bucket(353) == padding.bucket(354) == 368
+
+
+def test_the_opt_out(monkeypatch):
+    monkeypatch.setenv(padding.ENV, "off")
+    assert not padding.enabled() and padding.size_for(353) == 353
+    monkeypatch.setenv(padding.ENV, "on")
+    assert padding.enabled() and padding.size_for(353) == 368
+
+
+@pytest.mark.parametrize("loss", ["mse", "sse", "cross_entropy"])
+def test_masked_loss_is_the_loss_of_the_real_rows(loss):
+    rng = np.random.default_rng(0)
+    out, m, size = rng.normal(size=(70, 3)), 70, 80
+    Y = np.eye(3)[rng.integers(0, 3, m)] if loss == "cross_entropy" else rng.normal(size=(m, 3))
+    want = float(get_loss(loss)(out, Y))
+    junk = rng.normal(size=(size - m, 3))  # whatever the network predicts on the padded rows
+    got = padding.masked_loss(get_loss(loss), loss, np.vstack([out, junk]),
+                              padding.pad_rows(Y, size), padding.row_weights(m, size), m)
+    assert float(got) == pytest.approx(want, rel=1e-13)
+
+
+def _data(m, ce=False, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(m, 3))
+    if ce:
+        Y = np.eye(3)[(X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5).astype(int)]
+    else:
+        Y = np.sin(X.sum(1, keepdims=True)) + 0.1 * rng.normal(size=(m, 1))
+    return Dataset(X, Y, X[:7], Y[:7], meta={"name": "padding-test"})
+
+
+def _both(monkeypatch, **kw):
+    out = {}
+    for how in ("off", "on"):
+        monkeypatch.setenv(padding.ENV, how)
+        out[how] = ln.train(seeds=range(2), **kw)
+    return out["off"], out["on"]
+
+
+@pytest.mark.parametrize("case", [
+    {"method": "alm", "max_outer": 4},
+    {"method": "alm", "max_outer": 2, "weight_decay": 1e-3},
+    {"method": "alm", "max_outer": 3, "loss": "cross_entropy"},
+    {"method": "lm", "max_iter": 20},
+    {"method": "gn", "max_iter": 20, "weight_decay": 1e-3},
+], ids=["alm", "alm-decay", "alm-ce", "lm", "gn"])
+def test_padded_training_equals_unpadded(monkeypatch, case):
+    ce = case.get("loss") == "cross_entropy"
+    d = _data(70, ce)  # padded to 72
+    assert padding.bucket(70) == 72
+    model = ln.MLP((3, 5, 3 if ce else 1), activation="tanh")
+    plain, padded = _both(monkeypatch, model=model, dataset=d, **case)
+    for a, b in zip(plain, padded):
+        np.testing.assert_allclose(b["x"], a["x"], rtol=1e-10, atol=1e-10)
+        assert b["fun"] == pytest.approx(a["fun"], rel=1e-10)
+        assert b["nit"] == a["nit"] and b["status"] == a["status"]
+        assert b["train_mse"] == pytest.approx(a["train_mse"], rel=1e-10)
+        assert len(b["history"]) == len(a["history"])
+        for ha, hb in zip(a["history"], b["history"]):  # no padded row in the history's losses
+            assert hb["loss"] == pytest.approx(ha["loss"], rel=1e-10)
+        if "residual" in a:  # lm / gn report the residual and Jacobian of the real rows
+            assert b["residual"].shape == a["residual"].shape
+            assert b["jac"].shape == a["jac"].shape
+
+
+def test_padded_bayes_equals_unpadded(monkeypatch):
+    d = _data(70)
+    model = ln.MLP((3, 5, 1), activation="tanh")
+    plain, padded = _both(monkeypatch, model=model, dataset=d, method="alm",
+                          weight_decay="bayes", bayes_max_cycles=2, max_outer=4)
+    for a, b in zip(plain, padded):
+        assert b["effective_params"] == pytest.approx(a["effective_params"], rel=1e-8)
+        assert b["log_evidence"] == pytest.approx(a["log_evidence"], rel=1e-8)
+        np.testing.assert_allclose(b["x"], a["x"], rtol=1e-8, atol=1e-10)
+
+
+def test_jacobian_and_predictions_drop_the_padded_rows(monkeypatch):
+    model = ln.MLP((3, 4, 2), activation="tanh")
+    params = model.init(0)
+    X = np.random.default_rng(1).normal(size=(70, 3))
+    monkeypatch.setenv(padding.ENV, "off")
+    J0, f0 = bayes.jacobian(model, params, X), predict(model, params, X)
+    monkeypatch.setenv(padding.ENV, "on")
+    J1, f1 = bayes.jacobian(model, params, X), predict(model, params, X)
+    assert J1.shape == J0.shape == (140, model.n_params) and f1.shape == f0.shape == (70, 2)
+    np.testing.assert_allclose(J1, J0, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(f1, f0, rtol=1e-12, atol=1e-14)
+    problem = TrainingProblem(model, X, np.zeros((70, 2)))
+    assert problem.mse(params) == pytest.approx(float(np.mean(f0 ** 2)), rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["alm", "lm"])
+def test_nearby_sample_counts_share_one_program(monkeypatch, method):
+    """Training on 69 and then 71 samples (both padded to 72) compiles nothing the second time."""
+    monkeypatch.setenv(padding.ENV, "on")
+    model = ln.MLP((3, 6, 1), activation="tanh")
+    opts = {"max_outer": 2} if method == "alm" else {"max_iter": 5}
+    ln.train(model, _data(69, seed=1), method=method, seeds=range(2), **opts)
+    with compile_clock.measure() as clock:
+        ln.train(model, _data(71, seed=2), method=method, seeds=range(2), **opts)
+    assert compile_clock.compilations(clock) == 0
