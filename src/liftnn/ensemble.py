@@ -58,6 +58,8 @@ class Ensemble:
 
     def predict(self, X, return_std: bool = False):
         X = np.asarray(X, dtype=np.float64)
+        if not return_std:  # the mean alone: no Jacobian at X (its program costs ~0.2 s per size)
+            return np.stack([predict(self.model, m.params, X) for m in self.members]).mean(axis=0)
         means, variances = [], []
         for m in self.members:
             if m.posterior is not None:
@@ -68,8 +70,6 @@ class Ensemble:
             variances.append(np.zeros_like(mu) if sd is None else sd**2)
         F, V = np.stack(means), np.stack(variances)
         mean = F.mean(axis=0)
-        if not return_std:
-            return mean
         if not self.has_noise and len(self.members) == 1:
             raise LiftnnError("return_std needs a posterior: train with weight_decay='bayes' "
                               "(gn, lm, alm, lifted-gn) or combine several starts "
