@@ -483,7 +483,12 @@ class Posterior(NamedTuple):
 
     @classmethod
     def from_fit(cls, model, params, X, alpha: float, beta: float) -> Posterior:
-        J = jacobian(model, params, X)
+        return cls.from_jacobian(model, params, jacobian(model, params, X), alpha, beta)
+
+    @classmethod
+    def from_jacobian(cls, model, params, J: np.ndarray, alpha: float, beta: float) -> Posterior:
+        """The posterior from the training Jacobian J (N x P) at params (from_fit computes it;
+        liftnn.baseline has the linear model's in closed form)."""
         with limit_blas():
             lam, V, side = gram_eigh(J)
         if side == "params":

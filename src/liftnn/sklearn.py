@@ -35,9 +35,11 @@ except ImportError as exc:  # pragma: no cover - scikit-learn is an optional dep
     raise ImportError(f"liftnn.sklearn needs scikit-learn >= 1.6 (pip install scikit-learn): "
                       f"{exc}") from exc
 
+from liftnn import baseline as linear_baseline
 from liftnn.bayes import METHODS as bayes_methods
+from liftnn.bayes import Posterior
 from liftnn.datasets.base import Dataset
-from liftnn.ensemble import ensemble, select_by_evidence
+from liftnn.ensemble import Ensemble, Member, ensemble, select_by_evidence
 from liftnn.models import MLP
 from liftnn.train import train
 
@@ -174,19 +176,67 @@ class _LiftnnEstimator(BaseEstimator):
 
 
 class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
-    """A liftnn MLP regressor (mean squared error); parameters as _LiftnnEstimator.
+    """A liftnn MLP regressor (mean squared error); parameters as _LiftnnEstimator, and
+
+        baseline: "linear" (the default) or None.  With weight_decay="bayes", "linear" also
+            fits the Bayesian linear model (liftnn.baseline: the network without hidden
+            layers, in closed form, milliseconds) and keeps whichever of the two has the higher
+            log evidence, MacKay's model comparison: on data a linear model explains as well,
+            the network is not kept (docs/bayes.md "The linear baseline").  None keeps the
+            network always.
 
     fit(X: (m, d), y: (m,) or (m, k)) -> self; predict(X) -> (m,) or (m, k); score = R^2.
+    Fitted attributes beyond _LiftnnEstimator's: kept_ ("network" or "linear": which model
+    predict uses; with "linear", model_, params_ and ensemble_ are the linear model's, while
+    result_ / results_ stay the network's training), log_evidence_ ({"network": .., "linear":
+    ..} or None without the comparison), baseline_ (the liftnn.baseline.LinearFit or None).
     """
 
     _loss = "mse"
 
+    def __init__(self, hidden_layer_sizes=(16,), activation="tanh", method="lbfgs",
+                 init="glorot_uniform", weight_decay=None, validation=None, max_iter=None,
+                 random_state=None, method_options=None, n_init=1, combine="mean",
+                 baseline="linear"):
+        super().__init__(hidden_layer_sizes=hidden_layer_sizes, activation=activation,
+                         method=method, init=init, weight_decay=weight_decay,
+                         validation=validation, max_iter=max_iter, random_state=random_state,
+                         method_options=method_options, n_init=n_init, combine=combine)
+        self.baseline = baseline
+
     def fit(self, X, y):
+        if self.baseline not in ("linear", None):
+            raise ValueError(f"baseline must be 'linear' or None; got {self.baseline!r}")
         _check_numeric_targets(y)
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, multi_output=True)
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
-        return self._fit_network(X, y.reshape(len(y), -1))
+        Y = y.reshape(len(y), -1)
+        self._fit_network(X, Y)
+        self._compare_with_linear(X, Y)
+        return self
+
+    def _compare_with_linear(self, X: np.ndarray, Y: np.ndarray) -> None:
+        """The evidence's choice between the fitted network and the Bayesian linear model
+        (`baseline`); sets kept_, log_evidence_, baseline_."""
+        self.kept_, self.log_evidence_, self.baseline_ = "network", None, None
+        if self.baseline is None or self._weight_decay() != "bayes":
+            return
+        kept = [m for m in self.results_ if "log_evidence" in m]
+        if not kept:
+            return
+        network = max(float(r["log_evidence"]) for r in kept)
+        lin = linear_baseline.fit(X, Y)
+        self.baseline_ = lin
+        self.log_evidence_ = {"network": network, "linear": lin.log_evidence}
+        if linear_baseline.compare(network, lin) == "network":
+            return
+        model = MLP((X.shape[1], Y.shape[1]), activation=self.activation, init=self.init)
+        post = Posterior.from_jacobian(model, lin.params,
+                                       linear_baseline.jacobian(X, Y.shape[1]), lin.alpha,
+                                       lin.beta)
+        self.kept_, self.model_, self.params_ = "linear", model, lin.params
+        self.ensemble_ = Ensemble(model, [Member(lin.params, post)])
 
     def predict(self, X, return_std: bool = False):
         """Mean prediction (m,) or (m, k); with return_std=True also its std (the Laplace

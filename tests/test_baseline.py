@@ -1,0 +1,117 @@
+"""liftnn.baseline: the Bayesian linear model against the exact marginal likelihood, the
+Gauss-Newton evidence cycles of liftnn.train, JAX's Jacobian; and the regressor's choice between
+the network and the linear model by their log evidence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import liftnn as ln
+from liftnn import baseline, bayes
+from liftnn.datasets.base import Dataset
+from liftnn.errors import LiftnnError
+
+
+def _linear_data(m=30, d=3, O=2, noise=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(m, d))
+    Y = X @ rng.normal(size=(d, O)) + 1.0 + noise * rng.normal(size=(m, O))
+    return X, Y
+
+
+@pytest.mark.parametrize("O", [1, 2])
+def test_log_evidence_is_the_exact_marginal_likelihood_at_the_fixed_point(O):
+    X, Y = _linear_data(O=O)
+    fit = baseline.fit(X, Y)
+    assert fit.log_evidence == pytest.approx(baseline.log_marginal(X, Y, fit.alpha, fit.beta),
+                                             abs=1e-9)
+    # the fixed point: r = alpha / beta, gamma = O sum lambda / (lambda + r), and the weights
+    # are the ridge solution for r
+    assert fit.ratio == pytest.approx(fit.alpha / fit.beta, rel=1e-9)
+    lam = fit.design_eigenvalues
+    assert fit.gamma == pytest.approx(O * np.sum(lam / (lam + fit.ratio)), rel=1e-9)
+    Phi = np.hstack([X, np.ones((len(X), 1))])
+    theta = np.linalg.solve(Phi.T @ Phi + fit.ratio * np.eye(Phi.shape[1]), Phi.T @ Y)
+    W, b = fit.params[0]
+    np.testing.assert_allclose(W, theta[:-1].T, atol=1e-10)
+    np.testing.assert_allclose(b, theta[-1], atol=1e-10)
+    # a weight decay off the fixed point has a lower exact evidence
+    for f in (0.5, 2.0):
+        assert baseline.log_marginal(X, Y, f * fit.alpha, fit.beta) < fit.log_evidence
+
+
+def test_the_closed_form_equals_the_evidence_cycles_of_lm():
+    X, Y = _linear_data()
+    model = ln.MLP((3, 2))
+    res = ln.train(model, Dataset(X, Y, X[:0], Y[:0], meta={"name": "t"}), method="lm",
+                   weight_decay="bayes", bayes_tol=1e-6, bayes_max_cycles=50)
+    fit = baseline.fit(X, Y)
+    assert res["log_evidence"] == pytest.approx(fit.log_evidence, abs=1e-5)
+    assert res["effective_params"] == pytest.approx(fit.gamma, rel=1e-4)
+    np.testing.assert_allclose(np.asarray(model.apply(res["params"], X)),
+                               np.asarray(model.apply(fit.params, X)), atol=1e-4)
+
+
+def test_jacobian_layout_equals_jax():
+    X, _ = _linear_data(m=7, d=3)
+    for O in (1, 3):
+        model = ln.MLP((3, O))
+        np.testing.assert_array_equal(baseline.jacobian(X, O),
+                                      bayes.jacobian(model, model.init(0), X))
+
+
+def test_compare_and_bad_input():
+    X, Y = _linear_data()
+    fit = baseline.fit(X, Y)
+    assert baseline.compare(fit.log_evidence + 1.0, fit) == "network"
+    assert baseline.compare(fit.log_evidence - 1.0, fit) == "linear"
+    assert baseline.compare(float("nan"), fit) == "linear"
+    with pytest.raises(LiftnnError, match="X \\(m, d\\) and Y"):
+        baseline.fit(X[:5], Y)
+
+
+def _sine(m, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2, 2, size=(m, 1))
+    return X, np.sin(2 * X[:, 0]) + 0.05 * rng.normal(size=m)
+
+
+def test_regressor_keeps_the_model_with_the_higher_evidence():
+    pytest.importorskip("sklearn")
+    from liftnn.sklearn import LiftnnRegressor
+
+    X, Y = _linear_data(m=40, O=1, noise=0.5)
+    y = Y[:, 0]
+    est = LiftnnRegressor(hidden_layer_sizes=(4,), method="lm", random_state=0).fit(X, y)
+    assert est.kept_ == "linear"
+    assert est.log_evidence_["linear"] > est.log_evidence_["network"]
+    lin = baseline.fit(X, Y)
+    np.testing.assert_allclose(est.predict(X), X @ lin.params[0][0][0] + lin.params[0][1][0],
+                               atol=1e-10)
+    mean, std = est.predict(X, return_std=True)  # the linear model's exact posterior
+    np.testing.assert_allclose(mean, est.predict(X), atol=1e-12)
+    assert std.shape == (40,) and np.all(std >= 1 / np.sqrt(lin.beta) - 1e-12)
+    assert est.result_["method"] == "lm"  # the network's training is still on record
+
+    net = LiftnnRegressor(hidden_layer_sizes=(4,), method="lm", random_state=0,
+                          baseline=None).fit(X, y)
+    assert net.kept_ == "network" and net.log_evidence_ is None
+
+    Xs, ys = _sine(60, 1)
+    est = LiftnnRegressor(hidden_layer_sizes=(6,), method="lm", random_state=0).fit(Xs, ys)
+    assert est.kept_ == "network"
+    assert est.log_evidence_["network"] > est.log_evidence_["linear"]
+
+
+def test_regressor_baseline_bad_value_and_no_evidence():
+    pytest.importorskip("sklearn")
+    from liftnn.sklearn import LiftnnRegressor
+
+    X, Y = _linear_data(m=20, O=1)
+    with pytest.raises(ValueError, match="baseline must be 'linear' or None"):
+        LiftnnRegressor(method="lm", baseline="ridge").fit(X, Y[:, 0])
+    with pytest.warns(Warning, match="max_iter"):
+        est = LiftnnRegressor(hidden_layer_sizes=(3,), method="lm", weight_decay=0.0,
+                              max_iter=5).fit(X, Y[:, 0])
+    assert est.kept_ == "network" and est.baseline_ is None  # no evidence, no comparison
