@@ -2,6 +2,7 @@
 
     liftnn bench SUITE [--seeds K] [--methods a,b,c] [--out DIR] [--jobs N] [--backend local|ray]
                        [--data DIR] [--quick] [--retry-errors]
+    liftnn bench cv [--seeds K] [--methods a,b,c] [--datasets d,e] [--out DIR] [--retry-errors]
     liftnn report DIR
     liftnn demo [--out DIR] [--seeds 10]
 
@@ -29,15 +30,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from liftnn.bench import cv as bench_cv
 from liftnn.bench import report as bench_report
 from liftnn.bench import stats
 from liftnn.bench.runner import BenchInterrupted, Hooks, run_suite
 from liftnn.bench.suite import resolve, suite_names
 from liftnn.cli.common import console, split_names
+from liftnn.errors import LiftnnError
 
 # the peers a user would pick appear when their extras are installed (skipped with a notice otherwise)
 DEMO_METHODS = ("alm", "adam", "lm", "torch-adam", "torch-lm", "sklearn-lbfgs", "sklearn-adam")
-SHIPPED = ", ".join(suite_names())
+SHIPPED = ", ".join(suite_names()) + ", cv"
 
 
 def print_table(out: Path, title: str, full: bool = False) -> None:
@@ -138,14 +141,64 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="reduced cells and seeds (CI smoke run)")] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors",
                                                help="rerun the runs recorded with status error")] = False,
+    datasets: Annotated[str | None, typer.Option(help="cv only: comma-separated data sets "
+                                                      f"({', '.join(bench_cv.DATA)})")] = None,
 ):
     """Run a benchmark suite into DIR (results.csv, histories.jsonl, report.md/html, figures).
 
     Resumable: rerun the same command after an interruption and finished runs are skipped.
+    `liftnn bench cv` is a user's scikit-learn cross-validation instead (liftnn.bench.cv):
+    --methods are estimators (alm, lm, adam, ridge, bayesian-ridge, sklearn-lbfgs,
+    sklearn-adam), --seeds the KFold split seeds 0..K-1 (default 1), --datasets the data sets.
     """
+    if suite == "cv":
+        _cv(out, seeds, methods, datasets, retry_errors)
+        return
+    if datasets is not None:
+        raise LiftnnError("--datasets is an option of `liftnn bench cv`; a suite names its "
+                          "data in its .toml file")
     s = resolve(suite, seeds=seeds, methods=split_names(methods), quick=quick, data_dir=data)
     out = out if out is not None else Path(f"bench_{s.name}" + ("_quick" if quick else ""))
     _run(s, out, jobs, backend, retry_errors, f"{s.name}")
+
+
+def _cv(out, seeds, methods, datasets, retry_errors) -> None:
+    """`liftnn bench cv`: the cells with a progress bar, then the summary table and report.md."""
+    estimators = split_names(methods) or list(bench_cv.DEFAULT_ESTIMATORS)
+    data = split_names(datasets) or list(bench_cv.DATA)
+    splits = list(range(1 if seeds is None else seeds))
+    bench_cv.check(estimators, data, splits)
+    out = out if out is not None else Path("bench_cv")
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+    with progress:
+        task = progress.add_task("bench cv", total=None)
+
+        def on_row(row, done, total):
+            progress.update(task, completed=done, total=total,
+                            description=escape(f"{row['data']} split {row['split']} "
+                                               f"{row['estimator']}: {row.get('r2', 'error')}"))
+            if row.get("status") != "ok":
+                console.print(f"[red]error[/] {escape(str(row.get('error')))}")
+
+        try:
+            rows = bench_cv.run(out, estimators, data, splits, on_row, retry_errors)
+        except KeyboardInterrupt:
+            console.print(f"[yellow]interrupted[/]: {out}/cv.jsonl keeps every finished cell; "
+                          f"rerun the same command to resume")
+            raise typer.Exit(130) from None
+    path = bench_cv.write_report(out, rows)
+    table = Table(title="liftnn bench cv: 5-fold cross_val_score, cold")
+    for col in ("data", "estimator", "mean R²", "margin vs ridge", "wins", "median wall (s)",
+                f"time / {bench_cv.TIME_REFERENCE}", "linear kept"):
+        table.add_column(col, justify="left" if col in ("data", "estimator") else "right")
+    for s in bench_cv.summarise([r for r in rows if r["estimator"] in estimators
+                                 and r["data"] in data and r["split"] in splits]):
+        table.add_row(s["data"], s["estimator"], f"{s['r2']:.4f}", f"{s['margin']:+.4f}",
+                      "" if s["wins"] is None else f"{s['wins']}/{s['splits']}",
+                      f"{s['wall_s']:.2f}", f"{s['time_ratio']:.1f}x", s["linear_kept"])
+    Console().print(table)
+    console.print(f"-> {out}/cv.jsonl, {path}")
 
 
 def report(

@@ -1,0 +1,73 @@
+"""liftnn.bench.cv (`liftnn bench cv`): bad names refused before any cell, a real cold cell in a
+fresh process, rows kept and skipped on a rerun, and the summary's margins and ratios."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from liftnn.bench import cv
+from liftnn.cli import app
+from liftnn.errors import LiftnnError
+
+pytest.importorskip("sklearn")
+
+
+@pytest.mark.parametrize("estimators, data, needle", [
+    (["ridge", "svm"], ["diabetes"], "unknown cv estimator 'svm'"),
+    (["ridge"], ["boston"], "unknown cv data set 'boston'"),
+    ([], ["diabetes"], "at least one estimator"),
+])
+def test_bad_names_are_refused_before_any_cell(tmp_path, estimators, data, needle):
+    with pytest.raises(LiftnnError, match=needle):
+        cv.run(tmp_path, estimators, data, [0])
+    assert not (tmp_path / "cv.jsonl").exists()
+
+
+def test_cli_bad_estimator_exits_2(tmp_path):
+    res = CliRunner().invoke(app, ["bench", "cv", "--methods", "ridge,nope", "--out",
+                                   str(tmp_path / "o")])
+    assert res.exit_code == 2 and "unknown cv estimator 'nope'" in res.output
+
+
+def test_a_cell_runs_cold_and_a_rerun_skips_it(tmp_path):
+    seen = []
+    rows = cv.run(tmp_path, ["ridge"], ["linear"], [0], on_row=lambda r, i, n: seen.append(n))
+    assert seen == [1] and len(rows) == 1
+    row = rows[0]
+    assert row["status"] == "ok" and len(row["r2_folds"]) == cv.FOLDS
+    # the same figure as scikit-learn's cross_val_score here
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = cv.load("linear")
+    ref = cross_val_score(make_pipeline(StandardScaler(), RidgeCV()), X, y,
+                          cv=KFold(5, shuffle=True, random_state=0)).mean()
+    assert row["r2"] == pytest.approx(ref, abs=1e-12)
+    again = cv.run(tmp_path, ["ridge"], ["linear"], [0], on_row=lambda r, i, n: seen.append(n))
+    assert seen == [1] and len(again) == 1  # nothing ran again
+    assert len((tmp_path / "cv.jsonl").read_text().splitlines()) == 1
+    assert "| linear | ridge |" in cv.write_report(tmp_path, again).read_text()
+
+
+def test_summary_margins_wins_and_time_ratios():
+    def row(e, s, r2, wall, kept=None):
+        return {"data": "d", "split": s, "estimator": e, "r2": r2, "wall_s": wall,
+                "linear_kept": kept, "status": "ok"}
+
+    rows = [row("ridge", 0, 0.50, 0.1), row("ridge", 1, 0.40, 0.1),
+            row("sklearn-lbfgs", 0, 0.1, 0.5), row("sklearn-lbfgs", 1, 0.2, 0.5),
+            row("alm", 0, 0.52, 2.0, 5), row("alm", 1, 0.39, 3.0, 2),
+            {"data": "d", "split": 2, "estimator": "alm", "status": "error", "error": "x"}]
+    by = {s["estimator"]: s for s in cv.summarise(rows)}
+    assert by["alm"]["r2"] == pytest.approx(0.455)
+    assert by["alm"]["margin"] == pytest.approx(0.005)
+    assert by["alm"]["wins"] == 1 and by["alm"]["splits"] == 2
+    assert by["alm"]["time_ratio"] == pytest.approx(2.5 / 0.5)
+    assert by["alm"]["linear_kept"] == "7/10"
+    assert by["ridge"]["margin"] == 0 and by["ridge"]["linear_kept"] == ""
+    json.dumps(by)  # plain numbers
