@@ -51,9 +51,15 @@ def _lifted_classifiers():
             LiftnnClassifier(hidden_layer_sizes=(8,), method="lifted-gn", max_iter=30)]
 
 
+def _bayes_regressor():
+    """The regressor with Bayesian regularisation and the linear baseline (lm's defaults:
+    weight_decay="bayes", baseline="linear"), few iterations: about 20 s of checks."""
+    return [LiftnnRegressor(hidden_layer_sizes=(4,), method="lm", max_iter=20)]
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@parametrize_with_checks(_small() + _lifted_classifiers(),
+@parametrize_with_checks(_small() + _lifted_classifiers() + _bayes_regressor(),
                          expected_failed_checks=lambda est: EXPECTED_FAILED)
 def test_check_estimator(estimator, check):
     """Every check of sklearn.utils.estimator_checks (about 2-3 min on a loaded machine for the
