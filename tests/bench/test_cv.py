@@ -51,7 +51,9 @@ def test_a_cell_runs_cold_and_a_rerun_skips_it(tmp_path):
     again = cv.run(tmp_path, ["ridge"], ["linear"], [0], on_row=lambda r, i, n: seen.append(n))
     assert seen == [1] and len(again) == 1  # nothing ran again
     assert len((tmp_path / "cv.jsonl").read_text().splitlines()) == 1
-    assert "| linear | ridge |" in cv.write_report(tmp_path, again).read_text()
+    report = cv.write_report(tmp_path, again).read_text()
+    assert "| linear | ridge |" in report and "cv.png" in report
+    assert (tmp_path / "cv.png").stat().st_size > 0
 
 
 def test_summary_margins_wins_and_time_ratios():

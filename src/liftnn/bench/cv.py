@@ -206,8 +206,44 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def write_figure(out: Path, rows: list[dict]) -> Path | None:
+    """OUT/cv.png: per data set, each estimator's R^2 per split (dots, the mean as a bar) and its
+    wall time per cross-validation (log scale); None without finished rows."""
+    from liftnn.bench.figures import _plt, save_figure
+
+    ok = [r for r in rows if r.get("status") == "ok"]
+    data = list(dict.fromkeys(r["data"] for r in ok))
+    if not data:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(len(data), 2, figsize=(10, 2.8 * len(data)), squeeze=False)
+    for (ax_r, ax_t), d in zip(axes, data):
+        est = list(dict.fromkeys(r["estimator"] for r in ok if r["data"] == d))
+        for i, e in enumerate(est):
+            mine = [r for r in ok if r["data"] == d and r["estimator"] == e]
+            r2 = [max(r["r2"], -0.5) for r in mine]  # clipped: one bad peer flattens the axis
+            ax_r.bar(i, np.mean(r2), color="#9ecae1" if e not in ("alm", "lm") else "#3182bd")
+            ax_r.plot([i] * len(r2), r2, "k.", ms=4)
+            ax_t.bar(i, np.median([r["wall_s"] for r in mine]), color="#bdbdbd")
+        ref = [r["r2"] for r in ok if r["data"] == d and r["estimator"] == SCORE_REFERENCE]
+        if ref:
+            ax_r.axhline(np.mean(ref), color="#de2d26", lw=0.8, ls="--",
+                         label=f"{SCORE_REFERENCE} (mean)")
+            ax_r.legend(fontsize=7, loc="lower left")
+        for ax in (ax_r, ax_t):
+            ax.set_xticks(range(len(est)))
+            ax.set_xticklabels(est, rotation=30, ha="right", fontsize=8)
+        ax_r.set_ylabel(f"{d}: R² (≥ −0.5 shown)", fontsize=8)
+        ax_t.set_ylabel("wall per CV (s)", fontsize=8)
+        ax_t.set_yscale("log")
+    path = Path(out) / "cv.png"
+    save_figure(fig, path, title=f"liftnn bench cv: {FOLDS}-fold cross_val_score, cold "
+                                 f"(dots: KFold splits)")
+    return path
+
+
 def write_report(out: Path, rows: list[dict]) -> Path:
-    """OUT/report.md: the summary table (markdown)."""
+    """OUT/report.md: the summary table (markdown) and OUT/cv.png (`write_figure`)."""
     intro = (f"{FOLDS}-fold cross_val_score of make_pipeline(StandardScaler(), estimator), y "
              f"standardised; each cell a fresh process (cold). margin = mean R^2 minus "
              f"{SCORE_REFERENCE}'s on the same splits (wins: splits with margin >= 0); time "
@@ -224,6 +260,8 @@ def write_report(out: Path, rows: list[dict]) -> Path:
     errors = [r for r in rows if r.get("status") != "ok"]
     for r in errors:
         lines.append(f"\nerror: {r['data']} split {r['split']} {r['estimator']}: {r['error']}")
+    if write_figure(out, rows) is not None:
+        lines.append("\n![R² per split and wall time per estimator](cv.png)")
     path = Path(out) / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

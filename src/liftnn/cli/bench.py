@@ -198,7 +198,7 @@ def _cv(out, seeds, methods, datasets, retry_errors) -> None:
                       "" if s["wins"] is None else f"{s['wins']}/{s['splits']}",
                       f"{s['wall_s']:.2f}", f"{s['time_ratio']:.1f}x", s["linear_kept"])
     Console().print(table)
-    console.print(f"-> {out}/cv.jsonl, {path}")
+    console.print(f"-> {out}/cv.jsonl, {path}, {out}/cv.png")
 
 
 def report(
