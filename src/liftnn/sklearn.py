@@ -222,10 +222,10 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
         self.kept_, self.log_evidence_, self.baseline_ = "network", None, None
         if self.baseline is None or self._weight_decay() != "bayes":
             return
-        kept = [m for m in self.results_ if "log_evidence" in m]
-        if not kept:
+        with_evidence = [r for r in self.results_ if "log_evidence" in r]
+        if not with_evidence:
             return
-        network = max(float(r["log_evidence"]) for r in kept)
+        network = max(float(r["log_evidence"]) for r in with_evidence)
         lin = linear_baseline.fit(X, Y)
         self.baseline_ = lin
         self.log_evidence_ = {"network": network, "linear": lin.log_evidence}

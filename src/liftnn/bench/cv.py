@@ -29,7 +29,6 @@ Data (DATA): diabetes (scikit-learn's bundled copy); friedman1 (make_friedman1, 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -164,8 +163,7 @@ def _run_cell(data: str, split: int, estimator: str) -> dict:
     t0 = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, "-c", code, args], check=False,
-                              capture_output=True, text=True, timeout=CELL_TIMEOUT_S,
-                              env=dict(os.environ))
+                              capture_output=True, text=True, timeout=CELL_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return {"data": data, "split": split, "estimator": estimator, "status": "error",
                 "error": f"timed out after {CELL_TIMEOUT_S} s",
@@ -211,23 +209,24 @@ def write_figure(out: Path, rows: list[dict]) -> Path | None:
     wall time per cross-validation (log scale); None without finished rows."""
     from liftnn.bench.figures import _plt, save_figure
 
-    ok = [r for r in rows if r.get("status") == "ok"]
-    data = list(dict.fromkeys(r["data"] for r in ok))
+    summary = summarise(rows)
+    data = list(dict.fromkeys(s["data"] for s in summary))
     if not data:
         return None
     plt = _plt()
     fig, axes = plt.subplots(len(data), 2, figsize=(10, 2.8 * len(data)), squeeze=False)
     for (ax_r, ax_t), d in zip(axes, data):
-        est = list(dict.fromkeys(r["estimator"] for r in ok if r["data"] == d))
-        for i, e in enumerate(est):
-            mine = [r for r in ok if r["data"] == d and r["estimator"] == e]
-            r2 = [max(r["r2"], -0.5) for r in mine]  # clipped: one bad peer flattens the axis
-            ax_r.bar(i, np.mean(r2), color="#9ecae1" if e not in ("alm", "lm") else "#3182bd")
+        mine = [s for s in summary if s["data"] == d]
+        est = [s["estimator"] for s in mine]
+        for i, s in enumerate(mine):
+            r2 = [max(v, -0.5) for v in s["r2_by_split"]]  # clipped: one bad peer flattens it
+            ax_r.bar(i, np.mean(r2), color="#9ecae1" if s["estimator"] not in ("alm", "lm")
+                     else "#3182bd")
             ax_r.plot([i] * len(r2), r2, "k.", ms=4)
-            ax_t.bar(i, np.median([r["wall_s"] for r in mine]), color="#bdbdbd")
-        ref = [r["r2"] for r in ok if r["data"] == d and r["estimator"] == SCORE_REFERENCE]
+            ax_t.bar(i, s["wall_s"], color="#bdbdbd")
+        ref = [s["r2"] for s in mine if s["estimator"] == SCORE_REFERENCE]
         if ref:
-            ax_r.axhline(np.mean(ref), color="#de2d26", lw=0.8, ls="--",
+            ax_r.axhline(ref[0], color="#de2d26", lw=0.8, ls="--",
                          label=f"{SCORE_REFERENCE} (mean)")
             ax_r.legend(fontsize=7, loc="lower left")
         for ax in (ax_r, ax_t):

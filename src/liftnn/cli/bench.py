@@ -188,7 +188,7 @@ def _cv(out, seeds, methods, datasets, retry_errors) -> None:
                           f"rerun the same command to resume")
             raise typer.Exit(130) from None
     path = bench_cv.write_report(out, rows)
-    table = Table(title="liftnn bench cv: 5-fold cross_val_score, cold")
+    table = Table(title=f"liftnn bench cv: {bench_cv.FOLDS}-fold cross_val_score, cold")
     for col in ("data", "estimator", "mean R²", "margin vs ridge", "wins", "median wall (s)",
                 f"time / {bench_cv.TIME_REFERENCE}", "linear kept"):
         table.add_column(col, justify="left" if col in ("data", "estimator") else "right")
