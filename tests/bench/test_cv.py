@@ -48,6 +48,7 @@ def test_a_cell_runs_cold_and_a_rerun_skips_it(tmp_path):
     ref = cross_val_score(make_pipeline(StandardScaler(), RidgeCV()), X, y,
                           cv=KFold(5, shuffle=True, random_state=0)).mean()
     assert row["r2"] == pytest.approx(ref, abs=1e-12)
+    assert row["r2"] <= row["train_r2"] <= 1.0  # the training folds' R^2 beside the test's
     again = cv.run(tmp_path, ["ridge"], ["linear"], [0], on_row=lambda r, i, n: seen.append(n))
     assert seen == [1] and len(again) == 1  # nothing ran again
     assert len((tmp_path / "cv.jsonl").read_text().splitlines()) == 1

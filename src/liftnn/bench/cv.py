@@ -8,7 +8,7 @@ For each data set, KFold split seed and estimator:
 with y standardised.  Each (data, split, estimator) cell runs in a fresh Python process, so every
 time is a cold one, as a user's first call would be (the clock starts after the imports: JAX's
 and scikit-learn's import time is not the estimator's).  The row (mean R^2 over the folds, the wall
-time of the whole cross-validation, and for liftnn's regressor how many folds kept the linear
+time of the whole cross-validation, the mean training-fold R^2 beside it, and for liftnn's regressor how many folds kept the linear
 baseline) is appended to DIR/cv.jsonl as soon as the cell ends.  An interrupted run loses no
 finished cell, and rerunning the same command skips the cells already there.  `summarise` gives,
 per data set and estimator, the mean R^2 over the splits, the margin over RidgeCV, the median wall
@@ -113,11 +113,13 @@ def cell(data: str, split: int, estimator: str) -> dict:
         warnings.simplefilter("ignore")  # ConvergenceWarnings of the peers' defaults
         out = cross_validate(est, X, y,
                              cv=KFold(FOLDS, shuffle=True, random_state=split),
-                             return_estimator=True, error_score="raise")
+                             return_estimator=True, return_train_score=True,
+                             error_score="raise")
     wall = time.perf_counter() - t0
     kept = [getattr(p[-1], "kept_", None) for p in out["estimator"]]
     return {"data": data, "split": split, "estimator": estimator,
             "r2": float(np.mean(out["test_score"])),
+            "train_r2": float(np.mean(out["train_score"])),
             "r2_folds": [float(v) for v in out["test_score"]], "wall_s": wall,
             "linear_kept": sum(k == "linear" for k in kept) if any(kept) else None,
             "status": "ok"}
@@ -194,6 +196,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             out.append({
                 "data": d, "estimator": e, "splits": len(mine),
                 "r2": float(np.mean([r["r2"] for r in mine])),
+                "train_r2": float(np.mean([r.get("train_r2", np.nan) for r in mine])),
                 "r2_by_split": [round(r["r2"], 4) for r in sorted(mine, key=lambda r: r["split"])],
                 "margin": float(np.mean(margin)) if margin else float("nan"),
                 "wins": sum(m >= 0 for m in margin) if margin else None,
@@ -247,13 +250,14 @@ def write_report(out: Path, rows: list[dict]) -> Path:
              f"standardised; each cell a fresh process (cold). margin = mean R^2 minus "
              f"{SCORE_REFERENCE}'s on the same splits (wins: splits with margin >= 0); time "
              f"ratio = median wall / {TIME_REFERENCE}'s.")
-    header = ("| data | estimator | mean R² | R² by split | margin | wins | median wall (s) | "
-              "time ratio | linear kept |")
-    lines = ["# liftnn bench cv", "", intro, "", header, "|---|---|---|---|---|---|---|---|---|"]
+    header = ("| data | estimator | train R² | mean R² | R² by split | margin | wins | "
+              "median wall (s) | time ratio | linear kept |")
+    lines = ["# liftnn bench cv", "", intro, "", header, "|---|---|---|---|---|---|---|---|---|---|"]
     for s in summarise(rows):
         wins = "" if s["wins"] is None else f"{s['wins']}/{s['splits']}"
         by_split = ", ".join(f"{v:.4f}" for v in s["r2_by_split"])
-        lines.append(f"| {s['data']} | {s['estimator']} | {s['r2']:.4f} | {by_split} | "
+        lines.append(f"| {s['data']} | {s['estimator']} | {s['train_r2']:.4f} | {s['r2']:.4f} | "
+                     f"{by_split} | "
                      f"{s['margin']:+.4f} | {wins} | {s['wall_s']:.2f} | "
                      f"{s['time_ratio']:.1f}x | {s['linear_kept']} |")
     errors = [r for r in rows if r.get("status") != "ok"]

@@ -189,12 +189,13 @@ def _cv(out, seeds, methods, datasets, retry_errors) -> None:
             raise typer.Exit(130) from None
     path = bench_cv.write_report(out, rows)
     table = Table(title=f"liftnn bench cv: {bench_cv.FOLDS}-fold cross_val_score, cold")
-    for col in ("data", "estimator", "mean R²", "margin vs ridge", "wins", "median wall (s)",
+    for col in ("data", "estimator", "train R²", "mean R²", "margin vs ridge", "wins", "median wall (s)",
                 f"time / {bench_cv.TIME_REFERENCE}", "linear kept"):
         table.add_column(col, justify="left" if col in ("data", "estimator") else "right")
     for s in bench_cv.summarise([r for r in rows if r["estimator"] in estimators
                                  and r["data"] in data and r["split"] in splits]):
-        table.add_row(s["data"], s["estimator"], f"{s['r2']:.4f}", f"{s['margin']:+.4f}",
+        table.add_row(s["data"], s["estimator"], f"{s['train_r2']:.4f}", f"{s['r2']:.4f}",
+                      f"{s['margin']:+.4f}",
                       "" if s["wins"] is None else f"{s['wins']}/{s['splits']}",
                       f"{s['wall_s']:.2f}", f"{s['time_ratio']:.1f}x", s["linear_kept"])
     Console().print(table)
