@@ -36,6 +36,7 @@ except ImportError as exc:  # pragma: no cover - scikit-learn is an optional dep
                       f"{exc}") from exc
 
 from liftnn import baseline as linear_baseline
+from liftnn import loo
 from liftnn.bayes import METHODS as bayes_methods
 from liftnn.bayes import Posterior
 from liftnn.datasets.base import Dataset
@@ -182,14 +183,18 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
             fits the Bayesian linear model (liftnn.baseline: the network without hidden
             layers, in closed form, milliseconds) and keeps whichever of the two has the higher
             log evidence, MacKay's model comparison: on data a linear model explains as well,
-            the network is not kept (docs/bayes.md "The linear baseline").  None keeps the
+            the network is not kept (docs/bayes.md "The linear baseline").  A network the
+            evidence prefers is kept only if its leave-one-out MSE (liftnn.loo) is also at most
+            the linear model's (docs/bayes.md "The leave-one-out check").  None keeps the
             network always.
 
     fit(X: (m, d), y: (m,) or (m, k)) -> self; predict(X) -> (m,) or (m, k); score = R^2.
     Fitted attributes beyond _LiftnnEstimator's: kept_ ("network" or "linear": which model
     predict uses; with "linear", model_, params_ and ensemble_ are the linear model's, while
     result_ / results_ stay the network's training), log_evidence_ ({"network": .., "linear":
-    ..} or None without the comparison), baseline_ (the liftnn.baseline.LinearFit or None).
+    ..} or None without the comparison), baseline_ (the liftnn.baseline.LinearFit or None),
+    loo_ ({"network": .., "linear": .., "refitted": [rows]}: the leave-one-out MSEs, or None
+    when the evidence chose the linear model or there was no comparison).
     """
 
     _loss = "mse"
@@ -219,18 +224,21 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
     def _compare_with_linear(self, X: np.ndarray, Y: np.ndarray) -> None:
         """The evidence's choice between the fitted network and the Bayesian linear model
         (`baseline`); sets kept_, log_evidence_, baseline_."""
-        self.kept_, self.log_evidence_, self.baseline_ = "network", None, None
+        self.kept_, self.log_evidence_, self.baseline_, self.loo_ = "network", None, None, None
         if self.baseline is None or self._weight_decay() != "bayes":
             return
         with_evidence = [r for r in self.results_ if "log_evidence" in r]
         if not with_evidence:
             return
-        network = max(float(r["log_evidence"]) for r in with_evidence)
+        best = select_by_evidence(with_evidence)
+        network = float(best["log_evidence"])
         lin = linear_baseline.fit(X, Y)
         self.baseline_ = lin
         self.log_evidence_ = {"network": network, "linear": lin.log_evidence}
         if linear_baseline.compare(network, lin) == "network":
-            return
+            confirmed, self.loo_ = loo.confirms_network(self.model_, best, X, Y, lin)
+            if confirmed:
+                return
         model = MLP((X.shape[1], Y.shape[1]), activation=self.activation, init=self.init)
         post = Posterior.from_jacobian(model, lin.params,
                                        linear_baseline.jacobian(X, Y.shape[1]), lin.alpha,
