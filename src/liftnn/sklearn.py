@@ -177,7 +177,9 @@ class _LiftnnEstimator(BaseEstimator):
 
 
 class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
-    """A liftnn MLP regressor (mean squared error); parameters as _LiftnnEstimator, and
+    """A liftnn MLP regressor (mean squared error); parameters as _LiftnnEstimator (but method
+    "alm" by default: with weight_decay="bayes" and the linear baseline it is the regressor's
+    best-measured default, docs/sklearn.md "Defaults"), and
 
         baseline: "linear" (the default) or None.  With weight_decay="bayes", "linear" also
             fits the Bayesian linear model (liftnn.baseline: the network without hidden
@@ -199,7 +201,7 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
 
     _loss = "mse"
 
-    def __init__(self, hidden_layer_sizes=(16,), activation="tanh", method="lbfgs",
+    def __init__(self, hidden_layer_sizes=(16,), activation="tanh", method="alm",
                  init="glorot_uniform", weight_decay=None, validation=None, max_iter=None,
                  random_state=None, method_options=None, n_init=1, combine="mean",
                  baseline="linear"):
