@@ -115,3 +115,81 @@ def test_regressor_baseline_bad_value_and_no_evidence():
         est = LiftnnRegressor(hidden_layer_sizes=(3,), method="lm", weight_decay=0.0,
                               max_iter=5).fit(X, Y[:, 0])
     assert est.kept_ == "network" and est.baseline_ is None  # no evidence, no comparison
+
+
+# --- the classifier's baseline: Bayesian softmax regression -----------------------------------
+
+def _logistic_data(m=90, d=3, K=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(m, d))
+    logits = X @ rng.normal(size=(d, K)) * 1.5
+    y = np.array([rng.choice(K, p=np.exp(z) / np.exp(z).sum()) for z in logits])
+    return X, y, np.eye(K)[y]
+
+
+def test_logistic_hessian_equals_jax():
+    import jax
+    import jax.numpy as jnp
+
+    X, _, Y = _logistic_data(m=20)
+    Phi = np.hstack([X, np.ones((20, 1))])
+    Theta = np.random.default_rng(1).normal(size=(4, 3))
+
+    def ce(t):
+        z = jnp.asarray(Phi) @ t.reshape(4, 3)
+        return -jnp.sum(jnp.asarray(Y) * jax.nn.log_softmax(z, axis=1))
+
+    H = np.asarray(jax.hessian(ce)(jnp.asarray(Theta.reshape(-1))))
+    Pr = baseline._softmax(Phi @ Theta)
+    np.testing.assert_allclose(baseline._hessian(Phi, Pr), H, atol=1e-10)
+
+
+def test_logistic_fit_is_the_ridge_logistic_regression_at_the_evidence_fixed_point():
+    sklearn_linear = pytest.importorskip("sklearn.linear_model")
+    X, y, Y = _logistic_data()
+    fit = baseline.fit_logistic(X, Y)
+    W, b = fit.params[0]
+    Phi = np.hstack([X, np.ones((len(X), 1))])
+    # scikit-learn's multinomial objective C sum CE + 1/2 ||w||^2 with the intercept as a
+    # penalised column: the same minimiser for C = 1 / alpha
+    ref = sklearn_linear.LogisticRegression(C=1.0 / fit.alpha, fit_intercept=False, tol=1e-12,
+                                            max_iter=10000).fit(Phi, y)
+    np.testing.assert_allclose(np.hstack([W, b[:, None]]), ref.coef_, atol=1e-5)
+    # the fixed point: alpha = gamma / ||theta||^2, gamma = sum lam / (lam + alpha)
+    Theta = np.vstack([W.T, b])
+    lam = np.linalg.eigvalsh(baseline._hessian(Phi, baseline._softmax(Phi @ Theta)))
+    gamma = np.sum(np.clip(lam, 0, None) / (np.clip(lam, 0, None) + fit.alpha))
+    assert fit.gamma == pytest.approx(gamma, rel=1e-6)
+    assert fit.alpha == pytest.approx(gamma / np.sum(Theta**2), rel=1e-3)
+    with pytest.raises(LiftnnError, match="one-hot Y"):
+        baseline.fit_logistic(X, y)
+
+
+def test_classifier_keeps_the_linear_model_unless_the_network_predicts_held_out_rows_better():
+    pytest.importorskip("sklearn")
+    from liftnn.sklearn import LiftnnClassifier
+
+    X, y, _ = _logistic_data(m=120, d=4, K=2, seed=3)  # a noisy linear boundary
+    clf = LiftnnClassifier(hidden_layer_sizes=(8,), random_state=0).fit(X, y)
+    assert clf.kept_ == "linear"
+    ll = clf.holdout_log_loss_
+    assert ll["linear"] < ll["network"]
+    lin = baseline.fit_logistic(X, np.eye(2)[y])
+    np.testing.assert_allclose(clf.params_[0][0], lin.params[0][0], atol=1e-12)
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    assert clf.result_["method"] == "lbfgs"  # the network's training on the other rows
+
+    rng = np.random.default_rng(4)  # XOR: no linear boundary
+    Xx = rng.uniform(-1, 1, size=(160, 2))
+    yx = (Xx[:, 0] * Xx[:, 1] > 0).astype(int)
+    clf = LiftnnClassifier(hidden_layer_sizes=(8,), random_state=0).fit(Xx, yx)
+    assert clf.kept_ == "network" and clf.score(Xx, yx) > 0.9
+    assert clf.holdout_log_loss_["network"] < clf.holdout_log_loss_["linear"]
+
+    plain = LiftnnClassifier(hidden_layer_sizes=(8,), random_state=0, baseline=None).fit(X, y)
+    assert plain.kept_ == "network" and plain.holdout_log_loss_ is None
+    tiny = LiftnnClassifier(hidden_layer_sizes=(3,), random_state=0).fit(X[:6], [0, 1] * 3)
+    assert tiny.holdout_log_loss_ is None  # too few rows to hold out one of each class
+    with pytest.raises(ValueError, match="baseline must be 'linear' or None"):
+        LiftnnClassifier(baseline="logistic").fit(X, y)

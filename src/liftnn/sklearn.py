@@ -316,16 +316,43 @@ def _check_labels(y: np.ndarray) -> None:
 
 
 class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
-    """A liftnn MLP classifier (softmax cross-entropy); parameters as _LiftnnEstimator.
+    """A liftnn MLP classifier (softmax cross-entropy); parameters as _LiftnnEstimator, and
+
+        baseline: "linear" (the default) or None.  "linear" holds out a stratified HOLDOUT
+            fraction of the rows (seeded by random_state), trains the network and the Bayesian
+            softmax regression (liftnn.baseline.fit_logistic, the network without hidden
+            layers, its weight decay by the evidence) on the rest, and compares their mean
+            log-loss on the held-out rows: the network wins ties and is then trained again on
+            every row; otherwise the softmax regression is fitted on every row and kept
+            (docs/sklearn.md "The classifier's linear baseline").  None (and data too small to
+            stratify) trains the network on every row with no comparison.
 
     fit(X: (m, d), y: (m,) labels, integers or strings, at least two classes) -> self;
     predict(X) -> (m,) labels from classes_; predict_proba(X) -> (m, n_classes);
-    score = accuracy.
+    score = accuracy.  Fitted attributes beyond _LiftnnEstimator's: kept_ ("network" or
+    "linear"), holdout_log_loss_ ({"network": .., "linear": ..} or None without the
+    comparison), baseline_ (the kept liftnn.baseline.LogisticFit or None).  With "linear" kept,
+    model_, params_ and ensemble_ are the softmax regression's, and result_ / results_ are the
+    network's training on the rows not held out.
     """
 
     _loss = "cross_entropy"
+    #: the fraction of the rows held out to compare the network with the linear baseline
+    HOLDOUT = 0.2
+
+    def __init__(self, hidden_layer_sizes=(16,), activation="tanh", method="lbfgs",
+                 init="glorot_uniform", weight_decay=None, validation=None, max_iter=None,
+                 random_state=None, method_options=None, n_init=1, combine="mean",
+                 baseline="linear"):
+        super().__init__(hidden_layer_sizes=hidden_layer_sizes, activation=activation,
+                         method=method, init=init, weight_decay=weight_decay,
+                         validation=validation, max_iter=max_iter, random_state=random_state,
+                         method_options=method_options, n_init=n_init, combine=combine)
+        self.baseline = baseline
 
     def fit(self, X, y):
+        if self.baseline not in ("linear", None):
+            raise ValueError(f"baseline must be 'linear' or None; got {self.baseline!r}")
         X, y = validate_data(self, X, y, dtype=np.float64)
         _check_labels(np.asarray(y))
         check_classification_targets(y)
@@ -334,15 +361,55 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
             raise ValueError(f"LiftnnClassifier needs at least two classes; y has one class "
                              f"({self.classes_[0]!r})")
         Y = np.eye(len(self.classes_))[idx]  # one-hot (m, n_classes)
-        return self._fit_network(X, Y)
+        self.kept_, self.holdout_log_loss_, self.baseline_ = "network", None, None
+        split = None if self.baseline is None else self._holdout(idx)
+        if split is None:
+            return self._fit_network(X, Y)
+        part, held = split
+        self._fit_network(X[part], Y[part])
+        lin = linear_baseline.fit_logistic(X[part], Y[part])
+        self.holdout_log_loss_ = {
+            "network": _log_loss(Y[held], self.predict_proba(X[held])),
+            "linear": _log_loss(Y[held], _softmax_rows(_affine(lin.params, X[held])))}
+        if self.holdout_log_loss_["network"] <= self.holdout_log_loss_["linear"]:
+            return self._fit_network(X, Y)
+        lin = linear_baseline.fit_logistic(X, Y)
+        model = MLP((X.shape[1], Y.shape[1]), activation=self.activation, init=self.init)
+        self.kept_, self.baseline_, self.model_, self.params_ = "linear", lin, model, lin.params
+        self.ensemble_ = Ensemble(model, [Member(lin.params, None)])
+        return self
+
+    def _holdout(self, idx: np.ndarray):
+        """(rows trained on, rows held out): a stratified HOLDOUT split seeded by random_state,
+        or None when some class has fewer than two rows (no stratified split exists)."""
+        from sklearn.model_selection import train_test_split
+
+        if np.bincount(idx).min() < 2 or round(self.HOLDOUT * len(idx)) < len(self.classes_):
+            return None
+        rows = np.arange(len(idx))
+        return tuple(train_test_split(rows, test_size=self.HOLDOUT, stratify=idx,
+                                      random_state=self._seed()))
 
     def predict_proba(self, X) -> np.ndarray:
         """Softmax of the logits in the order of classes_, averaged over the kept starts."""
-        z = self._logits(X)
-        z = z - z.max(axis=2, keepdims=True)
-        e = np.exp(z)
-        return (e / e.sum(axis=2, keepdims=True)).mean(axis=0)
+        return np.mean([_softmax_rows(z) for z in self._logits(X)], axis=0)
 
     def predict(self, X) -> np.ndarray:
         proba = self.predict_proba(X)  # checks the fit first
         return self.classes_[np.argmax(proba, axis=1)]
+
+
+def _affine(params, X) -> np.ndarray:
+    """X W^T + b of a one-layer params list [(W, b)]."""
+    W, b = params[0]
+    return X @ np.asarray(W).T + np.asarray(b)
+
+
+def _softmax_rows(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _log_loss(Y: np.ndarray, proba: np.ndarray) -> float:
+    """The mean cross-entropy of one-hot Y under proba (clipped at 1e-15, as scikit-learn's)."""
+    return float(-np.mean(np.sum(Y * np.log(np.clip(proba, 1e-15, 1.0)), axis=1)))
