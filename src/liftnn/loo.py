@@ -39,7 +39,7 @@ from liftnn.train import train
 #: samples whose largest entry leverage exceeds this are refitted without themselves
 REFIT_LEVERAGE = 0.5
 #: at most this many refits (the samples of highest leverage first)
-MAX_REFITS = 10
+MAX_REFITS = 20
 #: lm iterations of a refit (it starts at the fitted network, one sample away from its minimiser)
 REFIT_MAX_ITER = 100
 

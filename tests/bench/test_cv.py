@@ -37,7 +37,8 @@ def test_a_cell_runs_cold_and_a_rerun_skips_it(tmp_path):
     rows = cv.run(tmp_path, ["ridge"], ["linear"], [0], on_row=lambda r, i, n: seen.append(n))
     assert seen == [1] and len(rows) == 1
     row = rows[0]
-    assert row["status"] == "ok" and len(row["r2_folds"]) == cv.FOLDS
+    assert row["status"] == "ok" and len(row["score_folds"]) == cv.FOLDS
+    assert row["metric"] == "r2"
     # the same figure as scikit-learn's cross_val_score here
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold, cross_val_score
@@ -47,8 +48,8 @@ def test_a_cell_runs_cold_and_a_rerun_skips_it(tmp_path):
     X, y = cv.load("linear")
     ref = cross_val_score(make_pipeline(StandardScaler(), RidgeCV()), X, y,
                           cv=KFold(5, shuffle=True, random_state=0)).mean()
-    assert row["r2"] == pytest.approx(ref, abs=1e-12)
-    assert row["r2"] <= row["train_r2"] <= 1.0  # the training folds' R^2 beside the test's
+    assert row["score"] == pytest.approx(ref, abs=1e-12)
+    assert row["score"] <= row["train_score"] <= 1.0  # the training folds' R^2 beside the test's
     again = cv.run(tmp_path, ["ridge"], ["linear"], [0], on_row=lambda r, i, n: seen.append(n))
     assert seen == [1] and len(again) == 1  # nothing ran again
     assert len((tmp_path / "cv.jsonl").read_text().splitlines()) == 1
@@ -59,7 +60,7 @@ def test_a_cell_runs_cold_and_a_rerun_skips_it(tmp_path):
 
 def test_summary_margins_wins_and_time_ratios():
     def row(e, s, r2, wall, kept=None):
-        return {"data": "d", "split": s, "estimator": e, "r2": r2, "wall_s": wall,
+        return {"data": "d", "split": s, "estimator": e, "score": r2, "wall_s": wall,
                 "linear_kept": kept, "status": "ok"}
 
     rows = [row("ridge", 0, 0.50, 0.1), row("ridge", 1, 0.40, 0.1),
@@ -67,10 +68,40 @@ def test_summary_margins_wins_and_time_ratios():
             row("alm", 0, 0.52, 2.0, 5), row("alm", 1, 0.39, 3.0, 2),
             {"data": "d", "split": 2, "estimator": "alm", "status": "error", "error": "x"}]
     by = {s["estimator"]: s for s in cv.summarise(rows)}
-    assert by["alm"]["r2"] == pytest.approx(0.455)
+    assert by["alm"]["score"] == pytest.approx(0.455) and by["alm"]["metric"] == "R²"
     assert by["alm"]["margin"] == pytest.approx(0.005)
     assert by["alm"]["wins"] == 1 and by["alm"]["splits"] == 2
     assert by["alm"]["time_ratio"] == pytest.approx(2.5 / 0.5)
     assert by["alm"]["linear_kept"] == "7/10"
     assert by["ridge"]["margin"] == 0 and by["ridge"]["linear_kept"] == ""
     json.dumps(by)  # plain numbers
+
+
+def test_rows_written_before_the_score_key_still_summarise():
+    old = {"data": "d", "split": 0, "estimator": "ridge", "r2": 0.4, "train_r2": 0.5,
+           "wall_s": 0.1, "linear_kept": None, "status": "ok"}
+    (s,) = cv.summarise([old])
+    assert s["score"] == 0.4 and s["train_score"] == 0.5 and s["margin"] == 0
+
+
+def test_a_classification_cell_and_the_estimators_of_the_other_task(tmp_path):
+    assert cv.task("iris") == "classification" and cv.task("diabetes") == "regression"
+    assert not cv.applies("ridge", "iris") and not cv.applies("logreg", "linear")
+    with pytest.raises(LiftnnError, match="no estimator of ridge applies"):
+        cv.run(tmp_path, ["ridge"], ["iris"], [0])
+    rows = cv.run(tmp_path, ["ridge", "logreg"], ["iris"], [0])
+    assert [r["estimator"] for r in rows] == ["logreg"]  # ridge skipped: it regresses
+    row = rows[0]
+    assert row["status"] == "ok" and row["metric"] == "accuracy"
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = cv.load("iris")
+    ref = cross_val_score(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)),
+                          X, y, cv=StratifiedKFold(5, shuffle=True, random_state=0)).mean()
+    assert row["score"] == pytest.approx(ref, abs=1e-12)
+    (s,) = cv.summarise(rows)
+    assert s["metric"] == "accuracy" and s["margin"] == 0  # logreg is its own reference
+    assert "| iris | logreg | accuracy |" in cv.write_report(tmp_path, rows).read_text()

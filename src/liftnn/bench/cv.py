@@ -5,7 +5,8 @@ For each data set, KFold split seed and estimator:
     cross_validate(make_pipeline(StandardScaler(), estimator), X, y,
                    cv=KFold(5, shuffle=True, random_state=split))
 
-with y standardised.  Each (data, split, estimator) cell runs in a fresh Python process, so every
+with y standardised; for the classification sets (CLASSIFICATION) StratifiedKFold and the
+estimator's accuracy in place of R^2 (the row's "metric").  Each (data, split, estimator) cell runs in a fresh Python process, so every
 time is a cold one, as a user's first call would be (the clock starts after the imports: JAX's
 and scikit-learn's import time is not the estimator's).  The row (mean R^2 over the folds, the wall
 time of the whole cross-validation, the mean training-fold R^2 beside it, and for liftnn's regressor how many folds kept the linear
@@ -14,16 +15,20 @@ finished cell, and rerunning the same command skips the cells already there.  `s
 per data set and estimator, the mean R^2 over the splits, the margin over RidgeCV, the median wall
 time and its ratio to MLPRegressor(solver="lbfgs") (docs/benchmarks.md "Cross-validation").
 
-Estimators (ESTIMATORS):
-- alm, lm, adam: LiftnnRegressor(method=...) with its defaults (alm and lm: weight_decay="bayes"
-  and the linear baseline);
-- ridge: RidgeCV();
-- bayesian-ridge: BayesianRidge();
-- sklearn-lbfgs, sklearn-adam: MLPRegressor(solver=...) with its defaults ((100,) ReLU, alpha
-  1e-4).
+Estimators (ESTIMATORS; the classifier for the classification sets):
+- liftnn: LiftnnRegressor() / LiftnnClassifier() with every default (the regressor: alm with
+  Bayesian regularisation and the linear baseline; the classifier: lbfgs and the held-out
+  comparison with the softmax regression);
+- alm, lm, adam: LiftnnRegressor / LiftnnClassifier(method=...), the other options default;
+- ridge: RidgeCV(); bayesian-ridge: BayesianRidge() (regression only);
+- logreg: LogisticRegression() (classification only);
+- sklearn-lbfgs, sklearn-adam: MLPRegressor / MLPClassifier(solver=...) with their defaults
+  ((100,) ReLU, alpha 1e-4).
 
 Data (DATA): diabetes (scikit-learn's bundled copy); friedman1 (make_friedman1, 300 rows, noise
-1); linear (make_regression, 200 rows, 10 features of which 5 informative, noise 20).
+1); linear (make_regression, 200 rows, 10 features of which 5 informative, noise 20); and for
+classification scikit-learn's bundled iris, wine and breast_cancer.  Without --datasets the
+regression sets run (DEFAULT_DATA).  A (data, estimator) pair of the wrong task is skipped.
 """
 
 from __future__ import annotations
@@ -38,20 +43,42 @@ import numpy as np
 
 from liftnn.errors import LiftnnError
 
-ESTIMATORS = ("alm", "lm", "adam", "ridge", "bayesian-ridge", "sklearn-lbfgs", "sklearn-adam")
-DATA = ("diabetes", "friedman1", "linear")
-DEFAULT_ESTIMATORS = ("alm", "lm", "ridge", "sklearn-lbfgs")
-#: the estimator whose wall time the others' are divided by, and the one whose R^2 is the margin's
-TIME_REFERENCE, SCORE_REFERENCE = "sklearn-lbfgs", "ridge"
+ESTIMATORS = ("liftnn", "alm", "lm", "adam", "ridge", "bayesian-ridge", "logreg",
+              "sklearn-lbfgs", "sklearn-adam")
+CLASSIFICATION = ("iris", "wine", "breast_cancer")
+DATA = ("diabetes", "friedman1", "linear", *CLASSIFICATION)
+DEFAULT_DATA = ("diabetes", "friedman1", "linear")
+DEFAULT_ESTIMATORS = ("alm", "lm", "ridge", "logreg", "sklearn-lbfgs")
+#: estimators of one task only
+REGRESSION_ONLY, CLASSIFICATION_ONLY = ("ridge", "bayesian-ridge"), ("logreg",)
+#: the estimator whose wall time the others' are divided by, and the ones whose score is the
+#: margin's (the linear model of each task)
+TIME_REFERENCE = "sklearn-lbfgs"
+SCORE_REFERENCE = {"regression": "ridge", "classification": "logreg"}
 FOLDS = 5
+#: the estimators drawn in the figure's darker colour
+LIFTNN = ("liftnn", "alm", "lm", "adam")
 #: seconds one cell may take before it is recorded as an error
 CELL_TIMEOUT_S = 1800
 
 
+def task(name: str) -> str:
+    """"classification" or "regression"."""
+    return "classification" if name in CLASSIFICATION else "regression"
+
+
+def applies(estimator: str, data: str) -> bool:
+    """Whether the estimator runs on the data set's task."""
+    only = CLASSIFICATION_ONLY if task(data) == "regression" else REGRESSION_ONLY
+    return estimator not in only
+
+
 def load(name: str):
-    """(X, y) of a DATA set, y standardised."""
+    """(X, y) of a DATA set, y standardised (class labels for CLASSIFICATION)."""
     from sklearn import datasets
 
+    if name in CLASSIFICATION:
+        return getattr(datasets, f"load_{name}")(return_X_y=True)
     if name == "diabetes":
         X, y = datasets.load_diabetes(return_X_y=True)
     elif name == "friedman1":
@@ -64,21 +91,28 @@ def load(name: str):
     return X, (y - y.mean()) / y.std()
 
 
-def make(name: str, seed: int):
-    """A fresh estimator of ESTIMATORS (liftnn's and MLPRegressor's with random_state=seed)."""
-    from sklearn.linear_model import BayesianRidge, RidgeCV
-    from sklearn.neural_network import MLPRegressor
+def make(name: str, seed: int, kind: str = "regression"):
+    """A fresh estimator of ESTIMATORS for the task `kind` (liftnn's and scikit-learn's MLPs with
+    random_state=seed)."""
+    from sklearn.linear_model import BayesianRidge, LogisticRegression, RidgeCV
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
 
-    if name in ("alm", "lm", "adam"):
-        from liftnn.sklearn import LiftnnRegressor
+    classify = kind == "classification"
+    if name in ("liftnn", "alm", "lm", "adam"):
+        from liftnn.sklearn import LiftnnClassifier, LiftnnRegressor
 
-        return LiftnnRegressor(method=name, random_state=seed)
+        cls = LiftnnClassifier if classify else LiftnnRegressor
+        return cls(random_state=seed) if name == "liftnn" else cls(method=name,
+                                                                   random_state=seed)
     if name == "ridge":
         return RidgeCV()
     if name == "bayesian-ridge":
         return BayesianRidge()
+    if name == "logreg":
+        return LogisticRegression(max_iter=1000)
     if name in ("sklearn-lbfgs", "sklearn-adam"):
-        return MLPRegressor(solver=name.split("-")[1], random_state=seed)
+        return (MLPClassifier if classify else MLPRegressor)(solver=name.split("-")[1],
+                                                             random_state=seed)
     raise LiftnnError(f"unknown cv estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
 
 
@@ -92,6 +126,10 @@ def check(estimators, data, splits) -> None:
     for d in data:
         if d not in DATA:
             raise LiftnnError(f"unknown cv data set {d!r}; choose from {', '.join(DATA)}")
+    if not any(applies(e, d) for e in estimators for d in data):
+        raise LiftnnError(f"no estimator of {', '.join(estimators)} applies to "
+                          f"{', '.join(data)} (ridge and bayesian-ridge regress, logreg "
+                          f"classifies)")
     try:
         import sklearn  # noqa: F401
     except ImportError as exc:
@@ -102,27 +140,39 @@ def cell(data: str, split: int, estimator: str) -> dict:
     """One cross-validation in this process: the row written to cv.jsonl."""
     import warnings
 
-    from sklearn.model_selection import KFold, cross_validate
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     X, y = load(data)
-    est = make_pipeline(StandardScaler(), make(estimator, split))  # imports outside the clock
+    kind = task(data)
+    # imports outside the clock
+    est = make_pipeline(StandardScaler(), make(estimator, split, kind))
+    folds = StratifiedKFold if kind == "classification" else KFold
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarnings of the peers' defaults
-        out = cross_validate(est, X, y,
-                             cv=KFold(FOLDS, shuffle=True, random_state=split),
+        out = cross_validate(est, X, y, cv=folds(FOLDS, shuffle=True, random_state=split),
                              return_estimator=True, return_train_score=True,
                              error_score="raise")
     wall = time.perf_counter() - t0
     kept = [getattr(p[-1], "kept_", None) for p in out["estimator"]]
     return {"data": data, "split": split, "estimator": estimator,
-            "r2": float(np.mean(out["test_score"])),
-            "train_r2": float(np.mean(out["train_score"])),
-            "r2_folds": [float(v) for v in out["test_score"]], "wall_s": wall,
+            "metric": "accuracy" if kind == "classification" else "r2",
+            "score": float(np.mean(out["test_score"])),
+            "train_score": float(np.mean(out["train_score"])),
+            "score_folds": [float(v) for v in out["test_score"]], "wall_s": wall,
             "linear_kept": sum(k == "linear" for k in kept) if any(kept) else None,
             "status": "ok"}
+
+
+def score(row: dict) -> float:
+    """A row's mean test score (rows written before 2026-12-07 call it r2)."""
+    return row["score"] if "score" in row else row["r2"]
+
+
+def train_score(row: dict) -> float:
+    return row.get("train_score", row.get("train_r2", float("nan")))
 
 
 def _key(row) -> tuple:
@@ -144,7 +194,8 @@ def run(out: Path, estimators, data, splits, on_row=None, retry_errors: bool = F
     out.mkdir(parents=True, exist_ok=True)
     rows = load_rows(out)
     done = {_key(r) for r in rows if r.get("status") == "ok" or not retry_errors}
-    todo = [(d, s, e) for d in data for s in splits for e in estimators if (d, s, e) not in done]
+    todo = [(d, s, e) for d in data for s in splits for e in estimators
+            if (d, s, e) not in done and applies(e, d)]
     total = len(todo)
     with open(out / "cv.jsonl", "a") as f:
         for i, (d, s, e) in enumerate(todo):
@@ -180,24 +231,27 @@ def _run_cell(data: str, split: int, estimator: str) -> dict:
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Per data set and estimator: mean R^2 over the splits, its margin over SCORE_REFERENCE's
-    (same splits), the median wall time, its ratio to TIME_REFERENCE's, the linear-kept folds."""
+    """Per data set and estimator: the mean score (R^2 or accuracy) over the splits, its margin
+    over the task's SCORE_REFERENCE (same splits), the median wall time, its ratio to
+    TIME_REFERENCE's, the linear-kept folds."""
     ok = [r for r in rows if r.get("status") == "ok"]
     out = []
     for d in dict.fromkeys(r["data"] for r in ok):
-        ref_r2 = {r["split"]: r["r2"] for r in ok if r["data"] == d
-                  and r["estimator"] == SCORE_REFERENCE}
+        ref_score = {r["split"]: score(r) for r in ok if r["data"] == d
+                  and r["estimator"] == SCORE_REFERENCE[task(d)]}
         ref_t = [r["wall_s"] for r in ok if r["data"] == d and r["estimator"] == TIME_REFERENCE]
         for e in dict.fromkeys(r["estimator"] for r in ok if r["data"] == d):
             mine = [r for r in ok if r["data"] == d and r["estimator"] == e]
-            margin = [r["r2"] - ref_r2[r["split"]] for r in mine if r["split"] in ref_r2]
+            margin = [score(r) - ref_score[r["split"]] for r in mine if r["split"] in ref_score]
             wall = float(np.median([r["wall_s"] for r in mine]))
             kept = [r["linear_kept"] for r in mine if r.get("linear_kept") is not None]
             out.append({
                 "data": d, "estimator": e, "splits": len(mine),
-                "r2": float(np.mean([r["r2"] for r in mine])),
-                "train_r2": float(np.mean([r.get("train_r2", np.nan) for r in mine])),
-                "r2_by_split": [round(r["r2"], 4) for r in sorted(mine, key=lambda r: r["split"])],
+                "metric": "accuracy" if task(d) == "classification" else "R²",
+                "score": float(np.mean([score(r) for r in mine])),
+                "train_score": float(np.mean([train_score(r) for r in mine])),
+                "score_by_split": [round(score(r), 4)
+                                   for r in sorted(mine, key=lambda r: r["split"])],
                 "margin": float(np.mean(margin)) if margin else float("nan"),
                 "wins": sum(m >= 0 for m in margin) if margin else None,
                 "wall_s": wall,
@@ -208,8 +262,8 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def write_figure(out: Path, rows: list[dict]) -> Path | None:
-    """OUT/cv.png: per data set, each estimator's R^2 per split (dots, the mean as a bar) and its
-    wall time per cross-validation (log scale); None without finished rows."""
+    """OUT/cv.png: per data set, each estimator's score per split (dots, the mean as a bar) and
+    its wall time per cross-validation (log scale); None without finished rows."""
     from liftnn.bench.figures import _plt, save_figure
 
     summary = summarise(rows)
@@ -222,49 +276,54 @@ def write_figure(out: Path, rows: list[dict]) -> Path | None:
         mine = [s for s in summary if s["data"] == d]
         est = [s["estimator"] for s in mine]
         for i, s in enumerate(mine):
-            r2 = [max(v, -0.5) for v in s["r2_by_split"]]  # clipped: one bad peer flattens it
-            ax_r.bar(i, np.mean(r2), color="#9ecae1" if s["estimator"] not in ("alm", "lm")
+            r2 = [max(v, -0.5) for v in s["score_by_split"]]  # clipped: one bad peer flattens it
+            ax_r.bar(i, np.mean(r2), color="#9ecae1" if s["estimator"] not in LIFTNN
                      else "#3182bd")
             ax_r.plot([i] * len(r2), r2, "k.", ms=4)
             ax_t.bar(i, s["wall_s"], color="#bdbdbd")
-        ref = [s["r2"] for s in mine if s["estimator"] == SCORE_REFERENCE]
+        reference = SCORE_REFERENCE[task(d)]
+        ref = [s["score"] for s in mine if s["estimator"] == reference]
         if ref:
-            ax_r.axhline(ref[0], color="#de2d26", lw=0.8, ls="--",
-                         label=f"{SCORE_REFERENCE} (mean)")
+            ax_r.axhline(ref[0], color="#de2d26", lw=0.8, ls="--", label=f"{reference} (mean)")
             ax_r.legend(fontsize=7, loc="lower left")
         for ax in (ax_r, ax_t):
             ax.set_xticks(range(len(est)))
             ax.set_xticklabels(est, rotation=30, ha="right", fontsize=8)
-        ax_r.set_ylabel(f"{d}: R² (≥ −0.5 shown)", fontsize=8)
+        low = min(max(v, -0.5) for m in mine for v in m["score_by_split"])
+        top = max(v for m in mine for v in m["score_by_split"])
+        ax_r.set_ylim(max(low - 0.1 * (top - low) - 0.01, -0.5), min(top + 0.05 * (top - low) + 0.005, 1.0))
+        ax_r.set_ylabel(f"{d}: {mine[0]['metric']} (≥ −0.5 shown)", fontsize=8)
         ax_t.set_ylabel("wall per CV (s)", fontsize=8)
         ax_t.set_yscale("log")
     path = Path(out) / "cv.png"
     save_figure(fig, path, title=f"liftnn bench cv: {FOLDS}-fold cross_val_score, cold "
-                                 f"(dots: KFold splits)")
+                                 f"(dots: split seeds)")
     return path
 
 
 def write_report(out: Path, rows: list[dict]) -> Path:
     """OUT/report.md: the summary table (markdown) and OUT/cv.png (`write_figure`)."""
     intro = (f"{FOLDS}-fold cross_val_score of make_pipeline(StandardScaler(), estimator), y "
-             f"standardised; each cell a fresh process (cold). margin = mean R^2 minus "
-             f"{SCORE_REFERENCE}'s on the same splits (wins: splits with margin >= 0); time "
-             f"ratio = median wall / {TIME_REFERENCE}'s.")
-    header = ("| data | estimator | train R² | mean R² | R² by split | margin | wins | "
-              "median wall (s) | time ratio | linear kept |")
-    lines = ["# liftnn bench cv", "", intro, "", header, "|---|---|---|---|---|---|---|---|---|---|"]
+             f"standardised (classification: StratifiedKFold, accuracy); each cell a fresh "
+             f"process (cold). margin = mean score minus the linear model's on the same splits "
+             f"({SCORE_REFERENCE['regression']} for regression, "
+             f"{SCORE_REFERENCE['classification']} for classification; wins: splits with "
+             f"margin >= 0); time ratio = median wall / {TIME_REFERENCE}'s.")
+    header = ("| data | estimator | metric | train score | mean score | score by split | margin "
+              "| wins | median wall (s) | time ratio | linear kept |")
+    lines = ["# liftnn bench cv", "", intro, "", header, "|---" * 11 + "|"]
     for s in summarise(rows):
         wins = "" if s["wins"] is None else f"{s['wins']}/{s['splits']}"
-        by_split = ", ".join(f"{v:.4f}" for v in s["r2_by_split"])
-        lines.append(f"| {s['data']} | {s['estimator']} | {s['train_r2']:.4f} | {s['r2']:.4f} | "
-                     f"{by_split} | "
+        by_split = ", ".join(f"{v:.4f}" for v in s["score_by_split"])
+        lines.append(f"| {s['data']} | {s['estimator']} | {s['metric']} | "
+                     f"{s['train_score']:.4f} | {s['score']:.4f} | {by_split} | "
                      f"{s['margin']:+.4f} | {wins} | {s['wall_s']:.2f} | "
                      f"{s['time_ratio']:.1f}x | {s['linear_kept']} |")
     errors = [r for r in rows if r.get("status") != "ok"]
     for r in errors:
         lines.append(f"\nerror: {r['data']} split {r['split']} {r['estimator']}: {r['error']}")
     if write_figure(out, rows) is not None:
-        lines.append("\n![R² per split and wall time per estimator](cv.png)")
+        lines.append("\n![score per split and wall time per estimator](cv.png)")
     path = Path(out) / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -165,7 +165,7 @@ def bench(
 def _cv(out, seeds, methods, datasets, retry_errors) -> None:
     """`liftnn bench cv`: the cells with a progress bar, then the summary table and report.md."""
     estimators = split_names(methods) or list(bench_cv.DEFAULT_ESTIMATORS)
-    data = split_names(datasets) or list(bench_cv.DATA)
+    data = split_names(datasets) or list(bench_cv.DEFAULT_DATA)
     splits = list(range(1 if seeds is None else seeds))
     bench_cv.check(estimators, data, splits)
     out = out if out is not None else Path("bench_cv")
@@ -177,7 +177,8 @@ def _cv(out, seeds, methods, datasets, retry_errors) -> None:
         def on_row(row, done, total):
             progress.update(task, completed=done, total=total,
                             description=escape(f"{row['data']} split {row['split']} "
-                                               f"{row['estimator']}: {row.get('r2', 'error')}"))
+                                               f"{row['estimator']}: "
+                                               f"{row.get('score', 'error')}"))
             if row.get("status") != "ok":
                 console.print(f"[red]error[/] {escape(str(row.get('error')))}")
 
@@ -189,12 +190,13 @@ def _cv(out, seeds, methods, datasets, retry_errors) -> None:
             raise typer.Exit(130) from None
     path = bench_cv.write_report(out, rows)
     table = Table(title=f"liftnn bench cv: {bench_cv.FOLDS}-fold cross_val_score, cold")
-    for col in ("data", "estimator", "train R²", "mean R²", "margin vs ridge", "wins", "median wall (s)",
-                f"time / {bench_cv.TIME_REFERENCE}", "linear kept"):
+    for col in ("data", "estimator", "metric", "train", "mean", "margin vs linear", "wins",
+                "median wall (s)", f"time / {bench_cv.TIME_REFERENCE}", "linear kept"):
         table.add_column(col, justify="left" if col in ("data", "estimator") else "right")
     for s in bench_cv.summarise([r for r in rows if r["estimator"] in estimators
                                  and r["data"] in data and r["split"] in splits]):
-        table.add_row(s["data"], s["estimator"], f"{s['train_r2']:.4f}", f"{s['r2']:.4f}",
+        table.add_row(s["data"], s["estimator"], s["metric"], f"{s['train_score']:.4f}",
+                      f"{s['score']:.4f}",
                       f"{s['margin']:+.4f}",
                       "" if s["wins"] is None else f"{s['wins']}/{s['splits']}",
                       f"{s['wall_s']:.2f}", f"{s['time_ratio']:.1f}x", s["linear_kept"])
