@@ -191,7 +191,11 @@ def test_one_device_is_the_unsharded_path():
     prob = ln.TrainingProblem(model, data.x_train, data.y_train)
     for d in (None, 1):
         assert sharding.shard_problem(prob, d) == (prob, None)
-        assert sharding.problem_functions(prob, d) == (prob.residual, prob.fun)
+        residual, fun = sharding.problem_functions(prob, d)
+        theta = prob.flatten(model.init(1))
+        assert residual == prob.residual and isinstance(fun, ln.problem.DataBound)
+        assert float(fun(theta)) == pytest.approx(float(prob.fun(theta)), rel=1e-14)
+        assert fun.pure is prob.data_bound_fun().pure  # one program per (model, loss, decay)
     a = ln.train(model, data, method="lm", max_iter=3)
     b = ln.train(model, data, method="lm", max_iter=3, devices=1)
     np.testing.assert_array_equal(a.x, b.x)

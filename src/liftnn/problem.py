@@ -14,6 +14,8 @@ every data set of the same shape) both call them.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -116,6 +118,33 @@ def predict(model, params, X) -> np.ndarray:
     return np.asarray(program(params, to_device(padding.pad_rows(X, padding.size_for(m)))))[:m]
 
 
+class DataBound:
+    """fun(x) = pure(x, *args): a function of x whose data are arguments of its compiled
+    programs rather than constants in them.  liftnn.solvers.driver.scalar_functions compiles `pure` once (per
+    argument shapes) for every DataBound of it, so a new data set of the same shapes (a
+    cross-validation fold, the next bench cell) reuses the programs; `pure` must be hashable
+    (e.g. a cached function of the model and loss)."""
+
+    def __init__(self, pure: Callable, *args):
+        self.pure, self.args = pure, args
+
+    def __call__(self, x):
+        return self.pure(x, *self.args)
+
+
+@functools.lru_cache(maxsize=32)
+def _objective_of(model, loss, weight_decay: float):
+    """(theta, X, Y) -> C of TrainingProblem.fun, one function per (model, loss, decay)."""
+    from jax.flatten_util import ravel_pytree
+
+    unravel = ravel_pytree(model.init(0))[1]
+
+    def C(theta, X, Y):
+        return objective_value(model, loss, weight_decay, unravel(theta), X, Y)
+
+    return C
+
+
 @dataclass(frozen=True, eq=False)
 class TrainingProblem:
     """model + data + loss.  X: (m, d_in), Y: (m, d_out); optional validation data."""
@@ -176,6 +205,17 @@ class TrainingProblem:
     def fun(self, theta):
         """C as a function of the flat parameter vector."""
         return self.objective(self.unflatten(theta))
+
+    def data_bound_fun(self):
+        """`fun` as a DataBound: C(theta, X, Y) of one function per
+        (model, loss, weight_decay) with the training data as arguments, so the classical
+        solvers compile it once for every problem of those and the same shapes; `fun` itself
+        when the loss is a callable (not hashable into one program)."""
+        try:
+            pure = _objective_of(self.model, self.loss, float(self.weight_decay))
+        except TypeError:  # an unhashable model or loss
+            return self.fun
+        return DataBound(pure, self.X, self.Y)
 
     def residual(self, theta, X=None, Y=None):
         """Single-shooting residual r(theta) with C = 1/2 ||r||^2 (least-squares losses only);

@@ -204,6 +204,6 @@ def problem_functions(problem, devices):
     read only its own shards.  Raises LiftnnError before any work for a bad device count."""
     mesh = data_mesh(devices)
     if mesh is None:
-        return problem.residual, problem.fun
+        return problem.residual, problem.data_bound_fun()
     check_divisible(problem.m, mesh)
     return _sharded_functions(problem, mesh)

@@ -363,3 +363,25 @@ def test_gn_that_creeps_without_progress_ends_stalled():
     assert ln.train(model, d, method="lm", seed=0).fun < r.fun
     with pytest.raises(ln.LiftnnError, match="stall_iters"):
         ln.train(model, d, method="gn", seed=0, stall_iters=0)
+
+
+def test_problems_of_the_same_shapes_share_the_compiled_objective():
+    """The classical solvers get the objective with the data as program arguments
+    (TrainingProblem.data_bound_fun): a second data set of the same shapes compiles nothing,
+    and the results equal the objective's with the data as constants."""
+    from liftnn.datasets.base import Dataset
+    from liftnn.problem import TrainingProblem
+
+    model = ln.MLP("2-5-1", activation="tanh")
+    rng = np.random.default_rng(0)
+    runs = []
+    for _ in range(2):
+        X = rng.normal(size=(30, 2))
+        Y = np.sin(X[:, :1]) + X[:, 1:] ** 2
+        runs.append(ln.train(model, Dataset(X, Y, X[:0], Y[:0], meta={"name": "t"}),
+                             method="lbfgs", seed=0, max_iter=50))
+    assert runs[1]["compiles"] == 0
+    prob = TrainingProblem(model, X, Y)
+    theta = np.asarray(runs[1]["x"])
+    assert float(prob.data_bound_fun()(theta)) == pytest.approx(float(prob.fun(theta)),
+                                                                rel=1e-13)

@@ -49,6 +49,7 @@ import numpy as np
 from liftnn._validate import callable_or_none, integer, merge_options, number
 from liftnn.blas_threads import limit_blas
 from liftnn.errors import LiftnnError
+from liftnn.problem import DataBound
 from liftnn.solvers import result as R
 
 #: options every classical solver accepts, with their defaults (max_iter's default is per method)
@@ -147,17 +148,29 @@ class ScalarFunctions:
     scalar: Callable  # the (un-jitted) scalar function itself, for solvers that build on it
 
 
-@cached_by_function
 def scalar_functions(fun: Callable, squeeze: bool) -> ScalarFunctions:
     """Compile f, (f, grad f), the Hessian (jax.hessian) and the forward-over-reverse product
-    H v = d/de grad f(x + e v) for `fun` (squeeze: fun returns shape (1,))."""
-    f = (lambda x: jnp.reshape(fun(x), ())) if squeeze else fun
+    H v = d/de grad f(x + e v) for `fun` (squeeze: fun returns shape (1,)); for a DataBound
+    the programs of its pure function with the data bound as arguments."""
+    if not isinstance(fun, DataBound):
+        return _scalar_programs(fun, squeeze)
+    p, args = _scalar_programs(fun.pure, squeeze), fun.args
+    return ScalarFunctions(f=lambda x: p.f(x, *args), fg=lambda x: p.fg(x, *args),
+                           hess=lambda x: p.hess(x, *args), hvp=lambda x, v: p.hvp(x, v, *args),
+                           scalar=lambda x: p.scalar(x, *args))
+
+
+@cached_by_function
+def _scalar_programs(fun: Callable, squeeze: bool) -> ScalarFunctions:
+    """scalar_functions' programs of fun(x, *args) (args: the data, traced; none for a plain
+    function of x)."""
+    f = (lambda x, *a: jnp.reshape(fun(x, *a), ())) if squeeze else fun
     grad = jax.grad(f)
     return ScalarFunctions(
         f=jax.jit(f),
         fg=jax.jit(jax.value_and_grad(f)),
         hess=jax.jit(jax.hessian(f)),
-        hvp=jax.jit(lambda x, v: jax.jvp(grad, (x,), (v,))[1]),
+        hvp=jax.jit(lambda x, v, *a: jax.jvp(lambda y: grad(y, *a), (x,), (v,))[1]),
         scalar=f,
     )
 
