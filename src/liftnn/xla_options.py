@@ -16,7 +16,8 @@ floating-point operations (rounding), they do not approximate.
 
 Only the CPU backend gets them (other backends compile as JAX decides).  LIFTNN_XLA_OPTIONS=off
 compiles with XLA's defaults.  The weight initialisers keep plain jax.jit: a seed's initial
-weights stay the same bits whatever this module does.
+weights stay the same bits whatever this module does (the uniform ones compile their integer
+random bits at optimisation level 0, which cannot change them: liftnn.models.mlp.BITS_OPTIONS).
 """
 
 from __future__ import annotations

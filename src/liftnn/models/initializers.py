@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
 from liftnn.errors import LiftnnError
 
@@ -35,6 +37,9 @@ def glorot_uniform(key, fan_in, fan_out):
     return W, _zeros(fan_out)
 
 
+glorot_uniform.limit = lambda fan_in, fan_out: jnp.sqrt(6.0 / (fan_in + fan_out))
+
+
 def glorot_normal(key, fan_in, fan_out):
     std = jnp.sqrt(2.0 / (fan_in + fan_out))
     return std * jax.random.normal(key, (fan_out, fan_in), jnp.float64), _zeros(fan_out)
@@ -44,6 +49,23 @@ def kaiming_uniform(key, fan_in, fan_out):
     lim = jnp.sqrt(6.0 / fan_in)
     W = jax.random.uniform(key, (fan_out, fan_in), jnp.float64, -lim, lim)
     return W, _zeros(fan_out)
+
+
+kaiming_uniform.limit = lambda fan_in, fan_out: jnp.sqrt(6.0 / fan_in)
+
+
+def uniform_from_bits(bits, lim):
+    """W in [-lim, lim) from the raw random bits (uint64) of jax.random.bits(key, shape): the
+    steps of jax.random.uniform after its bits (mantissa fill, shift and scale, clamp), so that
+    uniform_from_bits(jax.random.bits(k, s, jnp.uint64), lim) is bit for bit
+    jax.random.uniform(k, s, jnp.float64, -lim, lim) when compiled as XLA compiles uniform (the
+    same fused multiply-add; tests/models/test_initializers.py checks it)."""
+    one = jnp.asarray(np.array(1.0).view(np.uint64), dtype=jnp.uint64)
+    mantissa = lax.bitwise_or(lax.shift_right_logical(bits, jnp.array(12, jnp.uint64)), one)
+    floats = lax.bitcast_convert_type(mantissa, jnp.float64) - jnp.array(1.0, jnp.float64)
+    lo = lax.broadcast_to_rank(lax.convert_element_type(-lim, jnp.float64), bits.ndim)
+    hi = lax.broadcast_to_rank(lax.convert_element_type(lim, jnp.float64), bits.ndim)
+    return lax.max(lo, lax.reshape(floats * (hi - lo) + lo, bits.shape))
 
 
 def kaiming_normal(key, fan_in, fan_out):

@@ -19,7 +19,7 @@ from jax.flatten_util import ravel_pytree
 from liftnn._validate import check_data, check_input_shape
 from liftnn.errors import LiftnnError
 from liftnn.models.activations import canonical_name, get_activation
-from liftnn.models.initializers import get_initializer, initializer_name
+from liftnn.models.initializers import get_initializer, initializer_name, uniform_from_bits
 
 Params = list  # list[tuple[Array, Array | None]]
 
@@ -189,9 +189,18 @@ class MLP:
         }
 
 
+#: XLA options of the program that draws the raw random bits of a uniform initialiser: integer
+#: work only (threefry), exact at any optimisation level, and optimising it costs most of a cold
+#: draw's compile time (10-16-1: 0.72 s for the one default program, 0.30 s for the two)
+BITS_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
 @functools.lru_cache(maxsize=256)
 def _init_fn(model: MLP):
-    """One jitted function drawing all layers' (W, b) from a key (compiled once per model)."""
+    """One function drawing all layers' (W, b) from a key (compiled once per model).  For the
+    uniform initialisers with a `limit` (glorot_uniform, kaiming_uniform) two programs: the
+    random bits compiled with BITS_OPTIONS, then initializers.uniform_from_bits compiled as
+    usual; the same bits as jax.random.uniform in one program, in under half the compile time."""
     initf = get_initializer(model.init_spec)
 
     def draw(key):
@@ -202,7 +211,29 @@ def _init_fn(model: MLP):
             out.append((jnp.asarray(W, jnp.float64), jnp.asarray(b, jnp.float64)))
         return out
 
-    return jax.jit(draw)
+    one_program = jax.jit(draw)
+    if not hasattr(initf, "limit"):
+        return one_program
+    split = _uniform_draw(model, initf.limit)
+    # under a trace (model.init inside a jitted function) the draw is part of that program
+    return lambda key: one_program(key) if isinstance(key, jax.core.Tracer) else split(key)
+
+
+def _uniform_draw(model: MLP, limit):
+    """The two-program draw of _init_fn: key -> [(W, b)] per layer."""
+    shapes = [(o, i) for i, o in zip(model.sizes[:-1], model.sizes[1:])]
+
+    def bits(key):
+        keys = jax.random.split(key, model.n_layers)
+        return [jax.random.bits(k, s, jnp.uint64) for k, s in zip(keys, shapes)]
+
+    def weights(layer_bits):
+        return [(uniform_from_bits(b, limit(i, o)), jnp.zeros((o,), jnp.float64))
+                for b, (o, i) in zip(layer_bits, shapes)]
+
+    draw_bits = jax.jit(bits, compiler_options=BITS_OPTIONS)
+    scale = jax.jit(weights)
+    return lambda key: scale(draw_bits(key))
 
 
 _UNRAVEL_CACHE: dict = {}
