@@ -70,6 +70,8 @@ class _LiftnnEstimator(BaseEstimator):
         combine: "mean" (the ensemble of liftnn.ensemble: mean prediction, for the classifier
             the mean probability) or "evidence" (keep the start with the highest log evidence;
             needs weight_decay="bayes").
+        baseline: "linear" (the default) or None: compare the network with the linear model a
+            user would try first and keep the better (each estimator says how), or never.
 
     Fitted attributes: model_ (the liftnn.MLP), params_ (the weights of the best start by its
     training objective, or by evidence, a list of (W, b) NumPy arrays), result_ (its Result),
@@ -82,7 +84,8 @@ class _LiftnnEstimator(BaseEstimator):
 
     def __init__(self, hidden_layer_sizes=(16,), activation="tanh", method="lbfgs",
                  init="glorot_uniform", weight_decay=None, validation=None, max_iter=None,
-                 random_state=None, method_options=None, n_init=1, combine="mean"):
+                 random_state=None, method_options=None, n_init=1, combine="mean",
+                 baseline="linear"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.method = method
@@ -94,6 +97,11 @@ class _LiftnnEstimator(BaseEstimator):
         self.method_options = method_options
         self.n_init = n_init
         self.combine = combine
+        self.baseline = baseline
+
+    def _check_baseline(self) -> None:
+        if self.baseline not in ("linear", None):
+            raise ValueError(f"baseline must be 'linear' or None; got {self.baseline!r}")
 
     def _weight_decay(self):
         """weight_decay with None resolved (see the class docstring)."""
@@ -208,12 +216,11 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
         super().__init__(hidden_layer_sizes=hidden_layer_sizes, activation=activation,
                          method=method, init=init, weight_decay=weight_decay,
                          validation=validation, max_iter=max_iter, random_state=random_state,
-                         method_options=method_options, n_init=n_init, combine=combine)
-        self.baseline = baseline
+                         method_options=method_options, n_init=n_init, combine=combine,
+                         baseline=baseline)
 
     def fit(self, X, y):
-        if self.baseline not in ("linear", None):
-            raise ValueError(f"baseline must be 'linear' or None; got {self.baseline!r}")
+        self._check_baseline()
         _check_numeric_targets(y)
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, multi_output=True)
         y = np.asarray(y, dtype=np.float64)
@@ -340,19 +347,8 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
     #: the fraction of the rows held out to compare the network with the linear baseline
     HOLDOUT = 0.2
 
-    def __init__(self, hidden_layer_sizes=(16,), activation="tanh", method="lbfgs",
-                 init="glorot_uniform", weight_decay=None, validation=None, max_iter=None,
-                 random_state=None, method_options=None, n_init=1, combine="mean",
-                 baseline="linear"):
-        super().__init__(hidden_layer_sizes=hidden_layer_sizes, activation=activation,
-                         method=method, init=init, weight_decay=weight_decay,
-                         validation=validation, max_iter=max_iter, random_state=random_state,
-                         method_options=method_options, n_init=n_init, combine=combine)
-        self.baseline = baseline
-
     def fit(self, X, y):
-        if self.baseline not in ("linear", None):
-            raise ValueError(f"baseline must be 'linear' or None; got {self.baseline!r}")
+        self._check_baseline()
         X, y = validate_data(self, X, y, dtype=np.float64)
         _check_labels(np.asarray(y))
         check_classification_targets(y)
