@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -105,3 +106,26 @@ def test_a_classification_cell_and_the_estimators_of_the_other_task(tmp_path):
     (s,) = cv.summarise(rows)
     assert s["metric"] == "accuracy" and s["margin"] == 0  # logreg is its own reference
     assert "| iris | logreg | accuracy |" in cv.write_report(tmp_path, rows).read_text()
+
+
+def test_a_table_of_a_missing_optional_package_is_refused_before_any_cell(tmp_path, monkeypatch):
+    import importlib.util
+
+    from liftnn.bench import cv_tables
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "statsmodels" else real(name, *a))
+    with pytest.raises(LiftnnError, match="'engel' comes with statsmodels.*pip install"):
+        cv.run(tmp_path, ["ridge"], ["diabetes", "engel"], [0])
+    assert not (tmp_path / "cv.jsonl").exists()
+    assert set(cv_tables.TABLES) <= set(cv.DATA)
+    assert set(cv_tables.CLASSIFICATION) <= set(cv.CLASSIFICATION)
+
+
+def test_the_optional_tables_load_when_their_packages_are_there():
+    pytest.importorskip("statsmodels")
+    X, y = cv.load("engel")
+    assert X.shape == (235, 1) and abs(y.mean()) < 1e-12 and abs(y.std() - 1) < 1e-12
+    X, y = cv.load("fair-affairs")
+    assert X.shape == (796, 8) and set(np.unique(y)) == {0, 1}

@@ -27,7 +27,9 @@ Estimators (ESTIMATORS; the classifier for the classification sets):
 
 Data (DATA): diabetes (scikit-learn's bundled copy); friedman1 (make_friedman1, 300 rows, noise
 1); linear (make_regression, 200 rows, 10 features of which 5 informative, noise 20); and for
-classification scikit-learn's bundled iris, wine and breast_cancer.  Without --datasets the
+classification scikit-learn's bundled iris, wine and breast_cancer; and real tables from
+statsmodels' and vega_datasets' bundled data when those optional packages are installed
+(liftnn.bench.cv_tables).  Without --datasets the
 regression sets run (DEFAULT_DATA).  A (data, estimator) pair of the wrong task is skipped.
 """
 
@@ -41,12 +43,15 @@ from pathlib import Path
 
 import numpy as np
 
+from liftnn.bench import cv_tables
 from liftnn.errors import LiftnnError
 
 ESTIMATORS = ("liftnn", "alm", "lm", "adam", "ridge", "bayesian-ridge", "logreg",
               "sklearn-lbfgs", "sklearn-adam")
-CLASSIFICATION = ("iris", "wine", "breast_cancer")
-DATA = ("diabetes", "friedman1", "linear", *CLASSIFICATION)
+CLASSIFICATION = ("iris", "wine", "breast_cancer", *cv_tables.CLASSIFICATION)
+DATA = ("diabetes", "friedman1", "linear", "iris", "wine", "breast_cancer",
+        *(t for t in cv_tables.TABLES if t not in cv_tables.CLASSIFICATION),
+        *cv_tables.CLASSIFICATION)
 DEFAULT_DATA = ("diabetes", "friedman1", "linear")
 DEFAULT_ESTIMATORS = ("alm", "lm", "ridge", "logreg", "sklearn-lbfgs")
 #: estimators of one task only
@@ -77,9 +82,13 @@ def load(name: str):
     """(X, y) of a DATA set, y standardised (class labels for CLASSIFICATION)."""
     from sklearn import datasets
 
-    if name in CLASSIFICATION:
+    if name in cv_tables.TABLES:
+        X, y = cv_tables.load(name)
+        if name in CLASSIFICATION:
+            return X, y
+    elif name in CLASSIFICATION:
         return getattr(datasets, f"load_{name}")(return_X_y=True)
-    if name == "diabetes":
+    elif name == "diabetes":
         X, y = datasets.load_diabetes(return_X_y=True)
     elif name == "friedman1":
         X, y = datasets.make_friedman1(n_samples=300, noise=1.0, random_state=0)
@@ -126,6 +135,7 @@ def check(estimators, data, splits) -> None:
     for d in data:
         if d not in DATA:
             raise LiftnnError(f"unknown cv data set {d!r}; choose from {', '.join(DATA)}")
+    cv_tables.check(data)
     if not any(applies(e, d) for e in estimators for d in data):
         raise LiftnnError(f"no estimator of {', '.join(estimators)} applies to "
                           f"{', '.join(data)} (ridge and bayesian-ridge regress, logreg "
