@@ -140,7 +140,7 @@ def test_logistic_hessian_equals_jax():
         return -jnp.sum(jnp.asarray(Y) * jax.nn.log_softmax(z, axis=1))
 
     H = np.asarray(jax.hessian(ce)(jnp.asarray(Theta.reshape(-1))))
-    Pr = baseline._softmax(Phi @ Theta)
+    Pr = baseline.softmax(Phi @ Theta)
     np.testing.assert_allclose(baseline._hessian(Phi, Pr), H, atol=1e-10)
 
 
@@ -157,7 +157,7 @@ def test_logistic_fit_is_the_ridge_logistic_regression_at_the_evidence_fixed_poi
     np.testing.assert_allclose(np.hstack([W, b[:, None]]), ref.coef_, atol=1e-5)
     # the fixed point: alpha = gamma / ||theta||^2, gamma = sum lam / (lam + alpha)
     Theta = np.vstack([W.T, b])
-    lam = np.linalg.eigvalsh(baseline._hessian(Phi, baseline._softmax(Phi @ Theta)))
+    lam = np.linalg.eigvalsh(baseline._hessian(Phi, baseline.softmax(Phi @ Theta)))
     gamma = np.sum(np.clip(lam, 0, None) / (np.clip(lam, 0, None) + fit.alpha))
     assert fit.gamma == pytest.approx(gamma, rel=1e-6)
     assert fit.alpha == pytest.approx(gamma / np.sum(Theta**2), rel=1e-3)

@@ -163,16 +163,21 @@ class LogisticFit(NamedTuple):
     gamma: float  # effective number of parameters there
     log_evidence: float
 
+    def predict_proba(self, X) -> np.ndarray:
+        """The class probabilities (m, K) at X: (m, d)."""
+        W, b = self.params[0]
+        return softmax(np.asarray(X, dtype=np.float64) @ W.T + b)
 
-def _softmax(Z):
-    Z = Z - Z.max(axis=1, keepdims=True)
-    E = np.exp(Z)
-    return E / E.sum(axis=1, keepdims=True)
+
+def softmax(Z: np.ndarray) -> np.ndarray:
+    """The softmax of logits Z along the last axis (shifted by the row maximum)."""
+    E = np.exp(Z - Z.max(axis=-1, keepdims=True))
+    return E / E.sum(axis=-1, keepdims=True)
 
 
 def _cross_entropy(Phi, Y, Theta):
     """(the summed cross-entropy, the probabilities (m, K)) of the logits Phi Theta."""
-    Pr = _softmax(Phi @ Theta)
+    Pr = softmax(Phi @ Theta)
     return float(-np.sum(Y * np.log(np.clip(Pr, 1e-300, None)))), Pr
 
 

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from liftnn import bayes
+from liftnn import baseline, bayes
 from liftnn.blas_threads import limit_blas
 from liftnn.datasets.base import Dataset
 from liftnn.errors import LiftnnError
@@ -76,10 +76,9 @@ def linear(X, Y, fit) -> Loo:
     """The exact leave-one-out residuals of a liftnn.baseline.LinearFit (ridge on [X, 1] with r =
     fit.ratio)."""
     X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64).reshape(len(X), -1)
-    Phi = np.hstack([X, np.ones((X.shape[0], 1))])
     W, b = fit.params[0]
     E = X @ np.asarray(W).T + np.asarray(b) - Y
-    h = leverages(Phi, fit.ratio)
+    h = leverages(baseline.jacobian(X), fit.ratio)  # the design [X, 1]
     return _estimate(E, np.repeat(h[:, None], Y.shape[1], axis=1))
 
 
@@ -111,7 +110,7 @@ def _with_refits(model, params, X, Y, ratio, E, h, target: float | None = None) 
     still to refit had a held-out residual of 0."""
     worst = np.max(h, axis=1)
     todo = [int(i) for i in np.argsort(-worst)[:MAX_REFITS] if worst[i] > REFIT_LEVERAGE]
-    refits = {}
+    refits, est = {}, _estimate(E, h)
     for k, i in enumerate(todo):
         r = _held_out_residual(model, params, X, Y, i, ratio)
         if r is not None:
@@ -121,7 +120,7 @@ def _with_refits(model, params, X, Y, ratio, E, h, target: float | None = None) 
             floor = est.mse - float(np.sum(est.residuals[todo[k + 1:]] ** 2)) / E.size
             if est.mse <= target or floor > target:
                 break
-    return _estimate(E, h, refits)
+    return est
 
 
 def _held_out_residual(model, params, X, Y, i: int, ratio: float):
@@ -132,8 +131,8 @@ def _held_out_residual(model, params, X, Y, i: int, ratio: float):
     data = Dataset(X[keep], Y[keep], X[:0], Y[:0], meta={"name": "leave-one-out"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = train(model, data, method="lm", params0=params, weight_decay=2.0 * ratio / N,
-                    max_iter=REFIT_MAX_ITER)
+        res = train(model, data, method="lm", params0=params,
+                    weight_decay=bayes.weight_decay(ratio, N, "mse"), max_iter=REFIT_MAX_ITER)
     r = predict(model, res["params"], X)[i] - Y[i]  # X's size: its program is compiled
     return r if np.all(np.isfinite(r)) else None
 

@@ -366,7 +366,7 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
         lin = linear_baseline.fit_logistic(X[part], Y[part])
         self.holdout_log_loss_ = {
             "network": _log_loss(Y[held], self.predict_proba(X[held])),
-            "linear": _log_loss(Y[held], _softmax_rows(_affine(lin.params, X[held])))}
+            "linear": _log_loss(Y[held], lin.predict_proba(X[held]))}
         if self.holdout_log_loss_["network"] <= self.holdout_log_loss_["linear"]:
             return self._fit_network(X, Y)
         lin = linear_baseline.fit_logistic(X, Y)
@@ -388,22 +388,11 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         """Softmax of the logits in the order of classes_, averaged over the kept starts."""
-        return np.mean([_softmax_rows(z) for z in self._logits(X)], axis=0)
+        return np.mean([linear_baseline.softmax(z) for z in self._logits(X)], axis=0)
 
     def predict(self, X) -> np.ndarray:
         proba = self.predict_proba(X)  # checks the fit first
         return self.classes_[np.argmax(proba, axis=1)]
-
-
-def _affine(params, X) -> np.ndarray:
-    """X W^T + b of a one-layer params list [(W, b)]."""
-    W, b = params[0]
-    return X @ np.asarray(W).T + np.asarray(b)
-
-
-def _softmax_rows(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _log_loss(Y: np.ndarray, proba: np.ndarray) -> float:

@@ -148,8 +148,9 @@ def bench(
 
     Resumable: rerun the same command after an interruption and finished runs are skipped.
     `liftnn bench cv` is a user's scikit-learn cross-validation instead (liftnn.bench.cv):
-    --methods are estimators (alm, lm, adam, ridge, bayesian-ridge, sklearn-lbfgs,
-    sklearn-adam), --seeds the KFold split seeds 0..K-1 (default 1), --datasets the data sets.
+    --methods are estimators (liftnn, alm, lm, adam, ridge, bayesian-ridge, logreg,
+    sklearn-lbfgs, sklearn-adam), --seeds the split seeds 0..K-1 (default 1), --datasets the
+    data sets (regression and classification; docs/benchmarks.md "Cross-validation").
     """
     if suite == "cv":
         _cv(out, seeds, methods, datasets, retry_errors)
