@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import numpy as np
 import pytest
 
@@ -327,7 +328,8 @@ def test_with_the_starts_side_by_side_an_interrupt_ends_both(monkeypatch):
         status = "interrupted" if main else "max_iter"
         return [{"params": p, "status": status, "nit": 1, "message": ""} for p in params_list]
 
-    [res] = bayes.fit(train_cycle, model, X, Y, "mse", [p0], {**bayes.DEFAULTS})
+    [res] = bayes.fit(train_cycle, model, X, Y, "mse", [p0],
+                      {**bayes.DEFAULTS, "bayes_start": "both"})
     assert calls.count(True) == 1 and 1 <= calls.count(False) <= bayes.DEFAULTS["bayes_max_cycles"]
     assert res["status"] == "interrupted" and not res["success"]
     assert "interrupted during Bayesian regularisation" in res["message"]
@@ -341,11 +343,52 @@ def test_the_starts_side_by_side_give_what_they_give_one_after_the_other(monkeyp
     for how in ("off", "on"):
         monkeypatch.setenv(bayes.THREADS_ENV, how)
         out[how] = ln.train(model, data, method=method, seeds=range(2), weight_decay="bayes",
-                            bayes_max_cycles=3, max_iter=30)
+                            bayes_start="both", bayes_max_cycles=3, max_iter=30)
     for a, b in zip(out["off"], out["on"]):
         assert a["bayes_start_used"] == b["bayes_start_used"]
         assert a["bayes_log_evidence_by_start"] == pytest.approx(b["bayes_log_evidence_by_start"])
         np.testing.assert_allclose(a["x"], b["x"], rtol=1e-12, atol=1e-14)
+
+
+def test_auto_start_trains_the_weak_start_only_where_the_strong_one_is_a_constant():
+    """bayes_start="auto" (least squares): the strong start for every initialisation, the weak
+    start only for those whose strong network has fewer than d_out + 1 effective parameters."""
+    model, p0 = _net((1, 4, 1))
+    _, p1 = _net((1, 4, 1), seed=1)
+    X, Y = _noisy_sine(20, 6)
+    calls = []
+
+    def train_cycle(mus, params_list):
+        strong = not calls  # the first call trains the strong start
+        calls.append(len(mus))
+        # initialisation 0's strong start collapses to the zero network; the rest keep theirs
+        return [{"params": jax.tree_util.tree_map(lambda a: 0.0 * a, p)
+                 if strong and p is p0 else p, "status": "max_iter", "nit": 1, "message": ""}
+                for p in params_list]
+
+    own = {**bayes.DEFAULTS, "bayes_max_cycles": 1}
+    assert own["bayes_start"] == "auto"
+    res = bayes.fit(train_cycle, model, X, Y, "mse", [p0, p1], own)
+    assert calls == [2, 1]  # the strong start for both, the weak start for one
+    assert set(res[0]["bayes_log_evidence_by_start"]) == {"strong", "weak"}
+    assert res[0]["bayes_start_used"] == "weak"  # a non-degenerate network beats the constant
+    assert res[1]["bayes_start_used"] == "strong"
+    assert set(res[1]["bayes_log_evidence_by_start"]) == {"strong"}
+    assert res[1]["effective_params"] >= 2
+    assert bayes.second_start(0.8, 1) and not bayes.second_start(2.0, 1)
+    assert bayes.second_start(float("nan"), 1) and bayes.second_start(2.5, 2)
+
+
+def test_auto_start_on_sin2_keeps_the_weak_start_where_the_strong_one_collapses():
+    data = ln.datasets.load("sin2", n=40, noise=0.1)
+    model = ln.MLP("1-16-1", activation="tanh")
+    [res] = ln.train(model, data, method="alm", seeds=[0], weight_decay="bayes")
+    assert set(res["bayes_log_evidence_by_start"]) == {"strong", "weak"}
+    assert res["bayes_start_used"] == "weak" and res["effective_params"] > 5
+    [strong] = ln.train(model, data, method="alm", seeds=[0], weight_decay="bayes",
+                        bayes_start="strong")
+    assert strong["effective_params"] < 2  # the constant the auto start does not keep
+    assert res["log_evidence"] == pytest.approx(res["bayes_log_evidence_by_start"]["weak"])
 
 
 def test_the_refiner_of_the_later_cycles():

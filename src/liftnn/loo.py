@@ -20,7 +20,9 @@ residual of a sample at leverage 0.98-0.997 was 2.7-12 times the one its refit g
 `confirms_network(model, result, X, Y, linear)`: whether the network's leave-one-out mean squared
 error is at most the linear model's, the check liftnn.sklearn.LiftnnRegressor adds to the
 evidence's choice; refits are made only when the linearised estimate alone would reject the
-network (they can only be needed to overturn it)."""
+network (they can only be needed to overturn it).  `overrules_linear(...)`: whether the
+network's leave-one-out errors are significantly smaller than the linear model's (a one-sided
+paired t-test at OVERRULE_LEVEL), the check that keeps a network the evidence rejected."""
 
 from __future__ import annotations
 
@@ -103,23 +105,30 @@ def _linearised(model, params, X, Y, ratio):
     return E, leverages(bayes.jacobian(model, params, X), ratio).reshape(Y.shape)
 
 
-def _with_refits(model, params, X, Y, ratio, E, h, target: float | None = None) -> Loo:
+def _with_refits(model, params, X, Y, ratio, E, h, target: float | None = None,
+                 decided=None) -> Loo:
     """_estimate(E, h) with the samples of highest leverage above REFIT_LEVERAGE refitted (at
     most MAX_REFITS, highest first).  With a target MSE the refits stop once the comparison with
     it is decided: the estimate is at most the target, or stays above it even if every sample
-    still to refit had a held-out residual of 0."""
+    still to refit had a held-out residual of 0.  decided(est, rest) -> bool, when given, is the
+    general form (rest: the samples still to refit)."""
+    if target is not None:
+        def decided(est, rest):
+            floor = est.mse - float(np.sum(est.residuals[rest] ** 2)) / E.size
+            return est.mse <= target or floor > target
+
     worst = np.max(h, axis=1)
     todo = [int(i) for i in np.argsort(-worst)[:MAX_REFITS] if worst[i] > REFIT_LEVERAGE]
     refits, est = {}, _estimate(E, h)
+    if decided is not None and decided(est, todo):
+        return est
     for k, i in enumerate(todo):
         r = _held_out_residual(model, params, X, Y, i, ratio)
         if r is not None:
             refits[i] = r
         est = _estimate(E, h, refits)
-        if target is not None:
-            floor = est.mse - float(np.sum(est.residuals[todo[k + 1:]] ** 2)) / E.size
-            if est.mse <= target or floor > target:
-                break
+        if decided is not None and decided(est, todo[k + 1:]):
+            break
     return est
 
 
@@ -146,7 +155,52 @@ def confirms_network(model, result, X, Y, linear_fit) -> tuple[bool, dict]:
     lin = linear(X, Y, linear_fit).mse
     ratio = ratio_of(result, Y.size)
     E, h = _linearised(model, result["params"], X, Y, ratio)
-    net = _estimate(E, h)
-    if net.mse > lin:
-        net = _with_refits(model, result["params"], X, Y, ratio, E, h, target=lin)
+    net = _with_refits(model, result["params"], X, Y, ratio, E, h, target=lin)
     return net.mse <= lin, {"network": net.mse, "linear": lin, "refitted": list(net.refitted)}
+
+
+#: the level of the one-sided paired t-test by which the leave-one-out errors overrule the
+#: evidence's choice of the linear model (`overrules_linear`); measured on nineteen data sets
+#: (docs/bayes.md "When the evidence picks the linear model"): 0.05 kept a worse network on one
+#: diabetes fold (p 0.039, test R^2 -0.015), 0.01 kept none while it kept the networks of sin^2
+#: n = 20 and 30 (test R^2 0.99 and 0.92 against the linear model's -0.16 and -0.12)
+OVERRULE_LEVEL = 0.01
+
+
+def p_value(lin: Loo, net: Loo) -> float:
+    """The one-sided paired t-test's p-value for "the network's leave-one-out squared errors are
+    smaller than the linear model's" (per sample, the mean over its outputs); 1 when they are
+    all equal."""
+    from scipy import stats
+
+    d = np.mean(lin.residuals**2, axis=1) - np.mean(net.residuals**2, axis=1)
+    if d.size < 2 or np.all(d == d[0]):
+        return 0.0 if d.size and d[0] > 0 else 1.0
+    return float(stats.ttest_1samp(d, 0.0, alternative="greater").pvalue)
+
+
+def overrules_linear(model, result, X, Y, linear_fit,
+                     level: float = OVERRULE_LEVEL) -> tuple[bool, dict]:
+    """(whether the network of `result` has significantly smaller leave-one-out errors than the
+    linear model, one-sided paired t-test at `level` (p_value), {"network", "linear": the MSEs,
+    "refitted", "p_value"}).  LiftnnRegressor asks this where the evidence chose the linear
+    model: on small samples a network's Laplace evidence can fall below the linear model's while
+    it predicts far better (sin^2 n = 20: evidence -24.3 against -20.2, test MSE 0.0055 against
+    0.42).  The refits (as in `network`) stop once the test is decided: significant, or not
+    significant even with every sample still to refit at a held-out residual of 0."""
+    X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64).reshape(len(X), -1)
+    lin = linear(X, Y, linear_fit)
+    ratio = ratio_of(result, Y.size)
+    E, h = _linearised(model, result["params"], X, Y, ratio)
+
+    def decided(est, rest):
+        if p_value(lin, est) < level:
+            return True
+        best = est.residuals.copy()
+        best[rest] = 0.0
+        return p_value(lin, est._replace(residuals=best)) >= level
+
+    net = _with_refits(model, result["params"], X, Y, ratio, E, h, decided=decided)
+    p = p_value(lin, net)
+    return p < level, {"network": net.mse, "linear": lin.mse, "refitted": list(net.refitted),
+                       "p_value": p}

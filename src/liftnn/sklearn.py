@@ -195,16 +195,18 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
             log evidence, MacKay's model comparison: on data a linear model explains as well,
             the network is not kept (docs/bayes.md "The linear baseline").  A network the
             evidence prefers is kept only if its leave-one-out MSE (liftnn.loo) is also at most
-            the linear model's (docs/bayes.md "The leave-one-out check").  None keeps the
-            network always.
+            the linear model's (docs/bayes.md "The leave-one-out check"); a network the
+            evidence rejects is still kept when its leave-one-out errors are significantly
+            smaller than the linear model's (loo.overrules_linear, docs/bayes.md "When the
+            evidence picks the linear model").  None keeps the network always.
 
     fit(X: (m, d), y: (m,) or (m, k)) -> self; predict(X) -> (m,) or (m, k); score = R^2.
     Fitted attributes beyond _LiftnnEstimator's: kept_ ("network" or "linear": which model
     predict uses; with "linear", model_, params_ and ensemble_ are the linear model's, while
     result_ / results_ stay the network's training), log_evidence_ ({"network": .., "linear":
     ..} or None without the comparison), baseline_ (the liftnn.baseline.LinearFit or None),
-    loo_ ({"network": .., "linear": .., "refitted": [rows]}: the leave-one-out MSEs, or None
-    when the evidence chose the linear model or there was no comparison).
+    loo_ ({"network": .., "linear": .., "refitted": [rows]}: the leave-one-out MSEs, with
+    "p_value" where the evidence chose the linear model; None without the comparison).
     """
 
     _loss = "mse"
@@ -245,9 +247,11 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
         self.baseline_ = lin
         self.log_evidence_ = {"network": network, "linear": lin.log_evidence}
         if linear_baseline.compare(network, lin) == "network":
-            confirmed, self.loo_ = loo.confirms_network(self.model_, best, X, Y, lin)
-            if confirmed:
-                return
+            keep, self.loo_ = loo.confirms_network(self.model_, best, X, Y, lin)
+        else:  # the evidence chose the linear model: its leave-one-out errors may overrule it
+            keep, self.loo_ = loo.overrules_linear(self.model_, best, X, Y, lin)
+        if keep:
+            return
         model = MLP((X.shape[1], Y.shape[1]), activation=self.activation, init=self.init)
         post = Posterior.from_jacobian(model, lin.params,
                                        linear_baseline.jacobian(X, Y.shape[1]), lin.alpha,
