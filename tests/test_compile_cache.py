@@ -56,6 +56,17 @@ def test_the_python_api_switches_the_default_cache_on_once(fresh_default):
     assert jax.config.jax_compilation_cache_dir == str(fresh_default)
 
 
+def test_the_cache_is_on_before_the_initial_weights_are_drawn(fresh_default, monkeypatch):
+    """model.init compiles the initialiser's programs: they are cached as well."""
+    jax.config.update("jax_compilation_cache_dir", None)
+    model = ln.MLP([1, 3, 1])
+    seen, init = [], type(model).init
+    monkeypatch.setattr(type(model), "init",
+                        lambda self, *a, **k: seen.append(cc.active_dir()) or init(self, *a, **k))
+    ln.train(model, ln.datasets.load("sin2", n=8), method="adam", max_iter=3)
+    assert seen == [str(fresh_default)]
+
+
 def test_a_program_that_set_its_own_cache_directory_keeps_it(fresh_default, tmp_path):
     jax.config.update("jax_compilation_cache_dir", str(tmp_path / "theirs"))
     assert cc.ensure_default_cache() is None

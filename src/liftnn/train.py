@@ -115,6 +115,9 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
     X, Y, Xv, Yv = _validation_data(model, dataset, validation, validation_seed, auto)
     if Xv is not None:
         check_samples("the training data left after the validation split", len(X))
+    # the persistent compile cache (LIFTNN_COMPILE_CACHE=off: none), before model.init: the
+    # initialiser's random draw compiles programs too
+    ensure_default_cache()
     many = seeds is not None
     if many:
         seeds = [int(s) for s in seeds]
@@ -124,7 +127,6 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
     else:
         seeds = [seed]
         p0s = [params0 if params0 is not None else model.init(int(seed))]
-    ensure_default_cache()  # the persistent compile cache (LIFTNN_COMPILE_CACHE=off: none)
     with compile_clock.measure() as clock, limit_blas():  # host BLAS: liftnn.blas_threads
         results, problems, wall = _train(spec, model, X, Y, Xv, Yv, loss, p0s, many, options,
                                          bayes_opts, auto, weight_decay)
