@@ -350,16 +350,24 @@ def test_the_starts_side_by_side_give_what_they_give_one_after_the_other(monkeyp
         np.testing.assert_allclose(a["x"], b["x"], rtol=1e-12, atol=1e-14)
 
 
-def test_auto_start_trains_the_weak_start_only_where_the_strong_one_is_a_constant():
+@pytest.mark.parametrize("threads", ["off", "on"])
+def test_auto_start_trains_the_weak_start_only_where_the_strong_one_is_a_constant(
+        monkeypatch, threads):
     """bayes_start="auto" (least squares): the strong start for every initialisation, the weak
-    start only for those whose strong network has fewer than d_out + 1 effective parameters."""
+    start's Results only for those whose strong network has fewer than d_out + 1 effective
+    parameters (one after the other it trains only those; side by side it trains all in the
+    worker thread while the strong start trains in this one)."""
+    import threading
+
+    monkeypatch.setenv(bayes.THREADS_ENV, threads)
     model, p0 = _net((1, 4, 1))
     _, p1 = _net((1, 4, 1), seed=1)
     X, Y = _noisy_sine(20, 6)
     calls = []
 
     def train_cycle(mus, params_list):
-        strong = not calls  # the first call trains the strong start
+        main = threading.current_thread() is threading.main_thread()
+        strong = main and (threads == "on" or not calls)  # the strong start trains here first
         calls.append(len(mus))
         # initialisation 0's strong start collapses to the zero network; the rest keep theirs
         return [{"params": jax.tree_util.tree_map(lambda a: 0.0 * a, p)
@@ -369,14 +377,26 @@ def test_auto_start_trains_the_weak_start_only_where_the_strong_one_is_a_constan
     own = {**bayes.DEFAULTS, "bayes_max_cycles": 1}
     assert own["bayes_start"] == "auto"
     res = bayes.fit(train_cycle, model, X, Y, "mse", [p0, p1], own)
-    assert calls == [2, 1]  # the strong start for both, the weak start for one
+    assert sorted(calls) == ([1, 2] if threads == "off" else [2, 2])
+    # needed for none: one after the other the weak start never trains; side by side it is
+    # stopped after its current training and dropped, and the call is not interrupted
+    calls.clear()
+    [r1] = bayes.fit(train_cycle, model, X, Y, "mse", [p1], {**own, "bayes_max_cycles": 3})
+    assert set(r1["bayes_log_evidence_by_start"]) == {"strong"}
+    assert r1["status"] == "max_iter" and "interrupted" not in r1["message"]
     assert set(res[0]["bayes_log_evidence_by_start"]) == {"strong", "weak"}
     assert res[0]["bayes_start_used"] == "weak"  # a non-degenerate network beats the constant
     assert res[1]["bayes_start_used"] == "strong"
     assert set(res[1]["bayes_log_evidence_by_start"]) == {"strong"}
     assert res[1]["effective_params"] >= 2
-    assert bayes.second_start(0.8, 1) and not bayes.second_start(2.0, 1)
-    assert bayes.second_start(float("nan"), 1) and bayes.second_start(2.5, 2)
+    def net(gamma, ev=-10.0):
+        return {"effective_params": gamma, "log_evidence": ev}
+
+    assert bayes.second_start(net(0.8), 1) and not bayes.second_start(net(2.0), 1)
+    assert bayes.second_start(net(float("nan")), 1) and bayes.second_start(net(2.5), 2)
+    # a network the linear model's evidence beats found nothing beyond a line either
+    assert bayes.second_start(net(5.0, -12.0), 1, linear_log_evidence=-11.0)
+    assert not bayes.second_start(net(5.0, -10.0), 1, linear_log_evidence=-11.0)
 
 
 def test_auto_start_on_sin2_keeps_the_weak_start_where_the_strong_one_collapses():

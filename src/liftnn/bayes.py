@@ -59,9 +59,9 @@ METHODS = ("gn", "lm", "alm", "lifted-gn")
 #: options of the layer itself (taken out of the method's options by liftnn.train)
 DEFAULTS = {"bayes_max_cycles": 12, "bayes_tol": 0.02, "bayes_start": "auto",
             "bayes_refine": "auto"}
-#: "auto" (the default): least squares the strong start, then the weak one where the strong
-#: start's network is a constant (`second_start`; docs/bayes.md "Which start"); the cross-entropy
-#: both, since the strong start alone classified iris better (0.917 vs 0.889) but spirals far
+#: "auto" (the default): least squares the strong start, and the weak one where the strong
+#: start's network found nothing beyond a linear fit (`second_start`; docs/bayes.md "Which
+#: start"); the cross-entropy both, since the strong start alone classified iris better (0.917 vs 0.889) but spirals far
 #: worse (0.761 vs 0.990), docs/bayes.md "Classification"
 STARTS = ("auto", "both", "weak", "strong")
 #: who trains the cycles after the first: "lm" (Levenberg-Marquardt from the previous cycle's
@@ -274,12 +274,14 @@ def refiner(method: str, loss: str, own: dict, N: int, P: int) -> str | None:
     return "lm"
 
 
-def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict, refine_cycle=None):
+def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict, refine_cycle=None,
+        linear_log_evidence: float | None = None):
     """The evidence cycles for K initialisations (module docstring), from the weak start, the
-    strong start or both (`bayes_start`); "auto": for least squares the strong start, then the
-    weak one for the initialisations where it found nothing (`second_start`), for the
-    cross-entropy both.  Where both starts ran, each initialisation keeps the run with the
-    higher `rank` (bayes_start_used says which).
+    strong start or both (`bayes_start`); "auto": for least squares the strong start and the
+    weak one for the initialisations where the strong one found nothing beyond a linear fit
+    (`second_start`, `_run_starts`), for the cross-entropy both.  Where both starts ran, each initialisation keeps the run with the
+    higher `rank` (bayes_start_used says which).  linear_log_evidence: the Bayesian linear
+    model's on these data (liftnn.baseline), for `second_start`.
 
     train_cycle(mus, params_list) -> list[Result]: trains every initialisation with its own
     weight decay mus[k] from params_list[k] (liftnn.train supplies it); refine_cycle, the same
@@ -294,13 +296,16 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict, refine_cycle=
         r0 = _starts(start, model, X, Y, loss, picked, N, P)
         return _cycles(train_cycle, model, X, Y, loss, picked, own, r0, N, P, stop, refine_cycle)
 
-    start = own["bayes_start"]
+    start, needed = own["bayes_start"], None
     if start == "auto" and loss != "cross_entropy":
-        runs, stopped = _strong_then_weak(run, int(Y.shape[1]))
+        starts = ("strong", "weak")
+
+        def needed(first):  # the initialisations the weak start is still needed for
+            return [k for k, r in enumerate(first)
+                    if second_start(r, int(Y.shape[1]), linear_log_evidence)]
     else:
         starts = ("weak", "strong") if start in ("both", "auto") else (start,)
-        runs, stopped = _run_starts(starts, run)
-        runs = {s: dict(enumerate(rs)) for s, rs in runs.items()}
+    runs, stopped = _run_starts(starts, run, needed)
 
     def interrupted():
         return stopped or any(_interrupted(rs.values()) for rs in runs.values())
@@ -322,28 +327,19 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict, refine_cycle=
     return out
 
 
-def second_start(gamma: float, d_out: int) -> bool:
+def second_start(result: dict, d_out: int, linear_log_evidence: float | None = None) -> bool:
     """Whether bayes_start="auto" trains the weak start after the strong one (least squares):
-    where the strong start's kept network has fewer than d_out + 1 well-determined weights, it
-    has determined nothing beyond the output biases, a constant: the strong prior's known
-    failure (sin^2 n=40: gamma 0.8 and test MSE 0.36 against 0.002 from the weak start).
-    Measured on eleven regression tables (docs/bayes.md "Which start"), the weak start was
-    never kept where the strong start had found more than that, so there it only costs time."""
-    return not gamma >= d_out + 1
-
-
-def _strong_then_weak(run, d_out: int):
-    """bayes_start="auto": {start: {k: Result}} with the strong start for every initialisation
-    and the weak start for those `second_start` picks (one after the other), and whether the
-    call was interrupted."""
-    strong = run("strong", None)
-    runs = {"strong": dict(enumerate(strong))}
-    if _interrupted(strong):
-        return runs, False
-    again = [k for k, r in enumerate(strong) if second_start(r["effective_params"], d_out)]
-    if again:
-        runs["weak"] = dict(zip(again, run("weak", None, again)))
-    return runs, False
+    where the strong start's kept network found nothing beyond a linear fit, the strong prior's
+    known failure.  That is a constant (fewer than d_out + 1 well-determined weights, nothing
+    beyond the output biases; sin^2 n=40: gamma 0.8, test MSE 0.36 against 0.004 from the weak
+    start) or a network whose log evidence is below the Bayesian linear model's (sin^2 ReLU
+    n=40: gamma 3.2, train MSE 0.30, evidence -40.0 against the line's -38.1).  Measured on
+    eleven regression tables (docs/bayes.md "Which start"), the weak start was never kept where
+    the strong start's network beat the linear model's evidence, so there it only costs time."""
+    gamma, ev = result["effective_params"], result["log_evidence"]
+    if not gamma >= d_out + 1:
+        return True
+    return linear_log_evidence is not None and not ev > linear_log_evidence
 
 
 #: LIFTNN_BAYES_THREADS: "off" (or 1) trains the two starts one after the other, "on" (or 2)
@@ -370,25 +366,36 @@ def _interrupted(results) -> bool:
     return any(r.get("status") == INTERRUPTED for r in results)
 
 
-def _run_starts(starts, run):
-    """{start: run(start, stop)} and whether the call was interrupted while waiting.
+def _run_starts(starts, run, needed=None):
+    """({start: {k: Result}}, whether the call was interrupted while waiting).
 
-    The starts are independent, so with two starts and parallel_starts() the second trains in a
-    worker thread while the first trains here: XLA releases the GIL while it runs (measured: two
+    needed(first_results) -> the initialisations the second start is needed for (None: all,
+    bayes_start="both"); the second start's Results are kept for those only (bayes_start="auto":
+    `second_start`).  One after the other, the second start trains only those.  Side by side
+    (two starts and parallel_starts()), the second trains every initialisation in a worker
+    thread while the first trains here: XLA releases the GIL while it runs (measured: two
     10-seed alm trainings on diabetes 4.55 s one after the other, 3.07 s side by side on two
-    cores, identical results).  Ctrl-C reaches this (the main) thread only: the first start's
-    trainer turns it into interrupted Results, or it arrives while waiting for the worker; either
-    way `stop` is set, the worker ends after its current training (no further cycle), and the
-    call counts as interrupted.  Sequentially, an interrupted start skips the next."""
+    cores, identical results), and where it is needed for none, `stop` ends it after its current
+    training and its Results are dropped.  Ctrl-C reaches this (the main) thread only: the first
+    start's trainer turns it into interrupted Results, or it arrives while waiting for the
+    worker; either way `stop` is set, the worker ends after its current training (no further
+    cycle), and the call counts as interrupted.  One after the other, an interrupted start skips
+    the next."""
     if len(starts) < 2 or not parallel_starts():
         runs = {}
         for start in starts:
-            if any(_interrupted(rs) for rs in runs.values()):
+            if any(_interrupted(rs.values()) for rs in runs.values()):
                 break  # Ctrl-C / SIGTERM: no second start
-            runs[start] = run(start, None)
+            if not runs:
+                first = run(start, None)
+                runs[start] = dict(enumerate(first))
+                continue
+            ks = list(range(len(first))) if needed is None else needed(first)
+            if ks:
+                runs[start] = dict(zip(ks, run(start, None, ks)))
         return runs, False
     stop = threading.Event()
-    stopped = False
+    stopped = dropped = False
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="liftnn-bayes")
     try:
         second = pool.submit(run, starts[1], stop)
@@ -397,7 +404,9 @@ def _run_starts(starts, run):
         except BaseException:  # an uncaught Ctrl-C or an error: let the worker end, then raise
             stop.set()
             raise
-        if _interrupted(first):
+        ks = list(range(len(first))) if needed is None else needed(first)
+        if _interrupted(first) or not ks:
+            dropped = not _interrupted(first)
             stop.set()
         while True:
             try:
@@ -410,7 +419,10 @@ def _run_starts(starts, run):
                 stopped = True
     finally:
         pool.shutdown(wait=True)
-    return {starts[0]: first, starts[1]: other}, stopped or stop.is_set()
+    runs = {starts[0]: dict(enumerate(first))}
+    if not dropped:
+        runs[starts[1]] = {k: other[k] for k in ks} if ks else dict(enumerate(other))
+    return runs, stopped or (stop.is_set() and not dropped)
 
 
 #: a network with fewer effective parameters than this predicts (nearly) a constant

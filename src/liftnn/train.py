@@ -27,7 +27,7 @@ import warnings
 import jax
 import numpy as np
 
-from liftnn import bayes, compile_clock
+from liftnn import baseline, bayes, compile_clock
 from liftnn._validate import (
     canonical,
     check_positive,
@@ -72,7 +72,8 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
             without `validation` it holds out AUTO_FRACTION (0.2) of the training data and says
             so in the Result ("validation_note").  Or "bayes" (gn, lm, alm, lifted-gn):
             Bayesian regularisation, mu_w re-estimated by the evidence framework on the
-            training data alone (liftnn.bayes; options bayes_max_cycles, bayes_tol); the
+            training data alone (liftnn.bayes; options bayes_start, bayes_max_cycles,
+            bayes_tol, bayes_refine); the
             Result adds alpha, beta, effective_params, log_evidence, weight_decay, bayes_path.
         validation: None (no model selection), a fraction in (0, 1) of the training data held
             out (a shuffled split seeded by `validation_seed`, the same for every method and
@@ -234,7 +235,11 @@ def _bayes(spec: Method, model, X, Y, Xv, Yv, loss, p0s, options, own):
                                                  **({"devices": options["devices"]}
                                                     if "devices" in options else {})}))
     t0 = time.perf_counter()
-    results = bayes.fit(cycle_with(spec, options), model, X, Y, loss, p0s, own, refine_cycle)
+    # bayes_start="auto" compares the strong start's networks with the linear model (ms)
+    linear = (baseline.fit(X, Y).log_evidence
+              if own["bayes_start"] == "auto" and loss != "cross_entropy" else None)
+    results = bayes.fit(cycle_with(spec, options), model, X, Y, loss, p0s, own, refine_cycle,
+                        linear)
     wall = time.perf_counter() - t0
     return results, [problems[id(r)] for r in results], wall
 
