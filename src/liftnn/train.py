@@ -73,8 +73,8 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
             so in the Result ("validation_note").  Or "bayes" (gn, lm, alm, lifted-gn):
             Bayesian regularisation, mu_w re-estimated by the evidence framework on the
             training data alone (liftnn.bayes; options bayes_start, bayes_max_cycles,
-            bayes_tol, bayes_refine); the
-            Result adds alpha, beta, effective_params, log_evidence, weight_decay, bayes_path.
+            bayes_tol, bayes_refine); the Result adds alpha, beta, effective_params,
+            log_evidence, weight_decay, bayes_path.
         validation: None (no model selection), a fraction in (0, 1) of the training data held
             out (a shuffled split seeded by `validation_seed`, the same for every method and
             seed), or explicit arrays (X_val, Y_val).  With validation data every method records
