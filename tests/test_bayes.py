@@ -395,8 +395,12 @@ def test_auto_start_trains_the_weak_start_only_where_the_strong_one_is_a_constan
     assert bayes.second_start(net(0.8), 1) and not bayes.second_start(net(2.0), 1)
     assert bayes.second_start(net(float("nan")), 1) and bayes.second_start(net(2.5), 2)
     # a network the linear model's evidence beats found nothing beyond a line either
-    assert bayes.second_start(net(5.0, -12.0), 1, linear_log_evidence=-11.0)
-    assert not bayes.second_start(net(5.0, -10.0), 1, linear_log_evidence=-11.0)
+    # with more weights than targets, a network the linear model's evidence beats found
+    # nothing beyond a line either; with more targets than weights it is kept as it is
+    assert bayes.second_start(net(5.0, -12.0), 1, -11.0, n_params=50, n_targets=20)
+    assert not bayes.second_start(net(5.0, -10.0), 1, -11.0, n_params=50, n_targets=20)
+    assert not bayes.second_start(net(5.0, -12.0), 1, -11.0, n_params=20, n_targets=50)
+    assert bayes.second_start(net(0.5, -12.0), 1, -11.0, n_params=20, n_targets=50)
 
 
 def test_auto_start_on_sin2_keeps_the_weak_start_where_the_strong_one_collapses():

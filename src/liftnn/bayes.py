@@ -302,7 +302,7 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict, refine_cycle=
 
         def needed(first):  # the initialisations the weak start is still needed for
             return [k for k, r in enumerate(first)
-                    if second_start(r, int(Y.shape[1]), linear_log_evidence)]
+                    if second_start(r, int(Y.shape[1]), linear_log_evidence, P, N)]
     else:
         starts = ("weak", "strong") if start in ("both", "auto") else (start,)
     runs, stopped = _run_starts(starts, run, needed)
@@ -327,18 +327,23 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict, refine_cycle=
     return out
 
 
-def second_start(result: dict, d_out: int, linear_log_evidence: float | None = None) -> bool:
+def second_start(result: dict, d_out: int, linear_log_evidence: float | None = None,
+                 n_params: int = 0, n_targets: int = 0) -> bool:
     """Whether bayes_start="auto" trains the weak start after the strong one (least squares):
     where the strong start's kept network found nothing beyond a linear fit, the strong prior's
     known failure.  That is a constant (fewer than d_out + 1 well-determined weights, nothing
     beyond the output biases; sin^2 n=40: gamma 0.8, test MSE 0.36 against 0.004 from the weak
-    start) or a network whose log evidence is below the Bayesian linear model's (sin^2 ReLU
-    n=40: gamma 3.2, train MSE 0.30, evidence -40.0 against the line's -38.1).  Measured on
-    eleven regression tables (docs/bayes.md "Which start"), the weak start was never kept where
-    the strong start's network beat the linear model's evidence, so there it only costs time."""
+    start) or, with more weights than targets (n_params > n_targets), a network whose log
+    evidence is below the Bayesian linear model's (sin^2 ReLU n=40: gamma 3.2, train MSE 0.30,
+    evidence -40.0 against the line's -38.1).  Where the targets outnumber the weights the data
+    determine them, and the weak start (half of them under the prior at the start) was never
+    kept on the eleven regression tables of docs/bayes.md "Which start" but once, on friedman1,
+    at a lower test R²."""
     gamma, ev = result["effective_params"], result["log_evidence"]
     if not gamma >= d_out + 1:
         return True
+    if n_params <= n_targets:
+        return False
     return linear_log_evidence is not None and not ev > linear_log_evidence
 
 
