@@ -312,7 +312,8 @@ def test_an_interrupted_training_ends_the_cycles_with_status_interrupted(monkeyp
     assert "interrupted during Bayesian regularisation" in res["message"]
 
 
-def test_with_the_starts_side_by_side_an_interrupt_ends_both(monkeypatch):
+@pytest.mark.parametrize("start", ["both", "auto"])
+def test_with_the_starts_side_by_side_an_interrupt_ends_both(monkeypatch, start):
     """The first start (this thread) is interrupted: the second start (a worker thread) ends
     after the training it is in, and every Result says interrupted."""
     monkeypatch.setenv(bayes.THREADS_ENV, "on")
@@ -329,7 +330,7 @@ def test_with_the_starts_side_by_side_an_interrupt_ends_both(monkeypatch):
         return [{"params": p, "status": status, "nit": 1, "message": ""} for p in params_list]
 
     [res] = bayes.fit(train_cycle, model, X, Y, "mse", [p0],
-                      {**bayes.DEFAULTS, "bayes_start": "both"})
+                      {**bayes.DEFAULTS, "bayes_start": start})
     assert calls.count(True) == 1 and 1 <= calls.count(False) <= bayes.DEFAULTS["bayes_max_cycles"]
     assert res["status"] == "interrupted" and not res["success"]
     assert "interrupted during Bayesian regularisation" in res["message"]
