@@ -61,8 +61,8 @@ DEFAULTS = {"bayes_max_cycles": 12, "bayes_tol": 0.02, "bayes_start": "auto",
             "bayes_refine": "auto"}
 #: "auto" (the default): least squares the strong start, and the weak one where the strong
 #: start's network found nothing beyond a linear fit (`second_start`; docs/bayes.md "Which
-#: start"); the cross-entropy both, since the strong start alone classified iris better (0.917 vs 0.889) but spirals far
-#: worse (0.761 vs 0.990), docs/bayes.md "Classification"
+#: start"); the cross-entropy both, since the strong start alone classified iris better (0.917
+#: vs 0.889) but spirals far worse (0.761 vs 0.990), docs/bayes.md "Classification"
 STARTS = ("auto", "both", "weak", "strong")
 #: who trains the cycles after the first: "lm" (Levenberg-Marquardt from the previous cycle's
 #: weights), "same" (the method itself) or "auto" (`refiner`)
@@ -279,9 +279,10 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict, refine_cycle=
     """The evidence cycles for K initialisations (module docstring), from the weak start, the
     strong start or both (`bayes_start`); "auto": for least squares the strong start and the
     weak one for the initialisations where the strong one found nothing beyond a linear fit
-    (`second_start`, `_run_starts`), for the cross-entropy both.  Where both starts ran, each initialisation keeps the run with the
-    higher `rank` (bayes_start_used says which).  linear_log_evidence: the Bayesian linear
-    model's on these data (liftnn.baseline), for `second_start`.
+    (`second_start`, `_run_starts`), for the cross-entropy both.  Where both starts ran, each
+    initialisation keeps the run with the higher `rank` (bayes_start_used says which).
+    linear_log_evidence: the Bayesian linear model's on these data (liftnn.baseline), for
+    `second_start`.
 
     train_cycle(mus, params_list) -> list[Result]: trains every initialisation with its own
     weight decay mus[k] from params_list[k] (liftnn.train supplies it); refine_cycle, the same
