@@ -27,7 +27,7 @@ import warnings
 import jax
 import numpy as np
 
-from liftnn import baseline, bayes, compile_clock
+from liftnn import bayes, compile_clock
 from liftnn._validate import (
     canonical,
     check_positive,
@@ -235,11 +235,7 @@ def _bayes(spec: Method, model, X, Y, Xv, Yv, loss, p0s, options, own):
                                                  **({"devices": options["devices"]}
                                                     if "devices" in options else {})}))
     t0 = time.perf_counter()
-    # bayes_start="auto" compares the strong start's networks with the linear model (ms)
-    linear = (baseline.fit(X, Y).log_evidence
-              if own["bayes_start"] == "auto" and loss != "cross_entropy" else None)
-    results = bayes.fit(cycle_with(spec, options), model, X, Y, loss, p0s, own, refine_cycle,
-                        linear)
+    results = bayes.fit(cycle_with(spec, options), model, X, Y, loss, p0s, own, refine_cycle)
     wall = time.perf_counter() - t0
     return results, [problems[id(r)] for r in results], wall
 
