@@ -379,17 +379,18 @@ def test_auto_start_trains_the_weak_start_only_where_the_strong_one_is_a_constan
     assert own["bayes_start"] == "auto"
     res = bayes.fit(train_cycle, model, X, Y, "mse", [p0, p1], own)
     assert sorted(calls) == ([1, 2] if threads == "off" else [2, 2])
+    assert set(res[0]["bayes_log_evidence_by_start"]) == {"strong", "weak"}
+    assert res[0]["bayes_start_used"] == "weak"  # a non-degenerate network beats the constant
+    assert res[1]["bayes_start_used"] == "strong"
+    assert set(res[1]["bayes_log_evidence_by_start"]) == {"strong"}
+    assert res[1]["effective_params"] >= 2
     # needed for none: one after the other the weak start never trains; side by side it is
     # stopped after its current training and dropped, and the call is not interrupted
     calls.clear()
     [r1] = bayes.fit(train_cycle, model, X, Y, "mse", [p1], {**own, "bayes_max_cycles": 3})
     assert set(r1["bayes_log_evidence_by_start"]) == {"strong"}
     assert r1["status"] == "max_iter" and "interrupted" not in r1["message"]
-    assert set(res[0]["bayes_log_evidence_by_start"]) == {"strong", "weak"}
-    assert res[0]["bayes_start_used"] == "weak"  # a non-degenerate network beats the constant
-    assert res[1]["bayes_start_used"] == "strong"
-    assert set(res[1]["bayes_log_evidence_by_start"]) == {"strong"}
-    assert res[1]["effective_params"] >= 2
+
     def net(gamma):
         return {"effective_params": gamma, "log_evidence": -10.0}
 

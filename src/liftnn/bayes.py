@@ -61,8 +61,9 @@ DEFAULTS = {"bayes_max_cycles": 12, "bayes_tol": 0.02, "bayes_start": "auto",
             "bayes_refine": "auto"}
 #: "auto" (the default): least squares the strong start, and the weak one with more weights
 #: than targets or where the strong start's network is a constant (`second_start`;
-#: docs/bayes.md "Which start"); the cross-entropy both, since the strong start alone classified iris better (0.917
-#: vs 0.889) but spirals far worse (0.761 vs 0.990), docs/bayes.md "Classification"
+#: docs/bayes.md "Which start"); the cross-entropy both, since the strong start alone
+#: classified iris better (0.917 vs 0.889) but spirals far worse (0.761 vs 0.990),
+#: docs/bayes.md "Classification"
 STARTS = ("auto", "both", "weak", "strong")
 #: who trains the cycles after the first: "lm" (Levenberg-Marquardt from the previous cycle's
 #: weights), "same" (the method itself) or "auto" (`refiner`)
@@ -294,7 +295,7 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict, refine_cycle=
         r0 = _starts(start, model, X, Y, loss, picked, N, P)
         return _cycles(train_cycle, model, X, Y, loss, picked, own, r0, N, P, stop, refine_cycle)
 
-    start, needed = own["bayes_start"], None
+    start = own["bayes_start"]
     if start == "auto" and loss != "cross_entropy":
         starts = ("strong", "weak")
 
@@ -303,6 +304,9 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict, refine_cycle=
                     if second_start(r, int(Y.shape[1]), P, N)]
     else:
         starts = ("weak", "strong") if start in ("both", "auto") else (start,)
+
+        def needed(first):  # every one
+            return list(range(len(first)))
     runs, stopped = _run_starts(starts, run, needed)
 
     def interrupted():
@@ -363,12 +367,12 @@ def _interrupted(results) -> bool:
     return any(r.get("status") == INTERRUPTED for r in results)
 
 
-def _run_starts(starts, run, needed=None):
+def _run_starts(starts, run, needed):
     """({start: {k: Result}}, whether the call was interrupted while waiting).
 
-    needed(first_results) -> the initialisations the second start is needed for (None: all,
-    bayes_start="both"); the second start's Results are kept for those only (bayes_start="auto":
-    `second_start`).  One after the other, the second start trains only those.  Side by side
+    needed(first_results) -> the initialisations the second start is needed for (all for
+    bayes_start="both"; `second_start`'s for "auto"); the second start's Results are kept for
+    those only.  One after the other, the second start trains only those.  Side by side
     (two starts and parallel_starts()), the second trains every initialisation in a worker
     thread while the first trains here: XLA releases the GIL while it runs (measured: two
     10-seed alm trainings on diabetes 4.55 s one after the other, 3.07 s side by side on two
@@ -387,12 +391,12 @@ def _run_starts(starts, run, needed=None):
                 first = run(start, None)
                 runs[start] = dict(enumerate(first))
                 continue
-            ks = list(range(len(first))) if needed is None else needed(first)
+            ks = needed(first)
             if ks:
                 runs[start] = dict(zip(ks, run(start, None, ks)))
         return runs, False
     stop = threading.Event()
-    stopped = dropped = False
+    stopped = False
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="liftnn-bayes")
     try:
         second = pool.submit(run, starts[1], stop)
@@ -401,9 +405,8 @@ def _run_starts(starts, run, needed=None):
         except BaseException:  # an uncaught Ctrl-C or an error: let the worker end, then raise
             stop.set()
             raise
-        ks = list(range(len(first))) if needed is None else needed(first)
-        if _interrupted(first) or not ks:
-            dropped = not _interrupted(first)
+        ks = needed(first)
+        if _interrupted(first) or not ks:  # not ks: the second start is dropped
             stop.set()
         while True:
             try:
@@ -417,9 +420,9 @@ def _run_starts(starts, run, needed=None):
     finally:
         pool.shutdown(wait=True)
     runs = {starts[0]: dict(enumerate(first))}
-    if not dropped:
-        runs[starts[1]] = {k: other[k] for k in ks} if ks else dict(enumerate(other))
-    return runs, stopped or (stop.is_set() and not dropped)
+    if ks:
+        runs[starts[1]] = {k: other[k] for k in ks}
+    return runs, stopped or (stop.is_set() and bool(ks))
 
 
 #: a network with fewer effective parameters than this predicts (nearly) a constant
