@@ -3,6 +3,7 @@
     liftnn bench SUITE [--seeds K] [--methods a,b,c] [--out DIR] [--jobs N] [--backend local|ray]
                        [--data DIR] [--quick] [--retry-errors]
     liftnn bench cv [--seeds K] [--methods a,b,c] [--datasets d,e] [--out DIR] [--retry-errors]
+    liftnn bench coverage [--seeds K] [--methods a,b,c] [--datasets d,e] [--out DIR]
     liftnn report DIR
     liftnn demo [--out DIR] [--seeds 10]
 
@@ -30,6 +31,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from liftnn.bench import coverage as bench_coverage
 from liftnn.bench import cv as bench_cv
 from liftnn.bench import report as bench_report
 from liftnn.bench import stats
@@ -40,7 +42,7 @@ from liftnn.errors import LiftnnError
 
 # the peers a user would pick appear when their extras are installed (skipped with a notice otherwise)
 DEMO_METHODS = ("alm", "adam", "lm", "torch-adam", "torch-lm", "sklearn-lbfgs", "sklearn-adam")
-SHIPPED = ", ".join(suite_names()) + ", cv"
+SHIPPED = ", ".join(suite_names()) + ", cv, coverage"
 
 
 def print_table(out: Path, title: str, full: bool = False) -> None:
@@ -141,8 +143,10 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="reduced cells and seeds (CI smoke run)")] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors",
                                                help="rerun the runs recorded with status error")] = False,
-    datasets: Annotated[str | None, typer.Option(help="cv only: comma-separated data sets "
-                                                      f"({', '.join(bench_cv.DATA)})")] = None,
+    datasets: Annotated[str | None, typer.Option(help="cv and coverage only: comma-separated "
+                                                      f"data sets (cv: {', '.join(bench_cv.DATA)}"
+                                                      f"; coverage: "
+                                                      f"{', '.join(bench_coverage.PROBLEMS)})")] = None,
 ):
     """Run a benchmark suite into DIR (results.csv, histories.jsonl, report.md/html, figures).
 
@@ -151,16 +155,43 @@ def bench(
     --methods are estimators (liftnn, alm, lm, adam, ridge, bayesian-ridge, logreg,
     sklearn-lbfgs, sklearn-adam), --seeds the split seeds 0..K-1 (default 1), --datasets the
     data sets (regression and classification; docs/benchmarks.md "Cross-validation").
+    `liftnn bench coverage` scores the regressors' predictive intervals (liftnn.bench.coverage):
+    --methods are liftnn, liftnn-16-16, bayesian-ridge, gp, --seeds the data draws 0..K-1
+    (default 10), --datasets the problems (sin2, friedman1, diabetes; docs/benchmarks.md
+    "Predictive intervals").
     """
     if suite == "cv":
         _cv(out, seeds, methods, datasets, retry_errors)
         return
+    if suite == "coverage":
+        _coverage(out, seeds, methods, datasets)
+        return
     if datasets is not None:
-        raise LiftnnError("--datasets is an option of `liftnn bench cv`; a suite names its "
-                          "data in its .toml file")
+        raise LiftnnError("--datasets is an option of `liftnn bench cv` and `liftnn bench "
+                          "coverage`; a suite names its data in its .toml file")
     s = resolve(suite, seeds=seeds, methods=split_names(methods), quick=quick, data_dir=data)
     out = out if out is not None else Path(f"bench_{s.name}" + ("_quick" if quick else ""))
     _run(s, out, jobs, backend, retry_errors, f"{s.name}")
+
+
+def _with_progress(title: str, keeps: str, describe, run):
+    """run(on_row) under a progress bar whose text is describe(row) of the latest row (errors
+    printed in red); Ctrl-C exits 130 saying that `keeps` holds the finished rows."""
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+    with progress:
+        task = progress.add_task(title, total=None)
+
+        def on_row(row, done, total):
+            progress.update(task, completed=done, total=total, description=escape(describe(row)))
+            if row.get("status") != "ok":
+                console.print(f"[red]error[/] {escape(str(row.get('error')))}")
+
+        try:
+            return run(on_row)
+        except KeyboardInterrupt:
+            console.print(f"[yellow]interrupted[/]: {keeps}; rerun the same command to resume")
+            raise typer.Exit(130) from None
 
 
 def _cv(out, seeds, methods, datasets, retry_errors) -> None:
@@ -170,25 +201,11 @@ def _cv(out, seeds, methods, datasets, retry_errors) -> None:
     splits = list(range(1 if seeds is None else seeds))
     bench_cv.check(estimators, data, splits)
     out = out if out is not None else Path("bench_cv")
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                        MofNCompleteColumn(), TimeElapsedColumn(), console=console)
-    with progress:
-        task = progress.add_task("bench cv", total=None)
-
-        def on_row(row, done, total):
-            progress.update(task, completed=done, total=total,
-                            description=escape(f"{row['data']} split {row['split']} "
-                                               f"{row['estimator']}: "
-                                               f"{row.get('score', 'error')}"))
-            if row.get("status") != "ok":
-                console.print(f"[red]error[/] {escape(str(row.get('error')))}")
-
-        try:
-            rows = bench_cv.run(out, estimators, data, splits, on_row, retry_errors)
-        except KeyboardInterrupt:
-            console.print(f"[yellow]interrupted[/]: {out}/cv.jsonl keeps every finished cell; "
-                          f"rerun the same command to resume")
-            raise typer.Exit(130) from None
+    rows = _with_progress(
+        "bench cv", f"{out}/cv.jsonl keeps every finished cell",
+        lambda row: f"{row['data']} split {row['split']} {row['estimator']}: "
+                    f"{row.get('score', 'error')}",
+        lambda on_row: bench_cv.run(out, estimators, data, splits, on_row, retry_errors))
     path = bench_cv.write_report(out, rows)
     table = Table(title=f"liftnn bench cv: {bench_cv.FOLDS}-fold cross_val_score, cold")
     for col in ("data", "estimator", "metric", "train", "mean", "margin vs linear", "wins",
@@ -203,6 +220,39 @@ def _cv(out, seeds, methods, datasets, retry_errors) -> None:
                       f"{s['wall_s']:.2f}", f"{s['time_ratio']:.1f}x", s["linear_kept"])
     Console().print(table)
     console.print(f"-> {out}/cv.jsonl, {path}, {out}/cv.png")
+
+
+def _coverage(out, seeds, methods, datasets) -> None:
+    """`liftnn bench coverage`: the fits with a progress bar, then the summary table and
+    report.md."""
+    estimators = split_names(methods) or list(bench_coverage.ESTIMATORS)
+    problems = split_names(datasets) or list(bench_coverage.PROBLEMS)
+    draws = list(range(bench_coverage.DEFAULT_DRAWS if seeds is None else seeds))
+    bench_coverage.check(estimators, problems, draws)
+    out = out if out is not None else Path("bench_coverage")
+    rows = _with_progress(
+        "bench coverage", f"{out}/coverage.jsonl keeps every finished fit",
+        lambda row: f"{row['problem']} draw {row['draw']} {row['estimator']}: "
+                    + (f"coverage {row['coverage']:.3f}" if row.get("status") == "ok"
+                       else "error"),
+        lambda on_row: bench_coverage.run(out, estimators, problems, draws, on_row))
+    path = bench_coverage.write_report(out, rows)
+    lo, hi = bench_coverage.BAND
+    table = Table(title=f"liftnn bench coverage: mean ± 1.96 std over {len(draws)} data draws "
+                        f"(nominal 0.95, band {lo}-{hi})")
+    for col in ("problem", "estimator", "coverage", "range", "in band", "±1 std", "std",
+                "noise", "RMSE", "NLPD"):
+        table.add_column(col, justify="left" if col in ("problem", "estimator") else "right")
+    for s in bench_coverage.summarise([r for r in rows if r["estimator"] in estimators
+                                       and r["problem"] in problems and r["draw"] in draws]):
+        table.add_row(s["problem"], s["estimator"], f"{s['coverage']:.3f}",
+                      f"{s['coverage_min']:.2f}-{s['coverage_max']:.2f}",
+                      f"{s['in_band']}/{s['draws']}", f"{s['coverage_1sd']:.3f}",
+                      f"{s['mean_std']:.3f}",
+                      "" if s["noise_rms"] != s["noise_rms"] else f"{s['noise_rms']:.3f}",
+                      f"{s['rmse']:.3f}", f"{s['nlpd']:.3f}")
+    Console().print(table)
+    console.print(f"-> {out}/coverage.jsonl, {path}, {out}/coverage.png")
 
 
 def report(
