@@ -26,7 +26,7 @@ in standard deviations of the training target).  Estimators (ESTIMATORS):
 - liftnn-16-16: the same with hidden_layer_sizes=(16, 16);
 - bayesian-ridge: BayesianRidge() (the linear model's posterior and noise);
 - gp: GaussianProcessRegressor(ConstantKernel * RBF(one length scale per input) + WhiteKernel,
-  normalize_y=True).
+  normalize_y=True), liftnn.bench.cv.gaussian_process.
 
 A row per (problem, draw, estimator): coverage of ± 1.96 std (nominal 0.95) and of ± 1 std
 (0.683), the mean std, the test RMSE, the mean negative log predictive density of a Gaussian
@@ -126,12 +126,9 @@ def make(name: str, seed: int, n_features: int):
 
         return BayesianRidge()
     if name == "gp":
-        from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+        from liftnn.bench.cv import gaussian_process
 
-        kernel = (ConstantKernel(1.0) * RBF(length_scale=np.ones(n_features))
-                  + WhiteKernel(noise_level=0.1))
-        return GaussianProcessRegressor(kernel=kernel, normalize_y=True, random_state=seed)
+        return gaussian_process(n_features, seed)
     raise LiftnnError(f"unknown coverage estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
 
 

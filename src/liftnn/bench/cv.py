@@ -20,7 +20,7 @@ Estimators (ESTIMATORS; the classifier for the classification sets):
   Bayesian regularisation and the linear baseline; the classifier: lbfgs and the held-out
   comparison with the softmax regression);
 - alm, lm, adam: LiftnnRegressor / LiftnnClassifier(method=...), the other options default;
-- ridge: RidgeCV(); bayesian-ridge: BayesianRidge() (regression only);
+- ridge: RidgeCV(); bayesian-ridge: BayesianRidge(); gp: `gaussian_process` (regression only);
 - logreg: LogisticRegression() (classification only);
 - sklearn-lbfgs, sklearn-adam: MLPRegressor / MLPClassifier(solver=...) with their defaults
   ((100,) ReLU, alpha 1e-4).
@@ -46,7 +46,7 @@ import numpy as np
 from liftnn.bench import cv_tables
 from liftnn.errors import LiftnnError
 
-ESTIMATORS = ("liftnn", "alm", "lm", "adam", "ridge", "bayesian-ridge", "logreg",
+ESTIMATORS = ("liftnn", "alm", "lm", "adam", "ridge", "bayesian-ridge", "gp", "logreg",
               "sklearn-lbfgs", "sklearn-adam")
 CLASSIFICATION = ("iris", "wine", "breast_cancer", *cv_tables.CLASSIFICATION)
 DATA = ("diabetes", "friedman1", "linear", "iris", "wine", "breast_cancer",
@@ -55,7 +55,7 @@ DATA = ("diabetes", "friedman1", "linear", "iris", "wine", "breast_cancer",
 DEFAULT_DATA = ("diabetes", "friedman1", "linear")
 DEFAULT_ESTIMATORS = ("alm", "lm", "ridge", "logreg", "sklearn-lbfgs")
 #: estimators of one task only
-REGRESSION_ONLY, CLASSIFICATION_ONLY = ("ridge", "bayesian-ridge"), ("logreg",)
+REGRESSION_ONLY, CLASSIFICATION_ONLY = ("ridge", "bayesian-ridge", "gp"), ("logreg",)
 #: the estimator whose wall time the others' are divided by, and the ones whose score is the
 #: margin's (the linear model of each task)
 TIME_REFERENCE = "sklearn-lbfgs"
@@ -100,9 +100,21 @@ def load(name: str):
     return X, (y - y.mean()) / y.std()
 
 
-def make(name: str, seed: int, kind: str = "regression"):
+def gaussian_process(n_features: int, seed: int):
+    """scikit-learn's GaussianProcessRegressor as a user would set it up for small tabular
+    regression: ConstantKernel * RBF with one length scale per input (ARD) + WhiteKernel (the
+    noise level fitted), normalize_y, the marginal likelihood maximised from one start."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+    kernel = (ConstantKernel(1.0) * RBF(length_scale=np.ones(n_features))
+              + WhiteKernel(noise_level=0.1))
+    return GaussianProcessRegressor(kernel=kernel, normalize_y=True, random_state=seed)
+
+
+def make(name: str, seed: int, kind: str = "regression", n_features: int = 1):
     """A fresh estimator of ESTIMATORS for the task `kind` (liftnn's and scikit-learn's MLPs with
-    random_state=seed)."""
+    random_state=seed; the GP's kernel has n_features length scales)."""
     from sklearn.linear_model import BayesianRidge, LogisticRegression, RidgeCV
     from sklearn.neural_network import MLPClassifier, MLPRegressor
 
@@ -117,6 +129,8 @@ def make(name: str, seed: int, kind: str = "regression"):
         return RidgeCV()
     if name == "bayesian-ridge":
         return BayesianRidge()
+    if name == "gp":
+        return gaussian_process(n_features, seed)
     if name == "logreg":
         return LogisticRegression(max_iter=1000)
     if name in ("sklearn-lbfgs", "sklearn-adam"):
@@ -138,7 +152,7 @@ def check(estimators, data, splits) -> None:
     cv_tables.check(data)
     if not any(applies(e, d) for e in estimators for d in data):
         raise LiftnnError(f"no estimator of {', '.join(estimators)} applies to "
-                          f"{', '.join(data)} (ridge and bayesian-ridge regress, logreg "
+                          f"{', '.join(data)} (ridge, bayesian-ridge and gp regress, logreg "
                           f"classifies)")
     try:
         import sklearn  # noqa: F401
@@ -157,7 +171,7 @@ def cell(data: str, split: int, estimator: str) -> dict:
     X, y = load(data)
     kind = task(data)
     # imports outside the clock
-    est = make_pipeline(StandardScaler(), make(estimator, split, kind))
+    est = make_pipeline(StandardScaler(), make(estimator, split, kind, X.shape[1]))
     folds = StratifiedKFold if kind == "classification" else KFold
     t0 = time.perf_counter()
     with warnings.catch_warnings():

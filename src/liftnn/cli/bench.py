@@ -152,7 +152,7 @@ def bench(
 
     Resumable: rerun the same command after an interruption and finished runs are skipped.
     `liftnn bench cv` is a user's scikit-learn cross-validation instead (liftnn.bench.cv):
-    --methods are estimators (liftnn, alm, lm, adam, ridge, bayesian-ridge, logreg,
+    --methods are estimators (liftnn, alm, lm, adam, ridge, bayesian-ridge, gp, logreg,
     sklearn-lbfgs, sklearn-adam), --seeds the split seeds 0..K-1 (default 1), --datasets the
     data sets (regression and classification; docs/benchmarks.md "Cross-validation").
     `liftnn bench coverage` scores the regressors' predictive intervals (liftnn.bench.coverage):
