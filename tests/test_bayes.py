@@ -52,6 +52,23 @@ def test_jacobian_matches_finite_differences():
         np.testing.assert_allclose(J[:, j], fd, atol=1e-8)
 
 
+@pytest.mark.parametrize("sizes, kw", [((3, 4, 5, 2), {"activation": "relu"}),
+                                       ((2, 6, 3), {"activation": "tanh", "bias": False}),
+                                       ((2, 4, 1), {"activation": "sigmoid",
+                                                    "output_activation": "tanh"})])
+def test_the_mlp_jacobian_by_backpropagation_equals_autodiff(sizes, kw):
+    """bayes.jacobian takes an MLP's Jacobian from the written-out backpropagation of
+    lm_compiled (not jax.jacfwd): the same matrix, rows (sample, output) in ravel order."""
+    model = ln.MLP(sizes, **kw)
+    params = model.init(3)
+    X = np.random.default_rng(4).normal(size=(7, sizes[0]))
+    problem = TrainingProblem(model, X, np.zeros((7, sizes[-1])))
+    theta = problem.flatten(params)
+    ref = jax.jacfwd(lambda t: model.apply(problem.unflatten(t), X).reshape(-1))(theta)
+    np.testing.assert_allclose(bayes.jacobian(model, params, X), np.asarray(ref), rtol=1e-12,
+                               atol=1e-13)
+
+
 @pytest.mark.parametrize("m", [40, 6], ids=["P<N", "P>N"])
 def test_evidence_updates_and_log_evidence_against_dense_formulas(m):
     model, params = _net()

@@ -12,7 +12,7 @@ a status and fixed-size (max_iter + 1) history columns; the host builds the Resu
 
 Per lane and iteration: r and J of the single-shooting residual r_e = c (f_theta(X) - Y)
 (c = residual_scale; for an MLP J comes from backpropagation written out for all samples
-at once, _mlp_jacobian, and the dual Gram J J^T from a sum of Hadamard products, _mlp_gram;
+at once, mlp_jacobian, and the dual Gram J J^T from a sum of Hadamard products, _mlp_gram;
 for other models J from jax.jacfwd / jacrev), then trials d(mu) with the damped system solved
 by Cholesky of the smaller one:
 
@@ -230,7 +230,7 @@ def _mlp_backprop(model, unflatten):
     return backprop
 
 
-def _mlp_jacobian(model, unflatten, c: float):
+def mlp_jacobian(model, unflatten, c: float):
     """J = d r / d theta of an MLP's residual c (f_theta(X) - Y).reshape(-1) by backpropagation
     written out for all samples at once (_mlp_backprop): the columns of W_j are
     delta_j[i, o, p] Z_{j-1}[i, q] and those of b_j delta_j[i, o, p], in problem.flatten's order
@@ -279,7 +279,7 @@ def _residual_fns(model, unflatten, c: float, P: int, N: int, per_sample: bool):
         return c * (model.apply(unflatten(theta), X) - Y).reshape(-1)
 
     if per_sample:  # an MLP: backpropagation for every sample at once
-        jac, gram = _mlp_jacobian(model, unflatten, c), _mlp_gram(model, unflatten, c)
+        jac, gram = mlp_jacobian(model, unflatten, c), _mlp_gram(model, unflatten, c)
     else:
         def jac(theta, X, Y):
             return (jax.jacfwd if P <= N else jax.jacrev)(resid)(theta, X, Y)
@@ -459,7 +459,7 @@ def _compiled(method, problem, K, N, P, max_iter, args, lanes):
     """The executable for args (N: the padded number of residual rows; the residual scale and
     the row weights are arguments, so data sets of one padded size share it)."""
     model = problem.model
-    per_sample = isinstance(model, MLP)  # J by backpropagation (_mlp_jacobian)
+    per_sample = isinstance(model, MLP)  # J by backpropagation (mlp_jacobian)
     try:
         key = (method, model, K, N, P, tuple(np.shape(args[3])), max_iter, per_sample, lanes)
         hash(key)
