@@ -267,3 +267,24 @@ def test_regressor_accepts_numeric_strings_as_scikit_learn_does():
         warnings.simplefilter("ignore", ConvergenceWarning)
         reg = LiftnnRegressor(max_iter=2, random_state=0).fit(X, np.array(["1.5", "2"] * 10))
     assert reg.predict(X).shape == (20,)
+
+
+def test_no_convergence_warning_for_a_network_that_is_not_kept_or_a_refining_budget():
+    """A ConvergenceWarning names a training the user can act on: none when the linear model is
+    kept (the network predicts nothing), none for a refining cycle's own iteration limit
+    (bayes.REFINE_MAX_ITER, `bayes_refined`); a network kept after max_iter warns."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = X @ [1.0, -2.0, 0.5] + 0.1 * rng.normal(size=60)  # linear: the linear model is kept
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        reg = LiftnnRegressor(method="lm", max_iter=1, random_state=0).fit(X, y)
+    assert reg.kept_ == "linear" and reg.status_ == "max_iter"
+    reg.kept_ = "network"
+    reg.result_ = {**reg.result_, "status": "max_iter", "success": False, "bayes_refined": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        reg._warn_status()
+    reg.result_["bayes_refined"] = False
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        reg._warn_status()

@@ -506,7 +506,7 @@ def _cycles(train_cycle, model, X, Y, loss, p0s, own, ratio, N, P, stop=None, re
         res.update(alpha=ev.alpha, beta=ev.beta, effective_params=ev.gamma,
                    log_evidence=ev.log_evidence, weight_decay=mu, bayes_path=path[k],
                    bayes_cycles=len(path[k]), bayes_settled=settled[k], n_params=P, n_targets=N,
-                   bayes_cycle=at)
+                   bayes_cycle=at, bayes_refined=at > 1 and refine_cycle is not None)
         if interrupted:  # the training caught Ctrl-C / SIGTERM: the whole call was interrupted
             res.update(status=INTERRUPTED, success=False)
             res["message"] = (f"{res.get('message', '')}; interrupted during Bayesian "

@@ -42,6 +42,7 @@ from liftnn.bayes import Posterior
 from liftnn.datasets.base import Dataset
 from liftnn.ensemble import Ensemble, Member, ensemble, select_by_evidence
 from liftnn.models import MLP
+from liftnn.solvers.result import MAX_ITER
 from liftnn.train import train
 
 __all__ = ["LiftnnClassifier", "LiftnnRegressor"]
@@ -168,10 +169,20 @@ class _LiftnnEstimator(BaseEstimator):
         self.loss_ = float(np.asarray(res["fun"])) if np.ndim(res.get("fun")) == 0 else float(
             "nan")
         self.status_ = res.get("status")
-        if not res.get("success", False):
-            warnings.warn(f"liftnn {self.method!r} ended with status {self.status_!r}: "
-                          f"{res.get('message', '')}", ConvergenceWarning, stacklevel=3)
         return self
+
+    def _warn_status(self) -> None:
+        """A ConvergenceWarning when the kept network's training did not succeed; none when the
+        linear model was kept (the network predicts nothing then) or when the kept network is
+        a refining cycle of Bayesian regularisation that used its own iteration budget
+        (bayes.REFINE_MAX_ITER, which no estimator option sets: `bayes_refined`)."""
+        res = self.result_
+        if self.kept_ != "network" or res.get("success", False):
+            return
+        if res.get("status") == MAX_ITER and res.get("bayes_refined"):
+            return
+        warnings.warn(f"liftnn {self.method!r} ended with status {self.status_!r}: "
+                      f"{res.get('message', '')}", ConvergenceWarning, stacklevel=3)
 
     def _inputs(self, X) -> np.ndarray:
         check_is_fitted(self)
@@ -230,6 +241,7 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
         Y = y.reshape(len(y), -1)
         self._fit_network(X, Y)
         self._compare_with_linear(X, Y)
+        self._warn_status()
         return self
 
     def _compare_with_linear(self, X: np.ndarray, Y: np.ndarray) -> None:
@@ -364,7 +376,9 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
         self.kept_, self.holdout_log_loss_, self.baseline_ = "network", None, None
         split = None if self.baseline is None else self._holdout(idx)
         if split is None:
-            return self._fit_network(X, Y)
+            self._fit_network(X, Y)
+            self._warn_status()
+            return self
         part, held = split
         self._fit_network(X[part], Y[part])
         lin = linear_baseline.fit_logistic(X[part], Y[part])
@@ -372,7 +386,9 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
             "network": _log_loss(Y[held], self.predict_proba(X[held])),
             "linear": _log_loss(Y[held], lin.predict_proba(X[held]))}
         if self.holdout_log_loss_["network"] <= self.holdout_log_loss_["linear"]:
-            return self._fit_network(X, Y)
+            self._fit_network(X, Y)
+            self._warn_status()
+            return self
         lin = linear_baseline.fit_logistic(X, Y)
         model = MLP((X.shape[1], Y.shape[1]), activation=self.activation, init=self.init)
         self.kept_, self.baseline_, self.model_, self.params_ = "linear", lin, model, lin.params
