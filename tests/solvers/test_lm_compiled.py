@@ -220,7 +220,7 @@ def test_mlp_jacobian_and_gram_are_autodiff_s(sizes, act, bias):
     problem = TrainingProblem(model, X, Y)
     theta = problem.flatten(model.init(1))
     c = (2.0 / Y.size) ** 0.5
-    J = jax.jit(lm_compiled._mlp_jacobian(model, problem.unflatten, c))(theta, problem.X,
+    J = jax.jit(lm_compiled.mlp_jacobian(model, problem.unflatten, c))(theta, problem.X,
                                                                         problem.Y)
     np.testing.assert_allclose(J, jax.jit(jax.jacfwd(problem.residual))(theta), rtol=1e-12,
                                atol=1e-15)
