@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from liftnn.bench.cv import gaussian_process, markdown_report, read_jsonl
 from liftnn.errors import LiftnnError
 
 PROBLEMS = ("sin2", "friedman1", "diabetes")
@@ -126,8 +127,6 @@ def make(name: str, seed: int, n_features: int):
 
         return BayesianRidge()
     if name == "gp":
-        from liftnn.bench.cv import gaussian_process
-
         return gaussian_process(n_features, seed)
     raise LiftnnError(f"unknown coverage estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
 
@@ -179,10 +178,7 @@ def _key(row) -> tuple:
 
 
 def load_rows(out: Path) -> list[dict]:
-    path = Path(out) / "coverage.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(Path(out) / "coverage.jsonl")
 
 
 def run(out: Path, estimators, problems, draws, on_row=None) -> list[dict]:
@@ -283,23 +279,20 @@ def write_report(out: Path, rows: list[dict]) -> Path:
              f"standardised with the training rows' statistics (RMSE, mean std and NLPD in "
              f"training-target standard deviations; noise = the realised noise RMS of the "
              f"training targets where it is known). The fits ran in one process (warm times).")
-    header = ("| problem | estimator | draws | mean coverage | lowest - highest | draws in band "
-              "| ± 1 std | mean std | noise RMS | RMSE | NLPD | median fit (s) | linear kept |")
-    lines = ["# liftnn bench coverage", "", intro, "", header, "|---" * 13 + "|"]
+    columns = ("problem", "estimator", "draws", "mean coverage", "lowest - highest",
+               "draws in band", "± 1 std", "mean std", "noise RMS", "RMSE", "NLPD",
+               "median fit (s)", "linear kept")
+    table = []
     for s in summarise(rows):
         noise = "" if math.isnan(s["noise_rms"]) else f"{s['noise_rms']:.3f}"
         kept = "" if s["linear_kept"] is None else f"{s['linear_kept']}/{s['draws']}"
-        lines.append(f"| {s['problem']} | {s['estimator']} | {s['draws']} | {s['coverage']:.3f} | "
-                     f"{s['coverage_min']:.3f} - {s['coverage_max']:.3f} | "
-                     f"{s['in_band']}/{s['draws']} | {s['coverage_1sd']:.3f} | "
-                     f"{s['mean_std']:.3f} | {noise} | {s['rmse']:.3f} | {s['nlpd']:.3f} | "
-                     f"{s['fit_s']:.2f} | {kept} |")
-    for r in rows:
-        if r.get("status") != "ok":
-            lines.append(f"\nerror: {r['problem']} draw {r['draw']} {r['estimator']}: "
-                         f"{r['error']}")
-    if write_figure(out, rows) is not None:
-        lines.append("\n![coverage per draw and NLPD per estimator](coverage.png)")
-    path = Path(out) / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+        table.append((s["problem"], s["estimator"], s["draws"], f"{s['coverage']:.3f}",
+                      f"{s['coverage_min']:.3f} - {s['coverage_max']:.3f}",
+                      f"{s['in_band']}/{s['draws']}", f"{s['coverage_1sd']:.3f}",
+                      f"{s['mean_std']:.3f}", noise, f"{s['rmse']:.3f}", f"{s['nlpd']:.3f}",
+                      f"{s['fit_s']:.2f}", kept))
+    errors = [f"{r['problem']} draw {r['draw']} {r['estimator']}: {r['error']}"
+              for r in rows if r.get("status") != "ok"]
+    figure = write_figure(out, rows)
+    return markdown_report(out, "liftnn bench coverage", intro, columns, table, errors,
+                           figure and (figure, "coverage per draw and NLPD per estimator"))

@@ -203,11 +203,16 @@ def _key(row) -> tuple:
     return row["data"], int(row["split"]), row["estimator"]
 
 
-def load_rows(out: Path) -> list[dict]:
-    path = Path(out) / "cv.jsonl"
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file (none when it does not exist yet)."""
+    path = Path(path)
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_rows(out: Path) -> list[dict]:
+    return read_jsonl(Path(out) / "cv.jsonl")
 
 
 def run(out: Path, estimators, data, splits, on_row=None, retry_errors: bool = False) -> list:
@@ -333,21 +338,33 @@ def write_report(out: Path, rows: list[dict]) -> Path:
              f"({SCORE_REFERENCE['regression']} for regression, "
              f"{SCORE_REFERENCE['classification']} for classification; wins: splits with "
              f"margin >= 0); time ratio = median wall / {TIME_REFERENCE}'s.")
-    header = ("| data | estimator | metric | train score | mean score | score by split | margin "
-              "| wins | median wall (s) | time ratio | linear kept |")
-    lines = ["# liftnn bench cv", "", intro, "", header, "|---" * 11 + "|"]
+    columns = ("data", "estimator", "metric", "train score", "mean score", "score by split",
+               "margin", "wins", "median wall (s)", "time ratio", "linear kept")
+    table = []
     for s in summarise(rows):
         wins = "" if s["wins"] is None else f"{s['wins']}/{s['splits']}"
         by_split = ", ".join(f"{v:.4f}" for v in s["score_by_split"])
-        lines.append(f"| {s['data']} | {s['estimator']} | {s['metric']} | "
-                     f"{s['train_score']:.4f} | {s['score']:.4f} | {by_split} | "
-                     f"{s['margin']:+.4f} | {wins} | {s['wall_s']:.2f} | "
-                     f"{s['time_ratio']:.1f}x | {s['linear_kept']} |")
-    errors = [r for r in rows if r.get("status") != "ok"]
-    for r in errors:
-        lines.append(f"\nerror: {r['data']} split {r['split']} {r['estimator']}: {r['error']}")
-    if write_figure(out, rows) is not None:
-        lines.append("\n![score per split and wall time per estimator](cv.png)")
+        table.append((s["data"], s["estimator"], s["metric"], f"{s['train_score']:.4f}",
+                      f"{s['score']:.4f}", by_split, f"{s['margin']:+.4f}", wins,
+                      f"{s['wall_s']:.2f}", f"{s['time_ratio']:.1f}x", s["linear_kept"]))
+    errors = [f"{r['data']} split {r['split']} {r['estimator']}: {r['error']}"
+              for r in rows if r.get("status") != "ok"]
+    figure = write_figure(out, rows)
+    return markdown_report(out, "liftnn bench cv", intro, columns, table, errors,
+                           figure and (figure, "score per split and wall time per estimator"))
+
+
+def markdown_report(out: Path, title: str, intro: str, columns, table, errors,
+                    figure=None) -> Path:
+    """OUT/report.md of a bench that writes rows of its own (cv, coverage): "# title", the
+    intro, a markdown table (columns, then one tuple of cells per row), an "error: ..." line per
+    failed row and, with figure = (path, caption), the figure beside it."""
+    lines = [f"# {title}", "", intro, "", "| " + " | ".join(columns) + " |",
+             "|---" * len(columns) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in cells) + " |" for cells in table]
+    lines += [f"\nerror: {e}" for e in errors]
+    if figure:
+        lines.append(f"\n![{figure[1]}]({Path(figure[0]).name})")
     path = Path(out) / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
