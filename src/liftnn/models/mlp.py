@@ -18,6 +18,7 @@ from jax.flatten_util import ravel_pytree
 
 from liftnn._validate import check_data, check_input_shape
 from liftnn.errors import LiftnnError
+from liftnn.models import threefry
 from liftnn.models.activations import canonical_name, get_activation
 from liftnn.models.initializers import get_initializer, initializer_name, uniform_from_bits
 
@@ -127,7 +128,8 @@ class MLP:
     # ---- parameters ------------------------------------------------------------------------
     def init(self, seed: int = 0) -> Params:
         """Initial weights for `seed`: deterministic, the same for every method given the seed."""
-        W_b = _init_fn(self)(jax.random.PRNGKey(int(seed)))
+        key = threefry.seed_key(seed) if threefry.matches_jax() else jax.random.PRNGKey(int(seed))
+        W_b = _init_fn(self)(key)
         return [(W, b if self.bias else None) for W, b in W_b]
 
     def flatten(self, params: Params) -> jax.Array:
@@ -189,7 +191,8 @@ class MLP:
         }
 
 
-#: XLA options of the program that draws the raw random bits of a uniform initialiser: integer
+#: XLA options of the program that draws the raw random bits of a uniform initialiser when JAX's
+#: random bits are not the ones liftnn.models.threefry computes on the host (else no program): integer
 #: work only (threefry), exact at any optimisation level, and optimising it costs most of a cold
 #: draw's compile time (10-16-1: 0.72 s for the one default program, 0.30 s for the two)
 BITS_OPTIONS = {"xla_backend_optimization_level": 0}
@@ -198,9 +201,10 @@ BITS_OPTIONS = {"xla_backend_optimization_level": 0}
 @functools.lru_cache(maxsize=256)
 def _init_fn(model: MLP):
     """One function drawing all layers' (W, b) from a key (compiled once per model).  For the
-    uniform initialisers with a `limit` (glorot_uniform, kaiming_uniform) two programs: the
-    random bits compiled with BITS_OPTIONS, then initializers.uniform_from_bits compiled as
-    usual; the same bits as jax.random.uniform in one program, in under half the compile time."""
+    uniform initialisers with a `limit` (glorot_uniform, kaiming_uniform): the random bits by
+    NumPy (liftnn.models.threefry; where JAX's bits are not threefry's, a program compiled with
+    BITS_OPTIONS), then initializers.uniform_from_bits compiled as usual; the same bits as
+    jax.random.uniform in one program, with a fifth of its compile time."""
     initf = get_initializer(model.init_spec)
 
     def draw(key):
@@ -227,13 +231,19 @@ def _uniform_draw(model: MLP, limit):
         keys = jax.random.split(key, model.n_layers)
         return [jax.random.bits(k, s, jnp.uint64) for k, s in zip(keys, shapes)]
 
+    def host_bits(key):  # the same bits by NumPy, nothing compiled (liftnn.models.threefry)
+        keys = threefry.split(np.asarray(key), model.n_layers)
+        return [threefry.bits64(k, s) for k, s in zip(keys, shapes)]
+
     def weights(layer_bits):
         return [(uniform_from_bits(b, limit(i, o)), jnp.zeros((o,), jnp.float64))
                 for b, (o, i) in zip(layer_bits, shapes)]
 
     draw_bits = jax.jit(bits, compiler_options=BITS_OPTIONS)
     scale = jax.jit(weights)
-    return lambda key: scale(draw_bits(key))
+    if not threefry.matches_jax():
+        return lambda key: scale(draw_bits(key))
+    return lambda key: scale(host_bits(key))
 
 
 _UNRAVEL_CACHE: dict = {}
