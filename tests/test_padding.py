@@ -29,6 +29,43 @@ def test_the_opt_out(monkeypatch):
     assert padding.enabled() and padding.size_for(353) == 368
 
 
+def test_the_forward_pass_ladder(monkeypatch):
+    """predict pads to a power of two, at least MIN_PAD: the training, held-out and test rows of
+    one cross-validation (iris: 96, 120, 24, 30 rows) share two programs."""
+    monkeypatch.setenv(padding.ENV, "on")
+    assert [padding.predict_size(m) for m in (1, 24, 30, 64, 65, 96, 120, 128, 129)] == [
+        64, 64, 64, 64, 128, 128, 128, 128, 256]
+    for m in range(1, 2000):
+        b = padding.predict_size(m)
+        assert m <= b < max(2 * m, padding.MIN_PAD + 1) and padding.predict_size(b) == b
+    monkeypatch.setenv(padding.ENV, "off")
+    assert padding.predict_size(30) == 30
+
+
+def test_predictions_of_nearby_row_counts_share_one_program(monkeypatch):
+    monkeypatch.setenv(padding.ENV, "on")
+    model = ln.MLP((3, 5, 2), activation="tanh")
+    params = model.init(0)
+    X = np.random.default_rng(2).normal(size=(128, 3))
+    predict(model, params, X[:100])
+    sizes = (97, 110, 120, 128)
+    with compile_clock.measure() as clock:
+        got = [predict(model, params, X[:m]) for m in sizes]
+    assert compile_clock.compilations(clock) == 0
+    for m, f in zip(sizes, got):
+        np.testing.assert_allclose(f, np.asarray(model.apply(params, X[:m])), rtol=1e-13,
+                                   atol=1e-15)
+
+
+def test_host_params_equal_unflatten():
+    model = ln.MLP((3, 4, 2), activation="tanh", bias=False)
+    problem = TrainingProblem(model, np.zeros((5, 3)), np.zeros((5, 2)))
+    theta = np.arange(model.n_params, dtype=float)
+    for (W, b), (W0, b0) in zip(problem.host_params(theta), problem.unflatten(theta)):
+        np.testing.assert_array_equal(np.asarray(W), np.asarray(W0))
+        assert b is None and b0 is None
+
+
 @pytest.mark.parametrize("loss", ["mse", "sse", "cross_entropy"])
 def test_masked_loss_is_the_loss_of_the_real_rows(loss):
     rng = np.random.default_rng(0)

@@ -108,14 +108,24 @@ _PROGRAMS: dict = {}
 def predict(model, params, X) -> np.ndarray:
     """model.apply(params, X) on the host, by one jitted program per model and padded size (an
     eager forward pass compiles several small programs on its first call per shape): host rows
-    are padded to liftnn.padding's bucket and the padded outputs dropped, so nearby row counts
-    (cross-validation folds, test sets) share the program."""
+    are padded to liftnn.padding.predict_size (a power of two, at least 64) and the padded
+    outputs dropped, so nearby row counts (cross-validation folds, test sets) share the program."""
     program = _program("apply", model, lambda m: lambda params, X: m.apply(params, X))
     if program is None:
         return np.asarray(model.apply(params, to_device(X)))
     X = np.asarray(X, dtype=np.float64)
     m = X.shape[0]
-    return np.asarray(program(params, to_device(padding.pad_rows(X, padding.size_for(m)))))[:m]
+    return np.asarray(program(params, to_device(padding.pad_rows(X, padding.predict_size(m)))))[:m]
+
+
+def accuracy(model, params, X, Y) -> float:
+    """Fraction of samples whose largest logit is the target class (Y one-hot (m, k) or class
+    indices (m, 1)), by `predict`'s jitted forward pass: the definition of ln.train's
+    train_accuracy / test_accuracy and the bench's."""
+    pred = np.argmax(predict(model, params, X), axis=1)
+    Y = np.asarray(Y)
+    label = np.argmax(Y, axis=1) if Y.ndim == 2 and Y.shape[1] > 1 else Y.reshape(-1).astype(int)
+    return float(np.mean(pred == label))
 
 
 class DataBound:
@@ -188,6 +198,18 @@ class TrainingProblem:
 
     def unflatten(self, theta):
         return self._unravel(theta)
+
+    @cached_property
+    def _layout(self):
+        leaves, treedef = jax.tree_util.tree_flatten(self.model.init(0))
+        return treedef, [np.shape(a) for a in leaves]
+
+    def host_params(self, theta):
+        """unflatten for a concrete theta (a solver's result): host_unflat, without the eager
+        jnp.split program unflatten compiles per shape; traced theta goes to unflatten."""
+        if isinstance(theta, jax.core.Tracer):
+            return self.unflatten(theta)
+        return host_unflat(np.asarray(theta, np.float64), *self._layout)
 
     # --- objective, in params and in the flat vector theta ------------------------------------
     def data_loss(self, params, X=None, Y=None):

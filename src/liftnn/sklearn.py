@@ -42,6 +42,7 @@ from liftnn.bayes import Posterior
 from liftnn.datasets.base import Dataset
 from liftnn.ensemble import Ensemble, Member, ensemble, select_by_evidence
 from liftnn.models import MLP
+from liftnn.problem import predict
 from liftnn.solvers.result import MAX_ITER
 from liftnn.train import train
 
@@ -189,10 +190,10 @@ class _LiftnnEstimator(BaseEstimator):
         return validate_data(self, X, reset=False, dtype=np.float64)
 
     def _logits(self, X) -> np.ndarray:
-        """The logits of each kept start, (K, m, d_out)."""
+        """The logits of each kept start, (K, m, d_out), by liftnn.problem.predict's jitted,
+        padded forward pass (an eager one compiled a program per operation and shape)."""
         X = self._inputs(X)
-        return np.stack([np.asarray(self.model_.apply(m.params, X))
-                         for m in self.ensemble_.members])
+        return np.stack([predict(self.model_, m.params, X) for m in self.ensemble_.members])
 
 
 class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):

@@ -40,7 +40,7 @@ from liftnn.compile_cache import ensure_default_cache
 from liftnn.errors import LiftnnError, LiftnnWarning
 from liftnn.methods import FIRST_ORDER, METHODS, Method
 from liftnn.models.losses import loss_name
-from liftnn.problem import TrainingProblem
+from liftnn.problem import TrainingProblem, accuracy
 from liftnn.solvers import result as R
 from liftnn.solvers.result import Result
 
@@ -386,11 +386,11 @@ def _finish(res: Result, problem, dataset, model, method, seed) -> Result:
         res["n_val"] = int(problem.X_val.shape[0])
         res["val_mse"] = problem.mse(params, problem.X_val, problem.Y_val)
     if problem.loss == "cross_entropy":
-        res["train_accuracy"] = _accuracy(model, params, problem.X, problem.Y)
-        res["test_accuracy"] = (_accuracy(model, params, dataset.x_test, dataset.y_test)
+        res["train_accuracy"] = accuracy(model, params, problem.X, problem.Y)
+        res["test_accuracy"] = (accuracy(model, params, dataset.x_test, dataset.y_test)
                                 if len(dataset.x_test) else float("nan"))
         if problem.X_val is not None:
-            res["val_accuracy"] = _accuracy(model, params, problem.X_val, problem.Y_val)
+            res["val_accuracy"] = accuracy(model, params, problem.X_val, problem.Y_val)
     _check_finite(res, problem, method)
     return res
 
@@ -411,10 +411,3 @@ def _check_finite(res: Result, problem, method: str) -> None:
     warnings.warn(note, LiftnnWarning, stacklevel=4)
 
 
-def _accuracy(model, params, X, Y) -> float:
-    """Fraction of samples whose largest logit is the target class (Y one-hot (m, k) or class
-    indices (m, 1))."""
-    pred = np.argmax(np.asarray(model.apply(params, X)), axis=1)
-    Y = np.asarray(Y)
-    label = np.argmax(Y, axis=1) if Y.ndim == 2 and Y.shape[1] > 1 else Y.reshape(-1).astype(int)
-    return float(np.mean(pred == label))

@@ -42,6 +42,7 @@ from liftnn.bench.methods import base_method, is_peer
 from liftnn.bench.store import ERROR, ResultStore, jsonable, prepare_dir, to_float
 from liftnn.bench.suite import Cell, Suite
 from liftnn.errors import LiftnnError
+from liftnn.problem import accuracy
 
 #: clear JAX's compilation caches at the start of every liftnn unit, so each unit's time includes
 #: its own compilation (False lets units share compiled code: faster, but not the protocol)
@@ -116,17 +117,6 @@ def _run_liftnn(unit: Unit, model, data) -> list[tuple[int, dict, float, int]]:
             out.append((s, _error_result(s, exc, time.perf_counter() - t1),
                         time.perf_counter() - t1, 1))
     return out
-
-
-def accuracy(model, params, X, Y) -> float:
-    """Fraction of samples whose largest logit is the target class (Y one-hot (m, k) or class
-    indices (m, 1)): the definition ln.train's train_accuracy / test_accuracy use."""
-    import numpy as np
-
-    pred = np.argmax(np.asarray(model.apply(params, X)), axis=1)
-    Y = np.asarray(Y)
-    label = np.argmax(Y, axis=1) if Y.ndim == 2 and Y.shape[1] > 1 else Y.reshape(-1).astype(int)
-    return float(np.mean(pred == label))
 
 
 def _run_peer(unit: Unit, model, data) -> list[tuple[int, dict, float, int]]:

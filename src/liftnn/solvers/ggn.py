@@ -363,6 +363,6 @@ def fit(problem, params0, *, method: str, **options) -> Result:
     res = run(method, make(ev, o), ev, theta0, o, monitor=monitor)
     res.update(cost=res["fun"], grad=res["jac"],
                optimality=float(np.max(np.abs(res["jac"]))))
-    res["params"] = problem.unflatten(res["x"])
-    res["params_last"] = problem.unflatten(res["x_last"])
+    res["params"] = problem.host_params(res["x"])
+    res["params_last"] = problem.host_params(res["x_last"])
     return res

@@ -74,6 +74,6 @@ def fit(problem, params0, *, method: str, devices=None, **options) -> Result:
     else:
         raise LiftnnError(f"unknown classical method {method!r}; choose one of: "
                           f"{', '.join(METHODS)}")
-    res["params"] = problem.unflatten(res["x"])
-    res["params_last"] = problem.unflatten(res["x_last"])
+    res["params"] = problem.host_params(res["x"])
+    res["params_last"] = problem.host_params(res["x_last"])
     return res
