@@ -43,6 +43,27 @@ def test_a_training_step_compiles_with_the_options_and_agrees_with_the_defaults(
     ours = np.asarray(xla_options.jit(f)(A, b))
     default = np.asarray(jax.jit(f)(A, b))
     np.testing.assert_allclose(ours, default, rtol=1e-12, atol=1e-13)
+    level1 = np.asarray(xla_options.jit(f, optimization_level=xla_options.INNER_SOLVE_LEVEL)(A, b))
+    np.testing.assert_allclose(level1, default, rtol=1e-12, atol=1e-13)
+
+
+def test_the_inner_solve_is_compiled_at_its_level(monkeypatch):
+    seen = []
+    real = jax.jit
+
+    def spy(fun, **kw):
+        seen.append((getattr(fun, "__name__", ""), kw.get("compiler_options")))
+        return real(fun, **kw)
+
+    monkeypatch.setattr(xla_options.jax, "jit", spy)
+    from liftnn.lifted import inner
+
+    inner._compiled.cache_clear()
+    d = datasets.load("sin2", n=12, seed=0)
+    ln.train(ln.MLP((1, 3, 1), activation="tanh"), d, method="alm", seed=0, max_outer=1)
+    levels = {n: (o or {}).get("xla_backend_optimization_level") for n, o in seen}
+    assert levels.get("each") == xla_options.INNER_SOLVE_LEVEL
+    assert levels.get("_advance_body") is None  # the others keep XLA's default level
 
 
 def test_alm_trains_with_the_options():

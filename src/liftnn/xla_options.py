@@ -14,6 +14,14 @@ Measured cold (docs/benchmarks.md "XLA options": fresh processes, LIFTNN_COMPILE
 diabetes 10-16-16-1 alm 0.98-1.08 -> 0.68 with the loop itself faster.  The options reorder
 floating-point operations (rounding), they do not approximate.
 
+The lifted inner solve (liftnn.lifted.inner) is compiled at backend optimisation level 1
+(INNER_SOLVE_LEVEL) instead of 2: measured 2026-12-07 in alternating fresh processes, its
+compilation fell from 0.88-1.19 to 0.67-0.81 s on sin^2 ReLU 1-16-16-1 n = 40 (the 10-seed call
+2.05-2.67 -> 1.76-2.00 s) and 0.71-0.76 -> 0.58-0.70 s on diabetes 10-16-16-1, with its loops
+no slower (diabetes 10 seeds warm 7.9-8.6 -> 7.5-7.9 s, spirals 0.57 -> 0.54-0.56 s per run,
+digits 2.31 -> 2.20 s per run).  lm's and Adam's loops ran slower at level 1 (sin^2 lm warm
+0.13 -> 0.16-0.19 s), so they keep the default.
+
 Only the CPU backend gets them (other backends compile as JAX decides).  LIFTNN_XLA_OPTIONS=off
 compiles with XLA's defaults.  The weight initialisers keep plain jax.jit: a seed's initial
 weights stay the same bits whatever this module does (the uniform ones compile their integer
@@ -28,6 +36,10 @@ import jax
 
 #: the options `jit` passes on the CPU (module docstring)
 CPU_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_llvm_disable_expensive_passes": True}
+#: the backend optimisation level of the lifted inner solve (liftnn.lifted.inner.compiled): its
+#: compilation 0.88-1.19 -> 0.67-0.81 s on sin^2 ReLU 1-16-16-1 with the loops no slower
+#: (module docstring)
+INNER_SOLVE_LEVEL = 1
 #: "off" (or "0", "false", "no"): XLA's default options for liftnn's programs too
 ENV = "LIFTNN_XLA_OPTIONS"
 
@@ -42,8 +54,13 @@ def compiler_options() -> dict | None:
     return dict(CPU_OPTIONS)
 
 
-def jit(fun, **kwargs):
-    """jax.jit(fun, **kwargs) with `compiler_options()` (kwargs may not set compiler_options)."""
+def jit(fun, optimization_level: int | None = None, **kwargs):
+    """jax.jit(fun, **kwargs) with `compiler_options()` (kwargs may not set compiler_options);
+    optimization_level: XLA's backend optimisation level for this program where the options
+    apply (the CPU; None: XLA's default, 2)."""
     if "compiler_options" in kwargs:
         raise TypeError("liftnn.xla_options.jit sets compiler_options itself")
-    return jax.jit(fun, compiler_options=compiler_options(), **kwargs)
+    opts = compiler_options()
+    if opts is not None and optimization_level is not None:
+        opts["xla_backend_optimization_level"] = int(optimization_level)
+    return jax.jit(fun, compiler_options=opts, **kwargs)

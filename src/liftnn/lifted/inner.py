@@ -260,11 +260,12 @@ def _compiled(cfg: InnerConfig, how: str) -> Kernels:
             return jax.lax.map(lambda a: inner_solve(cfg, *a[:6], X, Y, a[6], w, m, c),
                                (params, Z, lam, beta, eps, t, mu_w))
 
-        solve = xla_options.jit(each)
+        solve = xla_options.jit(each, optimization_level=xla_options.INNER_SOLVE_LEVEL)
     else:
         solve = xla_options.jit(jax.vmap(functools.partial(inner_solve, cfg),
                                          in_axes=(0, 0, 0, 0, 0, 0, None, None, 0, None, None,
-                                                  None)))
+                                                  None)),
+                                optimization_level=xla_options.INNER_SOLVE_LEVEL)
     start = xla_options.jit(jax.vmap(functools.partial(feasible_states, cfg), in_axes=(0, None, 0)))
     return Kernels(solve, start)
 
