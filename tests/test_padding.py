@@ -102,7 +102,13 @@ def _both(monkeypatch, **kw):
     {"method": "alm", "max_outer": 3, "loss": "cross_entropy"},
     {"method": "lm", "max_iter": 20},
     {"method": "gn", "max_iter": 20, "weight_decay": 1e-3},
-], ids=["alm", "alm-decay", "alm-ce", "lm", "gn"])
+    {"method": "lbfgs", "max_iter": 30},
+    {"method": "lbfgs", "max_iter": 30, "loss": "cross_entropy", "weight_decay": 1e-3},
+    {"method": "bfgs", "max_iter": 15, "loss": "sse"},
+    {"method": "cg", "max_iter": 15},
+    {"method": "newton", "max_iter": 5, "loss": "cross_entropy"},
+], ids=["alm", "alm-decay", "alm-ce", "lm", "gn", "lbfgs", "lbfgs-ce-decay", "bfgs-sse", "cg",
+        "newton-ce"])
 def test_padded_training_equals_unpadded(monkeypatch, case):
     ce = case.get("loss") == "cross_entropy"
     d = _data(70, ce)  # padded to 72
@@ -148,7 +154,7 @@ def test_jacobian_and_predictions_drop_the_padded_rows(monkeypatch):
     assert problem.mse(params) == pytest.approx(float(np.mean(f0 ** 2)), rel=1e-12)
 
 
-@pytest.mark.parametrize("method", ["alm", "lm"])
+@pytest.mark.parametrize("method", ["alm", "lm", "lbfgs"])
 def test_nearby_sample_counts_share_one_program(monkeypatch, method):
     """Training on 69 and then 71 samples (both padded to 72) compiles nothing the second time."""
     monkeypatch.setenv(padding.ENV, "on")

@@ -3,7 +3,8 @@
 A jitted program is compiled for the shapes of its arguments: every new number of training
 samples (a cross-validation fold, a validation split, a bench cell) compiles the trainer again,
 which on small problems costs more than the training (docs/benchmarks.md "Compile time").  The
-trainers that pad (`alm`, `lm` / `gn` through liftnn.solvers.lm_compiled) append zero rows to X
+trainers that pad (`alm`, `lm` / `gn` through liftnn.solvers.lm_compiled, and the classical
+solvers' objective, liftnn.problem.TrainingProblem.data_bound_fun) append zero rows to X
 and Y up to `bucket(m)` and carry a row weight w (1 for a real sample, 0 for a padded one) and
 the real m as traced arguments: every residual of a padded row is multiplied by its weight (it
 adds nothing to a loss, a gradient, a Gauss-Newton matrix or a constraint), and every mean

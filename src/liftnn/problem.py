@@ -155,6 +155,28 @@ def _objective_of(model, loss, weight_decay: float):
     return C
 
 
+@functools.lru_cache(maxsize=32)
+def _padded_objective_of(model, loss, weight_decay: float):
+    """(theta, X, Y, w, m) -> C over the real rows of padded data (liftnn.padding.masked_loss:
+    row weights w, the real m traced), one function per (model, loss, decay)."""
+    from jax.flatten_util import ravel_pytree
+
+    unravel = ravel_pytree(model.init(0))[1]
+    loss_fn = get_loss(loss)
+
+    def C(theta, X, Y, w, m):
+        c = padding.masked_loss(loss_fn, loss, model.apply(unravel(theta), X), Y, w, m)
+        if has_weight_decay(weight_decay):
+            c = c + 0.5 * weight_decay * jnp.sum(theta**2)
+        return c
+
+    return C
+
+
+#: the losses whose objective data_bound_fun pads (padding.masked_loss knows their scaling)
+PADDED_LOSSES = ("mse", "sse", "cross_entropy")
+
+
 @dataclass(frozen=True, eq=False)
 class TrainingProblem:
     """model + data + loss.  X: (m, d_in), Y: (m, d_out); optional validation data."""
@@ -232,12 +254,24 @@ class TrainingProblem:
         """`fun` as a DataBound: C(theta, X, Y) of one function per
         (model, loss, weight_decay) with the training data as arguments, so the classical
         solvers compile it once for every problem of those and the same shapes; `fun` itself
-        when the loss is a callable (not hashable into one program)."""
+        when the loss is a callable (not hashable into one program).  With liftnn.padding on and
+        at least padding.MIN_PAD samples, the data are padded to padding.bucket(m) and the
+        objective is C(theta, X, Y, w, m) over the real rows (`_padded_objective_of`), so nearby
+        sample counts (cross-validation folds) share the programs too."""
+        m = self.m
+        pad = (padding.enabled() and m >= padding.MIN_PAD and isinstance(self.loss, str)
+               and self.loss in PADDED_LOSSES)
         try:
-            pure = _objective_of(self.model, self.loss, float(self.weight_decay))
+            pure = (_padded_objective_of if pad else _objective_of)(
+                self.model, self.loss, float(self.weight_decay))
         except TypeError:  # an unhashable model or loss
             return self.fun
-        return DataBound(pure, self.X, self.Y)
+        if not pad:
+            return DataBound(pure, self.X, self.Y)
+        size = padding.bucket(m)
+        return DataBound(pure, to_device(padding.pad_rows(self.X, size)),
+                         to_device(padding.pad_rows(self.Y, size)),
+                         to_device(padding.row_weights(m, size)), np.float64(m))
 
     def residual(self, theta, X=None, Y=None):
         """Single-shooting residual r(theta) with C = 1/2 ||r||^2 (least-squares losses only);
