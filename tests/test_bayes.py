@@ -5,6 +5,7 @@ coverage of the predictive interval on a problem whose noise is known, and the b
 from __future__ import annotations
 
 import math
+import os
 
 import jax
 import numpy as np
@@ -469,3 +470,14 @@ def test_refining_a_classifier_with_lm_is_refused():
     with pytest.raises(LiftnnError, match="bayes_refine"):
         ln.train(ln.MLP("4-6-3"), data, method="alm", loss="cross_entropy",
                  weight_decay="bayes", bayes_refine="lm")
+
+
+def test_the_cross_entropy_starts_train_one_after_the_other_unless_asked(monkeypatch):
+    """Lifted cross-entropy trainings side by side contend (bayes.parallel_starts)."""
+    monkeypatch.delenv(bayes.THREADS_ENV, raising=False)
+    assert not bayes.parallel_starts("cross_entropy")
+    assert bayes.parallel_starts("mse") == (len(os.sched_getaffinity(0)) >= 2)
+    monkeypatch.setenv(bayes.THREADS_ENV, "on")
+    assert bayes.parallel_starts("cross_entropy") and bayes.parallel_starts("mse")
+    monkeypatch.setenv(bayes.THREADS_ENV, "off")
+    assert not bayes.parallel_starts("mse")

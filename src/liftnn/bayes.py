@@ -319,7 +319,7 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict, refine_cycle=
 
         def needed(first):  # every one
             return list(range(len(first)))
-    runs, stopped = _run_starts(starts, run, needed)
+    runs, stopped = _run_starts(starts, run, needed, loss)
 
     def interrupted():
         return stopped or any(_interrupted(rs.values()) for rs in runs.values())
@@ -356,17 +356,28 @@ def second_start(result: dict, d_out: int, n_params: int, n_targets: int) -> boo
 
 
 #: LIFTNN_BAYES_THREADS: "off" (or 1) trains the two starts one after the other, "on" (or 2)
-#: side by side in two threads; unset: side by side when the process may use two or more cores
+#: side by side in two threads; unset: side by side for least squares when the process may use
+#: two or more cores (`parallel_starts`)
 THREADS_ENV = "LIFTNN_BAYES_THREADS"
 
 
-def parallel_starts() -> bool:
-    """Whether the weak and the strong start train side by side (THREADS_ENV)."""
+def parallel_starts(loss: str = "mse") -> bool:
+    """Whether the weak and the strong start train side by side (THREADS_ENV); unset: for least
+    squares where the process may use two or more cores, never for the cross-entropy.  Two
+    lifted cross-entropy trainings side by side contend pathologically on the CPU: measured
+    2026-12-07 (2-core), two alm trainings of digits 64-16-10 (P = 1210, the cg reduced solve)
+    in two threads had not finished after 200 s, each taking 7 s alone (also with
+    OPENBLAS_NUM_THREADS=1 and XLA's Eigen threads off; least-squares cg on diabetes: 21.9 s
+    one after the other, 16.5 s side by side), so weight_decay="bayes" on digits took over
+    10 min per seed against 178 s one after the other; on spirals and iris side by side
+    gained nothing (21.0 / 6.6 s against 24.3 / 6.4 s for three seeds)."""
     v = os.environ.get(THREADS_ENV, "").strip().lower()
     if v in ("off", "0", "1", "no", "false"):
         return False
     if v in ("on", "2", "yes", "true"):
         return True
+    if loss == "cross_entropy":
+        return False
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
@@ -379,7 +390,7 @@ def _interrupted(results) -> bool:
     return any(r.get("status") == INTERRUPTED for r in results)
 
 
-def _run_starts(starts, run, needed):
+def _run_starts(starts, run, needed, loss: str = "mse"):
     """({start: {k: Result}}, whether the call was interrupted while waiting).
 
     needed(first_results) -> the initialisations the second start is needed for (all for
@@ -394,7 +405,7 @@ def _run_starts(starts, run, needed):
     worker; either way `stop` is set, the worker ends after its current training (no further
     cycle), and the call counts as interrupted.  One after the other, an interrupted start skips
     the next."""
-    if len(starts) < 2 or not parallel_starts():
+    if len(starts) < 2 or not parallel_starts(loss):
         runs = {}
         for start in starts:
             if any(_interrupted(rs.values()) for rs in runs.values()):
