@@ -255,12 +255,11 @@ class TrainingProblem:
         (model, loss, weight_decay) with the training data as arguments, so the classical
         solvers compile it once for every problem of those and the same shapes; `fun` itself
         when the loss is a callable (not hashable into one program).  With liftnn.padding on and
-        at least padding.MIN_PAD samples, the data are padded to padding.size_for(m) and the
+        at least padding.MIN_PAD samples, the data are padded to padding.bucket(m) and the
         objective is C(theta, X, Y, w, m) over the real rows (`_padded_objective_of`), so nearby
         sample counts (cross-validation folds) share the programs too."""
         m = self.m
-        size = padding.size_for(m)
-        pad = (padding.enabled() and size >= padding.MIN_PAD and isinstance(self.loss, str)
+        pad = (padding.enabled() and m >= padding.MIN_PAD and isinstance(self.loss, str)
                and self.loss in PADDED_LOSSES)
         try:
             pure = (_padded_objective_of if pad else _objective_of)(
@@ -269,6 +268,7 @@ class TrainingProblem:
             return self.fun
         if not pad:
             return DataBound(pure, self.X, self.Y)
+        size = padding.bucket(m)
         return DataBound(pure, to_device(padding.pad_rows(self.X, size)),
                          to_device(padding.pad_rows(self.Y, size)),
                          to_device(padding.row_weights(m, size)), np.float64(m))
