@@ -44,14 +44,20 @@ def has_weight_decay(weight_decay) -> bool:
 def objective_value(model, loss: str, weight_decay: float, params, X, Y, theta=None, key=None):
     """C = loss(f_params(X), Y) + weight_decay / 2 ||theta||^2, theta = the flat params (pass it
     when it is at hand; it is only needed for weight_decay > 0)."""
-    c = loss_value(model, loss, params, X, Y, key)
-    if has_weight_decay(weight_decay):
-        if theta is None:
-            from jax.flatten_util import ravel_pytree
+    return plus_weight_decay(loss_value(model, loss, params, X, Y, key), weight_decay, params,
+                             theta)
 
-            theta = ravel_pytree(params)[0]
-        c = c + 0.5 * weight_decay * jnp.sum(theta**2)
-    return c
+
+def plus_weight_decay(c, weight_decay: float, params, theta=None):
+    """c + weight_decay / 2 ||theta||^2 (c itself without decay; theta: the flat params when at
+    hand, else ravelled from params)."""
+    if not has_weight_decay(weight_decay):
+        return c
+    if theta is None:
+        from jax.flatten_util import ravel_pytree
+
+        theta = ravel_pytree(params)[0]
+    return c + 0.5 * weight_decay * jnp.sum(theta**2)
 
 
 def to_device(a):
@@ -143,11 +149,17 @@ class DataBound:
 
 
 @functools.lru_cache(maxsize=32)
-def _objective_of(model, loss, weight_decay: float):
-    """(theta, X, Y) -> C of TrainingProblem.fun, one function per (model, loss, decay)."""
+def _unravel_of(model):
+    """ravel_pytree's unravel for the model's parameters (one per model)."""
     from jax.flatten_util import ravel_pytree
 
-    unravel = ravel_pytree(model.init(0))[1]
+    return ravel_pytree(model.init(0))[1]
+
+
+@functools.lru_cache(maxsize=32)
+def _objective_of(model, loss, weight_decay: float):
+    """(theta, X, Y) -> C of TrainingProblem.fun, one function per (model, loss, decay)."""
+    unravel = _unravel_of(model)
 
     def C(theta, X, Y):
         return objective_value(model, loss, weight_decay, unravel(theta), X, Y)
@@ -159,16 +171,12 @@ def _objective_of(model, loss, weight_decay: float):
 def _padded_objective_of(model, loss, weight_decay: float):
     """(theta, X, Y, w, m) -> C over the real rows of padded data (liftnn.padding.masked_loss:
     row weights w, the real m traced), one function per (model, loss, decay)."""
-    from jax.flatten_util import ravel_pytree
-
-    unravel = ravel_pytree(model.init(0))[1]
-    loss_fn = get_loss(loss)
+    unravel, loss_fn = _unravel_of(model), get_loss(loss)
 
     def C(theta, X, Y, w, m):
-        c = padding.masked_loss(loss_fn, loss, model.apply(unravel(theta), X), Y, w, m)
-        if has_weight_decay(weight_decay):
-            c = c + 0.5 * weight_decay * jnp.sum(theta**2)
-        return c
+        params = unravel(theta)
+        return plus_weight_decay(padding.masked_loss(loss_fn, loss, model.apply(params, X), Y, w, m),
+                                 weight_decay, params, theta)
 
     return C
 

@@ -239,11 +239,11 @@ def _uniform_draw(model: MLP, limit):
         return [(uniform_from_bits(b, limit(i, o)), jnp.zeros((o,), jnp.float64))
                 for b, (o, i) in zip(layer_bits, shapes)]
 
-    draw_bits = jax.jit(bits, compiler_options=BITS_OPTIONS)
     scale = jax.jit(weights)
-    if not threefry.matches_jax():
-        return lambda key: scale(draw_bits(key))
-    return lambda key: scale(host_bits(key))
+    if threefry.matches_jax():
+        return lambda key: scale(host_bits(key))
+    draw_bits = jax.jit(bits, compiler_options=BITS_OPTIONS)
+    return lambda key: scale(draw_bits(key))
 
 
 _UNRAVEL_CACHE: dict = {}
