@@ -152,6 +152,28 @@ def test_method_options_and_max_iter_reach_liftnn():
         LiftnnRegressor(method="lbfgs", method_options={"no_such_option": 1}).fit(X, y)
 
 
+def test_classifier_default_weight_decay_is_a_unit_prior_over_the_rows():
+    """weight_decay=None: the classifier trains with PRIOR_PRECISION / m (the mean
+    cross-entropy's decay of a N(0, 1) prior); the objective carries it; a number overrides it;
+    the regressor's non-Gauss-Newton methods keep no decay."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3))
+    y = (X[:, 0] + X[:, 1] ** 2 > 1).astype(int)
+    clf = LiftnnClassifier(hidden_layer_sizes=(4,), baseline=None, random_state=0).fit(X, y)
+    assert clf.weight_decay_ == pytest.approx(LiftnnClassifier.PRIOR_PRECISION / 50)
+    theta = np.concatenate([np.ravel(a) for W, b in clf.params_ for a in (W, b)])
+    logits = clf._logits(X)[0]
+    z = logits - logits.max(axis=1, keepdims=True)
+    ce = np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(50), y])
+    assert clf.loss_ == pytest.approx(ce + 0.5 * clf.weight_decay_ * theta @ theta, rel=1e-8)
+    fixed = LiftnnClassifier(hidden_layer_sizes=(4,), baseline=None, weight_decay=0.0,
+                             random_state=0).fit(X, y)
+    assert fixed.weight_decay_ == 0.0 and fixed.loss_ < clf.loss_
+    reg = LiftnnRegressor(hidden_layer_sizes=(4,), method="lbfgs", max_iter=20,
+                          baseline=None).fit(X, X[:, 0])
+    assert reg.weight_decay_ == 0.0
+
+
 def test_regressor_alm_in_cross_val_score():
     X, y = _regression(m=120)
     scores = cross_val_score(

@@ -153,6 +153,8 @@ ALPHA_START = 1.0
 #: the Newton tolerance while alpha still moves by more than NEAR (relative) per step; closer
 #: to the fixed point, and for the last fit, NEWTON_TOL
 NEWTON_TOL_CYCLE, NEAR = 1e-6, 1e-2
+#: the secant step of alpha (`_secant`) goes at most this many plain steps far
+SECANT_REACH = 10.0
 
 
 class LogisticFit(NamedTuple):
@@ -222,6 +224,23 @@ def _newton(Phi, Y, Theta, alpha, tol=NEWTON_TOL):
     return Theta, ce, _hessian(Phi, Pr)
 
 
+def _secant(alpha: float, new: float, previous) -> float:
+    """The next alpha of the fixed-point iteration alpha <- g(alpha) = gamma / ||theta||^2: the
+    secant root of ln g(a) - ln a through this and the previous (a, g(a)), where it steps in the
+    plain iteration's direction and at most SECANT_REACH times as far; else g(alpha).  On digits
+    (650 weights) 5 cycles instead of 14 to the same fixed point."""
+    if previous is None:
+        return new
+    x1, f1 = math.log(alpha), math.log(new) - math.log(alpha)
+    x0, f0 = math.log(previous[0]), math.log(previous[1]) - math.log(previous[0])
+    if f1 == f0 or x1 == x0:
+        return new
+    step = -f1 * (x1 - x0) / (f1 - f0)
+    if not math.isfinite(step) or step * f1 <= 0 or abs(step) > SECANT_REACH * abs(f1):
+        return new
+    return math.exp(x1 + step)
+
+
 def fit_logistic(X, Y) -> LogisticFit:
     """The Bayesian softmax regression of one-hot Y: (m, K) on X: (m, d): one alpha over every
     weight and bias, the Laplace evidence of docs/bayes.md "Classification" (exact Hessian, a
@@ -234,7 +253,7 @@ def fit_logistic(X, Y) -> LogisticFit:
     Phi = _design(X)
     P = Phi.shape[1] * Y.shape[1]
     alpha, Theta = ALPHA_START, np.zeros((Phi.shape[1], Y.shape[1]))
-    change = math.inf  # the last relative change of alpha
+    change, previous = math.inf, None  # the last relative change of alpha; the last (a, g(a))
     with limit_blas():
         for _ in range(ALPHA_STEPS):
             tol = NEWTON_TOL_CYCLE if change > NEAR else NEWTON_TOL
@@ -244,9 +263,11 @@ def fit_logistic(X, Y) -> LogisticFit:
                 np.linalg.cholesky(H + alpha * np.eye(P)), np.eye(P), lower=True)
             gamma = P - alpha * float(np.sum(L_inv**2))
             new = max(gamma, 1e-12) / max(float(np.sum(Theta**2)), 1e-300)
-            change, alpha = abs(new - alpha) / alpha, new
+            change = abs(new - alpha) / alpha
             if change <= ALPHA_TOL and tol == NEWTON_TOL:
+                alpha = new
                 break
+            alpha, previous = _secant(alpha, new, previous), (alpha, new)
         Theta, ce, H = _newton(Phi, Y, Theta, alpha)
         lam = np.clip(np.linalg.eigvalsh(H), 0.0, None)
     ev = bayes.evidence_ce(lam, ce, float(np.sum(Theta**2)), P, alpha)
