@@ -129,3 +129,14 @@ def test_the_optional_tables_load_when_their_packages_are_there():
     assert X.shape == (235, 1) and abs(y.mean()) < 1e-12 and abs(y.std() - 1) < 1e-12
     X, y = cv.load("fair-affairs")
     assert X.shape == (796, 8) and set(np.unique(y)) == {0, 1}
+
+
+def test_the_generated_nonlinear_sets_and_digits_load_as_classification():
+    for name in cv.NONLINEAR:
+        X, y = cv.load(name)
+        assert cv.task(name) == "classification" and X.shape == (200, 2)
+        assert set(np.unique(y)) == {0, 1} and 60 <= np.sum(y) <= 140  # both classes
+    X, y = cv.load("xor")
+    np.testing.assert_array_equal(y, (X[:, 0] * X[:, 1] > 0).astype(int))
+    X, y = cv.load("digits")
+    assert X.shape == (1797, 64) and len(np.unique(y)) == 10

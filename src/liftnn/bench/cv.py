@@ -17,8 +17,8 @@ time and its ratio to MLPRegressor(solver="lbfgs") (docs/benchmarks.md "Cross-va
 
 Estimators (ESTIMATORS; the classifier for the classification sets):
 - liftnn: LiftnnRegressor() / LiftnnClassifier() with every default (the regressor: alm with
-  Bayesian regularisation and the linear baseline; the classifier: lbfgs and the held-out
-  comparison with the softmax regression);
+  Bayesian regularisation and the linear baseline; the classifier: lbfgs with a unit Gaussian
+  prior and the held-out comparison with the softmax regression);
 - alm, lm, adam: LiftnnRegressor / LiftnnClassifier(method=...), the other options default;
 - ridge: RidgeCV(); bayesian-ridge: BayesianRidge(); gp: `gaussian_process` (regression only);
 - logreg: LogisticRegression() (classification only);
@@ -27,7 +27,10 @@ Estimators (ESTIMATORS; the classifier for the classification sets):
 
 Data (DATA): diabetes (scikit-learn's bundled copy); friedman1 (make_friedman1, 300 rows, noise
 1); linear (make_regression, 200 rows, 10 features of which 5 informative, noise 20); and for
-classification scikit-learn's bundled iris, wine and breast_cancer; and real tables from
+classification scikit-learn's bundled iris, wine, breast_cancer and digits, three generated
+two-dimensional sets no line separates (NONLINEAR: moons, make_moons 200 rows noise 0.25;
+circles, make_circles 200 rows noise 0.1 factor 0.5; xor, 200 uniform points of [-1, 1]^2
+labelled by the sign of x1 x2); and real tables from
 statsmodels' and vega_datasets' bundled data when those optional packages are installed
 (liftnn.bench.cv_tables).  Without --datasets the
 regression sets run (DEFAULT_DATA).  A (data, estimator) pair of the wrong task is skipped.
@@ -48,8 +51,11 @@ from liftnn.errors import LiftnnError
 
 ESTIMATORS = ("liftnn", "alm", "lm", "adam", "ridge", "bayesian-ridge", "gp", "logreg",
               "sklearn-lbfgs", "sklearn-adam")
-CLASSIFICATION = ("iris", "wine", "breast_cancer", *cv_tables.CLASSIFICATION)
-DATA = ("diabetes", "friedman1", "linear", "iris", "wine", "breast_cancer",
+#: generated two-dimensional classification sets no linear boundary separates
+NONLINEAR = ("moons", "circles", "xor")
+CLASSIFICATION = ("iris", "wine", "breast_cancer", "digits", *NONLINEAR,
+                  *cv_tables.CLASSIFICATION)
+DATA = ("diabetes", "friedman1", "linear", "iris", "wine", "breast_cancer", "digits", *NONLINEAR,
         *(t for t in cv_tables.TABLES if t not in cv_tables.CLASSIFICATION),
         *cv_tables.CLASSIFICATION)
 DEFAULT_DATA = ("diabetes", "friedman1", "linear")
@@ -86,6 +92,13 @@ def load(name: str):
         X, y = cv_tables.load(name)
         if name in CLASSIFICATION:
             return X, y
+    elif name == "moons":
+        return datasets.make_moons(n_samples=200, noise=0.25, random_state=1)
+    elif name == "circles":
+        return datasets.make_circles(n_samples=200, noise=0.1, factor=0.5, random_state=1)
+    elif name == "xor":
+        X = np.random.default_rng(4).uniform(-1.0, 1.0, size=(200, 2))
+        return X, (X[:, 0] * X[:, 1] > 0).astype(int)
     elif name in CLASSIFICATION:
         return getattr(datasets, f"load_{name}")(return_X_y=True)
     elif name == "diabetes":
