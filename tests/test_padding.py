@@ -164,3 +164,51 @@ def test_nearby_sample_counts_share_one_program(monkeypatch, method):
     with compile_clock.measure() as clock:
         ln.train(model, _data(71, seed=2), method=method, seeds=range(2), **opts)
     assert compile_clock.compilations(clock) == 0
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "alm"])
+def test_a_decay_that_follows_the_row_count_compiles_nothing_new(monkeypatch, method):
+    """The classifier's prior (weight_decay = 1 / m) on 69 and then 71 rows: the decay is an
+    argument of the padded programs, not a constant in them."""
+    monkeypatch.setenv(padding.ENV, "on")
+    model = ln.MLP((3, 6, 3), activation="tanh")
+    opts = {"max_outer": 2} if method == "alm" else {"max_iter": 5}
+    ln.train(model, _data(69, ce=True, seed=1), method=method, seeds=range(2),
+             loss="cross_entropy", weight_decay=1 / 69, **opts)
+    with compile_clock.measure() as clock:
+        ln.train(model, _data(71, ce=True, seed=2), method=method, seeds=range(2),
+                 loss="cross_entropy", weight_decay=1 / 71, **opts)
+    assert compile_clock.compilations(clock) == 0
+
+
+def test_at_least_raises_the_bucket_in_its_block_only(monkeypatch):
+    monkeypatch.setenv(padding.ENV, "on")
+    assert padding.size_for(40) == 40
+    with padding.at_least(100):
+        assert padding.size_for(40) == padding.size_for(90) == padding.bucket(100) == 100
+        assert padding.size_for(353) == 368
+        with padding.at_least(50):  # the larger floor wins
+            assert padding.size_for(40) == 100
+    assert padding.size_for(40) == 40 and padding.size_for(90) == 92
+    monkeypatch.setenv(padding.ENV, "off")
+    with padding.at_least(100):
+        assert padding.size_for(40) == 40
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "alm"])
+def test_a_fit_on_part_of_the_rows_shares_the_full_fits_programs(monkeypatch, method):
+    """The classifier's held-out comparison trains on 4/5 of the rows inside at_least(all rows):
+    the later fit on every row compiles nothing, and the part's result is the unpadded one."""
+    monkeypatch.setenv(padding.ENV, "on")
+    model = ln.MLP((3, 5, 3), activation="tanh")
+    full, part = _data(90, ce=True, seed=3), _data(72, ce=True, seed=3)
+    opts = {"max_outer": 2} if method == "alm" else {"max_iter": 10}
+    with padding.at_least(90):
+        padded = ln.train(model, part, method=method, seeds=range(2), loss="cross_entropy", **opts)
+    with compile_clock.measure() as clock:
+        ln.train(model, full, method=method, seeds=range(2), loss="cross_entropy", **opts)
+    assert compile_clock.compilations(clock) == 0
+    monkeypatch.setenv(padding.ENV, "off")
+    plain = ln.train(model, part, method=method, seeds=range(2), loss="cross_entropy", **opts)
+    for a, b in zip(plain, padded):
+        np.testing.assert_allclose(b["x"], a["x"], rtol=1e-9, atol=1e-10)

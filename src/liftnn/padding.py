@@ -20,7 +20,9 @@ LIFTNN_PAD=off trains on the data as given.  Sharded training (devices > 1) does
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 
 import numpy as np
 
@@ -47,9 +49,28 @@ def bucket(m: int) -> int:
     return -(-m // step) * step
 
 
+_FLOOR = threading.local()
+
+
 def size_for(m: int) -> int:
-    """bucket(m) when padding is enabled, else m."""
-    return bucket(m) if enabled() else int(m)
+    """bucket(m) when padding is enabled, else m; inside `at_least(n)` the bucket of
+    max(m, n)."""
+    if not enabled():
+        return int(m)
+    return bucket(max(int(m), getattr(_FLOOR, "rows", 0)))
+
+
+@contextlib.contextmanager
+def at_least(rows: int):
+    """Within the block (this thread), training pads to the bucket of at least `rows` samples:
+    a fit on part of the data (the classifier's held-out comparison, liftnn.sklearn) then
+    shares its programs with the later fit on every row.  Blocks nest (the larger floor wins)."""
+    old = getattr(_FLOOR, "rows", 0)
+    _FLOOR.rows = max(old, int(rows))
+    try:
+        yield
+    finally:
+        _FLOOR.rows = old
 
 
 def predict_size(m: int) -> int:

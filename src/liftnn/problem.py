@@ -168,15 +168,17 @@ def _objective_of(model, loss, weight_decay: float):
 
 
 @functools.lru_cache(maxsize=32)
-def _padded_objective_of(model, loss, weight_decay: float):
-    """(theta, X, Y, w, m) -> C over the real rows of padded data (liftnn.padding.masked_loss:
-    row weights w, the real m traced), one function per (model, loss, decay)."""
+def _padded_objective_of(model, loss, decayed: bool):
+    """(theta, X, Y, w, m, mu) -> C over the real rows of padded data (liftnn.padding.masked_loss:
+    row weights w, the real m traced) plus mu/2 ||theta||^2 with the decay mu traced too (where
+    `decayed`; else no decay term), one function per (model, loss, decayed): a decay that
+    depends on m (the classifier's prior, liftnn.sklearn) compiles nothing new per fold."""
     unravel, loss_fn = _unravel_of(model), get_loss(loss)
 
-    def C(theta, X, Y, w, m):
+    def C(theta, X, Y, w, m, mu):
         params = unravel(theta)
-        return plus_weight_decay(padding.masked_loss(loss_fn, loss, model.apply(params, X), Y, w, m),
-                                 weight_decay, params, theta)
+        c = padding.masked_loss(loss_fn, loss, model.apply(params, X), Y, w, m)
+        return plus_weight_decay(c, mu, params, theta) if decayed else c
 
     return C
 
@@ -263,23 +265,24 @@ class TrainingProblem:
         (model, loss, weight_decay) with the training data as arguments, so the classical
         solvers compile it once for every problem of those and the same shapes; `fun` itself
         when the loss is a callable (not hashable into one program).  With liftnn.padding on and
-        at least padding.MIN_PAD samples, the data are padded to padding.bucket(m) and the
-        objective is C(theta, X, Y, w, m) over the real rows (`_padded_objective_of`), so nearby
+        at least padding.MIN_PAD samples, the data are padded to padding.size_for(m) and the
+        objective is C(theta, X, Y, w, m, mu) over the real rows (`_padded_objective_of`), so nearby
         sample counts (cross-validation folds) share the programs too."""
         m = self.m
-        pad = (padding.enabled() and m >= padding.MIN_PAD and isinstance(self.loss, str)
+        size = padding.size_for(m)
+        pad = (padding.enabled() and size >= padding.MIN_PAD and isinstance(self.loss, str)
                and self.loss in PADDED_LOSSES)
         try:
-            pure = (_padded_objective_of if pad else _objective_of)(
-                self.model, self.loss, float(self.weight_decay))
+            pure = _padded_objective_of(self.model, self.loss, bool(self.weight_decay)) if (
+                pad) else _objective_of(self.model, self.loss, float(self.weight_decay))
         except TypeError:  # an unhashable model or loss
             return self.fun
         if not pad:
             return DataBound(pure, self.X, self.Y)
-        size = padding.bucket(m)
         return DataBound(pure, to_device(padding.pad_rows(self.X, size)),
                          to_device(padding.pad_rows(self.Y, size)),
-                         to_device(padding.row_weights(m, size)), np.float64(m))
+                         to_device(padding.row_weights(m, size)), np.float64(m),
+                         np.float64(self.weight_decay))
 
     def residual(self, theta, X=None, Y=None):
         """Single-shooting residual r(theta) with C = 1/2 ||r||^2 (least-squares losses only);

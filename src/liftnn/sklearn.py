@@ -36,7 +36,7 @@ except ImportError as exc:  # pragma: no cover - scikit-learn is an optional dep
                       f"{exc}") from exc
 
 from liftnn import baseline as linear_baseline
-from liftnn import loo
+from liftnn import loo, padding
 from liftnn.bayes import METHODS as bayes_methods
 from liftnn.bayes import Posterior
 from liftnn.datasets.base import Dataset
@@ -396,7 +396,8 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
             self._warn_status()
             return self
         part, held = split
-        self._fit_network(X[part], Y[part])
+        with padding.at_least(len(X)):  # the programs of the later fit on every row
+            self._fit_network(X[part], Y[part])
         lin = linear_baseline.fit_logistic(X[part], Y[part])
         self.holdout_log_loss_ = {
             "network": _log_loss(Y[held], self.predict_proba(X[held])),
