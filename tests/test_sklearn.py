@@ -29,6 +29,7 @@ from sklearn.utils.estimator_checks import (
 )
 
 from liftnn.sklearn import LiftnnClassifier, LiftnnRegressor
+from liftnn.train import PRIOR_PRECISION
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -160,7 +161,7 @@ def test_classifier_default_weight_decay_is_a_unit_prior_over_the_rows():
     X = rng.normal(size=(50, 3))
     y = (X[:, 0] + X[:, 1] ** 2 > 1).astype(int)
     clf = LiftnnClassifier(hidden_layer_sizes=(4,), baseline=None, random_state=0).fit(X, y)
-    assert clf.weight_decay_ == pytest.approx(LiftnnClassifier.PRIOR_PRECISION / 50)
+    assert clf.weight_decay_ == pytest.approx(PRIOR_PRECISION / 50)
     theta = np.concatenate([np.ravel(a) for W, b in clf.params_ for a in (W, b)])
     logits = clf._logits(X)[0]
     z = logits - logits.max(axis=1, keepdims=True)

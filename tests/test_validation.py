@@ -10,7 +10,7 @@ import pytest
 
 import liftnn as ln
 from liftnn.problem import TrainingProblem
-from liftnn.train import AUTO_GRID, split_validation
+from liftnn.train import AUTO_GRID, PRIOR_PRECISION, split_validation
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +131,7 @@ def test_weight_decay_auto_with_seeds_chooses_per_seed(data):
     ({"validation": (np.zeros((5, 1)),)}, "pair"),
     ({"validation": 0.2, "validation_seed": -1}, "validation_seed"),
     ({"weight_decay": "strong"}, "unknown weight_decay 'strong'"),
+    ({"weight_decay": "prior"}, "'prior' is the cross-entropy's.*'bayes'"),
     ({"weight_decay": -1.0}, "weight_decay must be >= 0"),
 ])
 def test_bad_model_selection_input_raises_before_work(data, kwargs, match):
@@ -276,6 +277,19 @@ def test_class_indices_with_cross_entropy_are_one_hot_at_the_front_door():
     d = ln.train(model, hot, method="lbfgs", loss="cross_entropy", max_iter=20,
                  validation=(hot.x_test, hot.y_test))
     assert c.fun == d.fun and c.val_accuracy == d.val_accuracy
+
+
+def test_weight_decay_prior_is_the_unit_prior_over_the_rows_trained_on():
+    """weight_decay="prior" = PRIOR_PRECISION / m for the m rows left after a validation split:
+    the same run as that number, reported in the Result."""
+    data = ln.datasets.load("iris", labels="onehot")
+    model = ln.MLP("4-5-3", activation="tanh")
+    for validation, m in ((None, len(data.x_train)), (0.25, len(data.x_train) * 3 // 4)):
+        a = ln.train(model, data, method="lbfgs", loss="cross_entropy", max_iter=30,
+                     weight_decay="prior", validation=validation)
+        b = ln.train(model, data, method="lbfgs", loss="cross_entropy", max_iter=30,
+                     weight_decay=PRIOR_PRECISION / a.n, validation=validation)
+        assert a.n == m and a.weight_decay == PRIOR_PRECISION / m and a.fun == b.fun
 
 
 @pytest.mark.parametrize("arch, labels, match", [

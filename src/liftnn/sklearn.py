@@ -60,8 +60,8 @@ class _LiftnnEstimator(BaseEstimator):
         weight_decay: the objective's weight_decay / 2 ||theta||^2 (passed to liftnn.train
             when not 0), "auto", "bayes", or None (the default): "bayes" (Bayesian
             regularisation, docs/bayes.md) for the regressor with a Gauss-Newton method (gn, lm,
-            alm, lifted-gn); for the classifier PRIOR_PRECISION / m over the m rows it trains
-            on (the mean cross-entropy's decay of a N(0, 1) prior on every weight,
+            alm, lifted-gn); for the classifier "prior" (liftnn.train's unit Gaussian prior on
+            every weight, weight_decay = PRIOR_PRECISION / m for the m rows it trains on,
             docs/sklearn.md "Defaults"); 0 otherwise.
         validation: passed to liftnn.train as `validation=` when not None.
         max_iter: the method's iteration limit (liftnn.train's max_iter); None: its default.
@@ -81,15 +81,12 @@ class _LiftnnEstimator(BaseEstimator):
     training objective, or by evidence, a list of (W, b) NumPy arrays), result_ (its Result),
     results_ (every start's Result), ensemble_ (liftnn.ensemble.Ensemble of the kept starts),
     n_iter_ (result_.nit), loss_ (the final objective), status_ (result_.status), weight_decay_
-    (the decay the kept start was trained with: weight_decay, PRIOR_PRECISION / m, or what
-    "auto" / "bayes" chose),
+    (the decay the kept start was trained with: weight_decay, or the number "prior", "auto"
+    or "bayes" chose),
     n_features_in_ (and feature_names_in_ for DataFrames).
     """
 
     _loss = "mse"
-    #: weight_decay=None outside Bayesian regularisation: the prior precision a of N(0, 1/a) on
-    #: every weight, i.e. weight_decay = a / m for the mean loss over m rows; None: no decay
-    PRIOR_PRECISION = None
 
     def __init__(self, hidden_layer_sizes=(16,), activation="tanh", method="lbfgs",
                  init="glorot_uniform", weight_decay=None, validation=None, max_iter=None,
@@ -112,16 +109,13 @@ class _LiftnnEstimator(BaseEstimator):
         if self.baseline not in ("linear", None):
             raise ValueError(f"baseline must be 'linear' or None; got {self.baseline!r}")
 
-    def _weight_decay(self, m: int | None = None):
-        """weight_decay with None resolved for m training rows (see the class docstring)."""
+    def _weight_decay(self):
+        """weight_decay with None resolved (see the class docstring)."""
         if self.weight_decay is not None:
             return self.weight_decay
-        gn_family = self._loss == "mse" and str(self.method).lower() in bayes_methods
-        if gn_family:
-            return "bayes"
-        if self.PRIOR_PRECISION is None or m is None:
-            return 0.0
-        return self.PRIOR_PRECISION / m
+        if self._loss == "cross_entropy":
+            return "prior"
+        return "bayes" if str(self.method).lower() in bayes_methods else 0.0
 
     def _seed(self) -> int:
         if isinstance(self.random_state, numbers.Integral):
@@ -135,7 +129,7 @@ class _LiftnnEstimator(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be positive integers; got {h!r}")
         return tuple(int(s) for s in sizes)
 
-    def _options(self, m: int) -> dict:
+    def _options(self) -> dict:
         mo = {} if self.method_options is None else self.method_options
         if not isinstance(mo, dict):
             raise TypeError(f"method_options must be a dict or None; got {mo!r}")
@@ -143,8 +137,8 @@ class _LiftnnEstimator(BaseEstimator):
         if self.max_iter is not None:
             options["max_iter"] = self.max_iter
         # weight_decay / validation go to liftnn.train as given (front-door options)
-        if self._weight_decay(m):
-            options["weight_decay"] = self._weight_decay(m)
+        if self._weight_decay():
+            options["weight_decay"] = self._weight_decay()
         if self.validation is not None:
             options["validation"] = self.validation
         return options
@@ -164,7 +158,7 @@ class _LiftnnEstimator(BaseEstimator):
                              "weight_decay='bayes' computes")
         seed = self._seed()
         results = train(model, data, method=self.method, seeds=range(seed, seed + self.n_init),
-                        loss=self._loss, **self._options(X.shape[0]))
+                        loss=self._loss, **self._options())
         if self.combine == "evidence":
             res = select_by_evidence(results)
             kept = [res]
@@ -181,7 +175,7 @@ class _LiftnnEstimator(BaseEstimator):
         self.loss_ = float(np.asarray(res["fun"])) if np.ndim(res.get("fun")) == 0 else float(
             "nan")
         self.status_ = res.get("status")
-        wd = self._weight_decay(X.shape[0])
+        wd = self._weight_decay()
         self.weight_decay_ = float(res.get("weight_decay", np.nan)) if isinstance(wd, str) else (
             float(wd))
         return self
@@ -375,7 +369,6 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
     """
 
     _loss = "cross_entropy"
-    PRIOR_PRECISION = 1.0
     #: the fraction of the rows held out to compare the network with the linear baseline
     HOLDOUT = 0.2
 

@@ -44,12 +44,16 @@ from liftnn.problem import TrainingProblem, accuracy
 from liftnn.solvers import result as R
 from liftnn.solvers.result import Result
 
-__all__ = ["AUTO_FRACTION", "AUTO_GRID", "METHODS", "split_validation", "train"]
+__all__ = ["AUTO_FRACTION", "AUTO_GRID", "METHODS", "PRIOR_PRECISION", "split_validation", "train"]
 
 #: weight_decay="auto": the mu_w path, strong to weak, each fit warm-started from the previous one
 AUTO_GRID = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 0.0)
 #: weight_decay="auto" without validation data holds out this fraction of the training data
 AUTO_FRACTION = 0.2
+#: weight_decay="prior": the precision a of a N(0, 1/a) prior on every weight and bias, i.e.
+#: mu_w = a / m for the mean cross-entropy over m rows (chosen by measurements across ten data
+#: sets: docs/sklearn.md "Defaults")
+PRIOR_PRECISION = 1.0
 
 
 def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, params0=None,
@@ -74,7 +78,10 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
             Bayesian regularisation, mu_w re-estimated by the evidence framework on the
             training data alone (liftnn.bayes; options bayes_start, bayes_max_cycles,
             bayes_tol, bayes_refine); the Result adds alpha, beta, effective_params,
-            log_evidence, weight_decay, bayes_path.
+            log_evidence, weight_decay, bayes_path.  Or "prior" (loss="cross_entropy"): mu_w =
+            PRIOR_PRECISION / m for the m training rows, a unit Gaussian prior on every weight
+            of a network on standardised inputs (LiftnnClassifier's default); the Result adds
+            weight_decay.
         validation: None (no model selection), a fraction in (0, 1) of the training data held
             out (a shuffled split seeded by `validation_seed`, the same for every method and
             seed), or explicit arrays (X_val, Y_val).  With validation data every method records
@@ -103,8 +110,8 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
     if devices is not None:
         options["devices"] = devices
     _check_dropout(model, spec)
-    auto = _check_weight_decay(weight_decay)
     loss = loss if callable(loss) else loss_name(loss)
+    auto = _check_weight_decay(weight_decay, loss)
     dataset, validation = _class_targets(model, dataset, validation, loss)
     _check_training_data(dataset)
     bayes_opts = bayes.check(method, loss, options) if weight_decay == "bayes" else None
@@ -116,6 +123,9 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
     X, Y, Xv, Yv = _validation_data(model, dataset, validation, validation_seed, auto)
     if Xv is not None:
         check_samples("the training data left after the validation split", len(X))
+    prior = weight_decay == "prior"
+    if prior:  # a N(0, 1 / PRIOR_PRECISION) prior on every weight, for the mean over len(X) rows
+        weight_decay = PRIOR_PRECISION / len(X)
     # the persistent compile cache (LIFTNN_COMPILE_CACHE=off: none), before model.init: the
     # initialiser's random draw compiles programs too
     ensure_default_cache()
@@ -140,6 +150,8 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
         r["loop_s"] = (wall - compile_s) / len(seeds)
         r["compiles"] = compile_clock.compilations(clock)
         r["cache_hits"] = int(clock["cache_hits"])
+        if prior:
+            r["weight_decay"] = weight_decay
         if note is not None:
             r["validation_note"] = note
             r["message"] = f"{r.get('message', '')}; {note}"
@@ -295,15 +307,21 @@ def _class_targets(model, dataset, validation, loss: str):
     return dataset, validation
 
 
-def _check_weight_decay(weight_decay) -> bool:
-    """True for "auto"; "bayes" and a number >= 0 give False; another string is an error."""
+def _check_weight_decay(weight_decay, loss) -> bool:
+    """True for "auto"; "bayes", "prior" (cross-entropy only) and a number >= 0 give False;
+    another string is an error."""
     if isinstance(weight_decay, str):
-        if weight_decay == "bayes":
+        if weight_decay == "prior" and loss != "cross_entropy":
+            raise LiftnnError(f"weight_decay='prior' is the cross-entropy's unit Gaussian prior "
+                              f"(PRIOR_PRECISION / m); loss={loss!r} needs the noise level too: "
+                              f"give weight_decay='bayes', which estimates it, or a number")
+        if weight_decay in ("bayes", "prior"):
             return False
         if weight_decay != "auto":
             raise LiftnnError(f"unknown weight_decay {weight_decay!r}; give a number >= 0, "
-                              f"'auto' (a validated regularisation path) or 'bayes' (Bayesian "
-                              f"regularisation, the evidence framework)")
+                              f"'auto' (a validated regularisation path), 'bayes' (Bayesian "
+                              f"regularisation, the evidence framework) or 'prior' (the "
+                              f"cross-entropy's unit Gaussian prior)")
         return True
     check_positive("weight_decay", weight_decay, strict=False)
     return False
