@@ -167,6 +167,10 @@ def test_classifier_default_weight_decay_is_a_unit_prior_over_the_rows():
     z = logits - logits.max(axis=1, keepdims=True)
     ce = np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(50), y])
     assert clf.loss_ == pytest.approx(ce + 0.5 * clf.weight_decay_ * theta @ theta, rel=1e-8)
+    assert "gtol = 1e-05" in clf.result_["message"]  # the classifier's lbfgs default
+    tight = LiftnnClassifier(hidden_layer_sizes=(4,), baseline=None, random_state=0,
+                             method_options={"gtol": 1e-8}).fit(X, y)
+    assert "gtol = 1e-08" in tight.result_["message"] and tight.n_iter_ > clf.n_iter_
     fixed = LiftnnClassifier(hidden_layer_sizes=(4,), baseline=None, weight_decay=0.0,
                              random_state=0).fit(X, y)
     assert fixed.weight_decay_ == 0.0 and fixed.loss_ < clf.loss_

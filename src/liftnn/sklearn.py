@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from typing import ClassVar
 
 import numpy as np
 
@@ -68,7 +69,8 @@ class _LiftnnEstimator(BaseEstimator):
         random_state: int, RandomState or None; the integer seed of the initial weights is drawn
             from it (an int is used as the seed itself).
         method_options: a dict of further liftnn.train options for the method (gtol,
-            time_budget, mu, ...).
+            time_budget, mu, ...), over the estimator's METHOD_DEFAULTS (the classifier's
+            lbfgs: gtol 1e-5).
         n_init: train this many initialisations (seeds seed .. seed + n_init - 1, in one
             vectorised liftnn.train call where the method has one) and combine them.
         combine: "mean" (the ensemble of liftnn.ensemble: mean prediction, for the classifier
@@ -87,6 +89,8 @@ class _LiftnnEstimator(BaseEstimator):
     """
 
     _loss = "mse"
+    #: method options the estimator sets unless method_options gives them
+    METHOD_DEFAULTS: ClassVar[dict] = {}
 
     def __init__(self, hidden_layer_sizes=(16,), activation="tanh", method="lbfgs",
                  init="glorot_uniform", weight_decay=None, validation=None, max_iter=None,
@@ -133,7 +137,7 @@ class _LiftnnEstimator(BaseEstimator):
         mo = {} if self.method_options is None else self.method_options
         if not isinstance(mo, dict):
             raise TypeError(f"method_options must be a dict or None; got {mo!r}")
-        options = dict(mo)
+        options = {**self.METHOD_DEFAULTS.get(str(self.method).lower(), {}), **mo}
         if self.max_iter is not None:
             options["max_iter"] = self.max_iter
         # weight_decay / validation go to liftnn.train as given (front-door options)
@@ -369,6 +373,11 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
     """
 
     _loss = "cross_entropy"
+    #: lbfgs stops at ||grad||_inf <= 1e-5 (liftnn's 1e-8 is for reaching a minimiser to
+    #: rounding): on moons, circles, XOR, iris, wine, breast cancer, Spector and Fair the same
+    #: cross-validated accuracy and log-loss to 3 digits in 25-45 % fewer iterations
+    #: (docs/sklearn.md "Defaults")
+    METHOD_DEFAULTS: ClassVar[dict] = {"lbfgs": {"gtol": 1e-5}}
     #: the fraction of the rows held out to compare the network with the linear baseline
     HOLDOUT = 0.2
 
