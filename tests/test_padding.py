@@ -29,26 +29,21 @@ def test_the_opt_out(monkeypatch):
     assert padding.enabled() and padding.size_for(353) == 368
 
 
-def test_the_forward_pass_ladder(monkeypatch):
-    """predict pads to a power of two, at least MIN_PAD: the training, held-out and test rows of
-    one cross-validation (iris: 96, 120, 24, 30 rows) share two programs."""
+def test_the_forward_pass_size(monkeypatch):
+    """predict runs passes of PREDICT_ROWS rows whatever the row count; off: the rows as given."""
     monkeypatch.setenv(padding.ENV, "on")
-    assert [padding.predict_size(m) for m in (1, 24, 30, 64, 65, 96, 120, 128, 129)] == [
-        64, 64, 64, 64, 128, 128, 128, 128, 256]
-    for m in range(1, 2000):
-        b = padding.predict_size(m)
-        assert m <= b < max(2 * m, padding.MIN_PAD + 1) and padding.predict_size(b) == b
+    assert {padding.predict_size(m) for m in (1, 24, 30, 64, 129, 5000)} == {padding.PREDICT_ROWS}
     monkeypatch.setenv(padding.ENV, "off")
     assert padding.predict_size(30) == 30
 
 
-def test_predictions_of_nearby_row_counts_share_one_program(monkeypatch):
+def test_predictions_of_every_row_count_share_one_program(monkeypatch):
     monkeypatch.setenv(padding.ENV, "on")
     model = ln.MLP((3, 5, 2), activation="tanh")
     params = model.init(0)
-    X = np.random.default_rng(2).normal(size=(128, 3))
+    X = np.random.default_rng(2).normal(size=(2 * padding.PREDICT_ROWS + 7, 3))
     predict(model, params, X[:100])
-    sizes = (97, 110, 120, 128)
+    sizes = (1, 97, 128, padding.PREDICT_ROWS, padding.PREDICT_ROWS + 1, len(X))
     with compile_clock.measure() as clock:
         got = [predict(model, params, X[:m]) for m in sizes]
     assert compile_clock.compilations(clock) == 0

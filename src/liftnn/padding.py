@@ -28,6 +28,8 @@ import numpy as np
 
 #: below this many samples the data are used as given (small problems compile small programs)
 MIN_PAD = 64
+#: the rows of every padded forward pass (predict_size)
+PREDICT_ROWS = 512
 #: steps of the ladder per doubling of m
 PER_OCTAVE = 16
 #: "off" (or "0", "false", "no"): no padding
@@ -74,15 +76,12 @@ def at_least(rows: int):
 
 
 def predict_size(m: int) -> int:
-    """The padded row count of a forward pass (liftnn.problem.predict) for m rows: the next power
-    of two, at least MIN_PAD, when padding is enabled (else m).  A forward pass costs little
-    next to compiling one (0.05-0.08 s per size, measured on a 2-core CPU), so its ladder is
-    coarser than training's: a cross-validation's training, held-out and test predictions of
-    one data set share one or two programs."""
-    m = int(m)
-    if not enabled():
-        return m
-    return max(MIN_PAD, 1 << max(m - 1, 0).bit_length())
+    """The rows of one forward pass (liftnn.problem.predict) for m rows: PREDICT_ROWS when
+    padding is enabled (m rows are padded up to it, or split into passes of it), else m.  A
+    forward pass of the small networks liftnn trains costs microseconds next to compiling one
+    (0.05-0.17 s per row count on a 2-core CPU), so every prediction of a model (training,
+    held-out and test rows of each cross-validation fold) shares one program."""
+    return PREDICT_ROWS if enabled() else int(m)
 
 
 def pad_rows(A, size: int) -> np.ndarray:

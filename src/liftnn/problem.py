@@ -112,16 +112,22 @@ _PROGRAMS: dict = {}
 
 
 def predict(model, params, X) -> np.ndarray:
-    """model.apply(params, X) on the host, by one jitted program per model and padded size (an
-    eager forward pass compiles several small programs on its first call per shape): host rows
-    are padded to liftnn.padding.predict_size (a power of two, at least 64) and the padded
-    outputs dropped, so nearby row counts (cross-validation folds, test sets) share the program."""
+    """model.apply(params, X) on the host, by one jitted program per model (an eager forward pass
+    compiles several small programs on its first call per shape): the rows go through in passes
+    of liftnn.padding.predict_size rows (PREDICT_ROWS), the last one padded with zero rows whose
+    outputs are dropped, so every row count (training, held-out and test rows, every fold)
+    shares the program."""
     program = _program("apply", model, lambda m: lambda params, X: m.apply(params, X))
     if program is None:
         return np.asarray(model.apply(params, to_device(X)))
     X = np.asarray(X, dtype=np.float64)
     m = X.shape[0]
-    return np.asarray(program(params, to_device(padding.pad_rows(X, padding.predict_size(m)))))[:m]
+    rows = padding.predict_size(m)
+    if rows >= m:
+        return np.asarray(program(params, to_device(padding.pad_rows(X, rows))))[:m]
+    parts = [np.asarray(program(params, to_device(padding.pad_rows(X[i:i + rows], rows))))
+             for i in range(0, m, rows)]
+    return np.concatenate(parts)[:m]
 
 
 def accuracy(model, params, X, Y) -> float:
