@@ -157,9 +157,23 @@ class DataBound:
 @functools.lru_cache(maxsize=32)
 def _unravel_of(model):
     """ravel_pytree's unravel for the model's parameters (one per model)."""
-    from jax.flatten_util import ravel_pytree
+    return unravel_like(model.init(0))
 
-    return ravel_pytree(model.init(0))[1]
+
+def unravel_like(params):
+    """ravel_pytree(params)[1] without ravelling: theta (flat, traced or not) -> the pytree of
+    params' structure, leaves sliced in tree order and reshaped row-major (an eager
+    ravel_pytree compiles a reshape per leaf shape and a concatenate, ~0.07 s cold)."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    shapes = [tuple(np.shape(a)) for a in leaves]
+    ends = np.cumsum([int(np.prod(s)) for s in shapes]).tolist()
+    starts = [0, *ends[:-1]]
+
+    def unravel(theta):
+        return jax.tree_util.tree_unflatten(
+            treedef, [theta[a:b].reshape(s) for a, b, s in zip(starts, ends, shapes)])
+
+    return unravel
 
 
 @functools.lru_cache(maxsize=32)
@@ -225,9 +239,7 @@ class TrainingProblem:
 
     @cached_property
     def _unravel(self):
-        from jax.flatten_util import ravel_pytree
-
-        return ravel_pytree(self.model.init(0))[1]
+        return unravel_like(self.model.init(0))
 
     def flatten(self, params) -> jax.Array:
         from jax.flatten_util import ravel_pytree

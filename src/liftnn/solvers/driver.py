@@ -49,7 +49,7 @@ import numpy as np
 from liftnn._validate import callable_or_none, integer, merge_options, number
 from liftnn.blas_threads import limit_blas
 from liftnn.errors import LiftnnError
-from liftnn.problem import DataBound
+from liftnn.problem import DataBound, host_flat
 from liftnn.solvers import result as R
 
 #: options every classical solver accepts, with their defaults (max_iter's default is per method)
@@ -501,8 +501,8 @@ def _run(method: str, solver: tuple, ev, x0: np.ndarray, o: dict,
 def network_theta0(problem, params0) -> np.ndarray:
     """params0 of a TrainingProblem's model as a finite flat vector of the model's size
     (LiftnnError otherwise)."""
-    try:
-        theta0 = np.asarray(problem.flatten(params0), dtype=np.float64)
+    try:  # on the host: an eager ravel_pytree compiles a reshape per leaf shape and a concatenate
+        theta0 = host_flat(params0)
     except Exception as exc:  # noqa: BLE001 - malformed params
         raise LiftnnError(f"params0 do not fit the model: {exc}") from None
     n = getattr(problem.model, "n_params", theta0.size)
