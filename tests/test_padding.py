@@ -176,6 +176,16 @@ def test_a_decay_that_follows_the_row_count_compiles_nothing_new(monkeypatch, me
     assert compile_clock.compilations(clock) == 0
 
 
+def test_unpadded_objectives_take_the_decay_as_an_argument_too():
+    """Below MIN_PAD rows (no padding) two decays > 0 share the lbfgs objective's program."""
+    model = ln.MLP((3, 6, 3), activation="tanh")
+    data = _data(40, ce=True, seed=1)
+    ln.train(model, data, method="lbfgs", loss="cross_entropy", weight_decay=0.1, max_iter=5)
+    with compile_clock.measure() as clock:
+        ln.train(model, data, method="lbfgs", loss="cross_entropy", weight_decay=0.2, max_iter=5)
+    assert compile_clock.compilations(clock) == 0
+
+
 def test_at_least_raises_the_bucket_in_its_block_only(monkeypatch):
     monkeypatch.setenv(padding.ENV, "on")
     assert padding.size_for(40) == 40

@@ -177,12 +177,13 @@ def unravel_like(params):
 
 
 @functools.lru_cache(maxsize=32)
-def _objective_of(model, loss, weight_decay: float):
-    """(theta, X, Y) -> C of TrainingProblem.fun, one function per (model, loss, decay)."""
+def _objective_of(model, loss, decayed: bool):
+    """(theta, X, Y, mu) -> C of TrainingProblem.fun with the decay mu traced (where `decayed`;
+    else no decay term), one function per (model, loss, decayed)."""
     unravel = _unravel_of(model)
 
-    def C(theta, X, Y):
-        return objective_value(model, loss, weight_decay, unravel(theta), X, Y)
+    def C(theta, X, Y, mu):
+        return objective_value(model, loss, mu if decayed else 0.0, unravel(theta), X, Y)
 
     return C
 
@@ -279,8 +280,8 @@ class TrainingProblem:
         return self.objective(self.unflatten(theta))
 
     def data_bound_fun(self):
-        """`fun` as a DataBound: C(theta, X, Y) of one function per
-        (model, loss, weight_decay) with the training data as arguments, so the classical
+        """`fun` as a DataBound: C(theta, X, Y, mu) of one function per
+        (model, loss, whether there is decay) with the training data and the decay as arguments, so the classical
         solvers compile it once for every problem of those and the same shapes; `fun` itself
         when the loss is a callable (not hashable into one program).  With liftnn.padding on and
         at least padding.MIN_PAD samples, the data are padded to padding.size_for(m) and the
@@ -291,12 +292,12 @@ class TrainingProblem:
         pad = (padding.enabled() and size >= padding.MIN_PAD and isinstance(self.loss, str)
                and self.loss in PADDED_LOSSES)
         try:
-            pure = _padded_objective_of(self.model, self.loss, bool(self.weight_decay)) if (
-                pad) else _objective_of(self.model, self.loss, float(self.weight_decay))
+            pure = (_padded_objective_of if pad else _objective_of)(
+                self.model, self.loss, bool(self.weight_decay))
         except TypeError:  # an unhashable model or loss
             return self.fun
         if not pad:
-            return DataBound(pure, self.X, self.Y)
+            return DataBound(pure, self.X, self.Y, np.float64(self.weight_decay))
         return DataBound(pure, to_device(padding.pad_rows(self.X, size)),
                          to_device(padding.pad_rows(self.Y, size)),
                          to_device(padding.row_weights(m, size)), np.float64(m),
