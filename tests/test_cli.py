@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 import liftnn as ln
 from liftnn.cli import app
 from liftnn.models.io import load_model
+from liftnn.train import PRIOR_PRECISION
 
 ARGS = ["train", "--problem", "sin2", "--n", "20", "--arch", "1-4-4-1", "--activation", "relu",
         "--method", "adam", "--max-iter", "50"]
@@ -54,6 +55,15 @@ def test_train_seeds_runs_one_vectorised_batch(tmp_path):
     model, params = load_model(tmp_path / "best")
     assert float(np.mean((np.asarray(model.apply(params, d.x_train)) - d.y_train) ** 2)) == \
         pytest.approx(best["train_mse"], rel=1e-12)
+
+
+def test_train_weight_decay_prior_reports_the_decay_it_used():
+    res = CliRunner().invoke(app, ["train", "--problem", "iris", "--arch", "4-5-3", "--method",
+                                   "lbfgs", "--max-iter", "10", "--weight-decay", "prior",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    (out,) = _lines(res.output)
+    assert out["weight_decay"] == pytest.approx(PRIOR_PRECISION / out["n"])
 
 
 @pytest.mark.parametrize("extra,needle", [

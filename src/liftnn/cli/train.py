@@ -37,8 +37,9 @@ def train(
         help="hold out this fraction of the training data: early stopping on it and the "
              "iterate with the lowest validation loss is returned")] = None,
     weight_decay: Annotated[str, typer.Option(
-        help="L2 strength mu_w, 'auto' (chosen on a validation split) or 'bayes' "
-             "(Bayesian regularisation: gn, lm, alm, lifted-gn)")] = "0",
+        help="L2 strength mu_w, 'auto' (chosen on a validation split), 'bayes' "
+             "(Bayesian regularisation: gn, lm, alm, lifted-gn) or 'prior' (cross_entropy: "
+             "a unit Gaussian prior, mu_w = 1/m)")] = "0",
     devices: Annotated[int | None, typer.Option(
         help="split the training samples over N devices (docs/devices.md)")] = None,
     loss: Annotated[str | None, typer.Option(
@@ -102,14 +103,14 @@ def train(
         options["validation"] = validation
     if devices is not None:
         options["devices"] = devices
-    if weight_decay.strip().lower() in ("auto", "bayes"):
+    if weight_decay.strip().lower() in ("auto", "bayes", "prior"):
         options["weight_decay"] = weight_decay.strip().lower()
     else:
         try:
             options["weight_decay"] = float(weight_decay)
         except ValueError:
-            raise LiftnnError(f"--weight-decay must be a number >= 0, 'auto' or 'bayes'; got "
-                              f"{weight_decay!r}") from None
+            raise LiftnnError(f"--weight-decay must be a number >= 0, 'auto', 'bayes' or "
+                              f"'prior'; got {weight_decay!r}") from None
     if seeds is not None and seeds < 1:
         raise LiftnnError(f"--seeds must be >= 1; got {seeds}")
     if save_model is not None:
