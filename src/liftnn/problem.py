@@ -74,15 +74,28 @@ def host_flat(params) -> np.ndarray:
                            for a in jax.tree_util.tree_leaves(params)])
 
 
-def host_unflat(theta, treedef, shapes):
-    """The inverse of host_flat for the structure (treedef, leaf shapes): params on the device
-    (device_put, no copy program)."""
+def layout(params):
+    """(treedef, leaf shapes) of params: the structure unflat and host_unflat rebuild."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    return treedef, [tuple(np.shape(a)) for a in leaves]
+
+
+def unflat(theta, treedef, shapes):
+    """theta (flat: NumPy, on the device or traced) -> the pytree (treedef, leaf shapes), leaves
+    sliced in tree order and reshaped row-major: ravel_pytree's unravel without the ravel (an
+    eager ravel_pytree compiles a reshape per leaf shape and a concatenate, ~0.07 s cold)."""
     leaves, i = [], 0
     for shape in shapes:
         size = int(np.prod(shape))
-        leaves.append(jax.device_put(np.asarray(theta[i:i + size]).reshape(shape)))
+        leaves.append(theta[i:i + size].reshape(shape))
         i += size
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def host_unflat(theta, treedef, shapes):
+    """The inverse of host_flat for the structure (treedef, leaf shapes): params on the device
+    (device_put, no copy program)."""
+    return jax.tree_util.tree_map(jax.device_put, unflat(np.asarray(theta), treedef, shapes))
 
 
 def loss_of(model, loss: str, params, X, Y) -> float:
@@ -156,24 +169,13 @@ class DataBound:
 
 @functools.lru_cache(maxsize=32)
 def _unravel_of(model):
-    """ravel_pytree's unravel for the model's parameters (one per model)."""
-    return unravel_like(model.init(0))
+    """ravel_pytree's unravel for the model's parameters (one per model): `unflat` in the
+    layout of model.init(0)."""
+    return functools.partial(_unflat_in, layout(model.init(0)))
 
 
-def unravel_like(params):
-    """ravel_pytree(params)[1] without ravelling: theta (flat, traced or not) -> the pytree of
-    params' structure, leaves sliced in tree order and reshaped row-major (an eager
-    ravel_pytree compiles a reshape per leaf shape and a concatenate, ~0.07 s cold)."""
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    shapes = [tuple(np.shape(a)) for a in leaves]
-    ends = np.cumsum([int(np.prod(s)) for s in shapes]).tolist()
-    starts = [0, *ends[:-1]]
-
-    def unravel(theta):
-        return jax.tree_util.tree_unflatten(
-            treedef, [theta[a:b].reshape(s) for a, b, s in zip(starts, ends, shapes)])
-
-    return unravel
+def _unflat_in(lay, theta):
+    return unflat(theta, *lay)
 
 
 @functools.lru_cache(maxsize=32)
@@ -199,7 +201,7 @@ def _padded_objective_of(model, loss, decayed: bool):
     def C(theta, X, Y, w, m, mu):
         params = unravel(theta)
         c = padding.masked_loss(loss_fn, loss, model.apply(params, X), Y, w, m)
-        return plus_weight_decay(c, mu, params, theta) if decayed else c
+        return plus_weight_decay(c, mu if decayed else 0.0, params, theta)
 
     return C
 
@@ -240,7 +242,7 @@ class TrainingProblem:
 
     @cached_property
     def _unravel(self):
-        return unravel_like(self.model.init(0))
+        return functools.partial(_unflat_in, self._layout)
 
     def flatten(self, params) -> jax.Array:
         from jax.flatten_util import ravel_pytree
@@ -252,8 +254,7 @@ class TrainingProblem:
 
     @cached_property
     def _layout(self):
-        leaves, treedef = jax.tree_util.tree_flatten(self.model.init(0))
-        return treedef, [np.shape(a) for a in leaves]
+        return layout(self.model.init(0))
 
     def host_params(self, theta):
         """unflatten for a concrete theta (a solver's result): host_unflat, without the eager

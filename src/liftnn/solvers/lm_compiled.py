@@ -78,7 +78,7 @@ from liftnn.errors import LiftnnError
 from liftnn.models.activations import get_activation
 from liftnn.models.losses import is_least_squares, residual_scale
 from liftnn.models.mlp import MLP
-from liftnn.problem import host_unflat
+from liftnn.problem import host_unflat, layout
 from liftnn.solvers import result as R
 from liftnn.solvers.driver import common_options, network_theta0
 from liftnn.solvers.least_squares import GN_DEFAULTS, GN_NEGLIGIBLE, LM_DEFAULTS, validate
@@ -526,14 +526,13 @@ def _stack_flat(problem, params0_list):
     layout (treedef, shapes) to unflatten with; on the host, so no small XLA programs are
     compiled for it.  Anything odd goes through network_theta0 (its LiftnnErrors)."""
     n = getattr(problem.model, "n_params", None)
-    leaves0, treedef = jax.tree_util.tree_flatten(params0_list[0])
-    shapes = [np.shape(leaf) for leaf in leaves0]
+    treedef, shapes = layout(params0_list[0])
     rows = []
     for p in params0_list:
         leaves, td = jax.tree_util.tree_flatten(p)
         try:
             row = np.concatenate([np.asarray(leaf, dtype=np.float64).ravel() for leaf in leaves])
-            ok = (td == treedef and [np.shape(leaf) for leaf in leaves] == shapes
+            ok = (td == treedef and [tuple(np.shape(leaf)) for leaf in leaves] == shapes
                   and (n is None or row.size == n) and bool(np.all(np.isfinite(row))))
         except (TypeError, ValueError):
             ok = False

@@ -104,7 +104,7 @@ import numpy as np
 
 from liftnn import sharding
 from liftnn.errors import LiftnnError
-from liftnn.problem import host_flat, host_unflat
+from liftnn.problem import host_flat, host_unflat, layout
 from liftnn.solvers import result as R
 from liftnn.solvers.first_order.epoch import compiled as _compiled
 from liftnn.solvers.first_order.loop import run
@@ -181,8 +181,7 @@ def fit_many(problem, params0_list, *, method: str = "adam", devices=None,
     sharding.check_full_batch(o["batch_size"], mesh)
     model = problem.model
     P = int(model.n_params)
-    leaves0, treedef = jax.tree_util.tree_flatten(params0_list[0])
-    shapes = [np.shape(leaf) for leaf in leaves0]
+    treedef, shapes = layout(params0_list[0])
     thetas = []
     for i, p in enumerate(params0_list):
         th = host_flat(p)
