@@ -160,3 +160,51 @@ def test_overrules_linear_needs_significance_not_just_a_lower_error():
     model, res = _network_fit(X, Y, hidden=6, r=0.05)
     ok, info = loo.overrules_linear(model, res, X, Y, baseline.fit(X, Y))
     assert ok and info["p_value"] < 1e-6 and info["network"] < info["linear"]
+
+
+def test_other_start_overrules_an_over_regularised_network_and_respects_the_leverage_bound():
+    """A near-linear network (weight decay far too strong) against a fitted one on a curve with
+    N = 200 >> P: the fitted one's leave-one-out errors are significantly smaller; the same pair
+    is not compared when the other start spends more than START_MAX_LEVERAGE effective
+    parameters per target, nor without an other start."""
+    rng = np.random.default_rng(6)
+    X = rng.uniform(-2, 2, size=(200, 1))
+    Y = np.sin(2 * X) + 0.1 * rng.normal(size=(200, 1))
+    model, strong = _network_fit(X, Y, hidden=4, r=200.0)
+    _, weak = _network_fit(X, Y, hidden=4, r=0.05)
+    assert loo.other_start(model, strong, X, Y) == (False, {})
+    weak["effective_params"] = 12.0
+    strong["bayes_other_start"] = weak
+    swap, info = loo.other_start(model, strong, X, Y)
+    assert swap and info["other"] < info["kept"] and info["p_value"] < loo.OVERRULE_LEVEL
+    assert info["leverage"] == pytest.approx(12.0 / 200)
+    weak["effective_params"] = loo.START_MAX_LEVERAGE * Y.size + 1.0
+    assert loo.other_start(model, strong, X, Y) == (False, {})
+    # the other way round: the over-regularised network never overrules the fitted one
+    weak.pop("bayes_other_start", None)
+    strong["effective_params"] = 3.0
+    weak["bayes_other_start"] = strong
+    assert loo.other_start(model, weak, X, Y)[0] is False
+
+
+def test_regressor_trains_both_starts_with_many_targets_and_records_the_comparison():
+    pytest.importorskip("sklearn")
+    from liftnn.sklearn import LiftnnRegressor
+
+    rng = np.random.default_rng(7)
+    X = rng.uniform(-2, 2, size=(120, 1))
+    y = np.sin(2 * X[:, 0]) + 0.1 * rng.normal(size=120)
+    est = LiftnnRegressor(hidden_layer_sizes=(3,), method="lm", random_state=0)
+    model = ln.MLP((1, 3, 1))  # P = 10: 120 targets >= P / START_MAX_LEVERAGE = 50
+    assert est._data_options(model, y[:, None]) == {"bayes_start": "both"}
+    assert est._data_options(model, y[:40, None]) == {}  # 40 < 50
+    assert LiftnnRegressor(method_options={"bayes_start": "strong"})._data_options(
+        model, y[:, None]) == {}
+    est.fit(X, y)
+    assert len(est.start_loo_) == 1 and est.start_loo_[0] is not None
+    info = est.start_loo_[0]
+    assert set(info) == {"kept", "other", "p_value", "leverage", "switched"}
+    used = est.result_["bayes_start_used"]
+    assert used in ("weak", "strong")
+    assert est.result_["bayes_other_start"]["bayes_start_used"] != used
+    assert ("bayes_start_by" in est.result_) == info["switched"]

@@ -292,7 +292,8 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict, refine_cycle=
     strong start or both (`bayes_start`); "auto": for least squares the strong start and the
     weak one where `second_start` asks for it (`_run_starts`), for the cross-entropy both.
     Where both starts ran, each initialisation keeps the run with the higher `rank`
-    (bayes_start_used says which).
+    (bayes_start_used says which) and carries the other start's Result as
+    bayes_other_start.
 
     train_cycle(mus, params_list) -> list[Result]: trains every initialisation with its own
     weight decay mus[k] from params_list[k] (liftnn.train supplies it); refine_cycle, the same
@@ -332,6 +333,10 @@ def fit(train_cycle, model, X, Y, loss: str, p0s: list, own: dict, refine_cycle=
         res = runs[best][k]
         res["bayes_start_used"] = best
         res["bayes_log_evidence_by_start"] = {s: runs[s][k]["log_evidence"] for s in tried}
+        other = [s for s in tried if s != best]
+        if other:  # the runner-up, for checks the evidence cannot make (liftnn.loo.other_start)
+            res["bayes_other_start"] = runs[other[0]][k]
+            res["bayes_other_start"]["bayes_start_used"] = other[0]
         if interrupted():
             res.update(status=INTERRUPTED, success=False)
             if "interrupted" not in res.get("message", ""):

@@ -162,7 +162,8 @@ class _LiftnnEstimator(BaseEstimator):
                              "weight_decay='bayes' computes")
         seed = self._seed()
         results = train(model, data, method=self.method, seeds=range(seed, seed + self.n_init),
-                        loss=self._loss, **self._options())
+                        loss=self._loss, **self._options(), **self._data_options(model, Y))
+        results = self._review_starts(model, results, X, Y)
         if self.combine == "evidence":
             res = select_by_evidence(results)
             kept = [res]
@@ -183,6 +184,14 @@ class _LiftnnEstimator(BaseEstimator):
         self.weight_decay_ = float(res.get("weight_decay", np.nan)) if isinstance(wd, str) else (
             float(wd))
         return self
+
+    def _data_options(self, model, Y: np.ndarray) -> dict:
+        """Further liftnn.train options that depend on the data (none here)."""
+        return {}
+
+    def _review_starts(self, model, results: list, X: np.ndarray, Y: np.ndarray) -> list:
+        """The Results to keep, one per initialisation (here: as trained)."""
+        return results
 
     def _warn_status(self) -> None:
         """A ConvergenceWarning when the kept network's training did not succeed; none when the
@@ -230,7 +239,10 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
     result_ / results_ stay the network's training), log_evidence_ ({"network": .., "linear":
     ..} or None without the comparison), baseline_ (the liftnn.baseline.LinearFit or None),
     loo_ ({"network": .., "linear": .., "refitted": [rows]}: the leave-one-out MSEs, with
-    "p_value" where the evidence chose the linear model; None without the comparison).
+    "p_value" where the evidence chose the linear model; None without the comparison),
+    start_loo_ (per initialisation, {"kept", "other", "p_value", "leverage", "switched"}: the
+    leave-one-out comparison of the two evidence starts, liftnn.loo.other_start, or None where
+    it was not made).
     """
 
     _loss = "mse"
@@ -256,6 +268,34 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
         self._compare_with_linear(X, Y)
         self._warn_status()
         return self
+
+    def _data_options(self, model, Y: np.ndarray) -> dict:
+        """bayes_start="both" where the data could let the weak start's network overrule the
+        evidence's choice (`_review_starts`): weight_decay="bayes" with N >= P /
+        loo.START_MAX_LEVERAGE target entries, unless method_options sets bayes_start."""
+        if self._weight_decay() != "bayes" or "bayes_start" in (self.method_options or {}):
+            return {}
+        if Y.size * loo.START_MAX_LEVERAGE < model.n_params:
+            return {}
+        return {"bayes_start": "both"}
+
+    def _review_starts(self, model, results: list, X: np.ndarray, Y: np.ndarray) -> list:
+        """Each initialisation's Result, or its other evidence start's where that network's
+        leave-one-out errors are significantly smaller (liftnn.loo.other_start; docs/bayes.md
+        "When the evidence over-regularises"); sets start_loo_."""
+        self.start_loo_ = []
+        out = []
+        for res in results:
+            swap, info = (loo.other_start(model, res, X, Y) if "bayes_other_start" in res
+                          else (False, {}))
+            self.start_loo_.append({**info, "switched": swap} if info else None)
+            if swap:
+                other = res.pop("bayes_other_start")
+                other.update(bayes_start_by="leave-one-out", bayes_other_start=res,
+                             bayes_log_evidence_by_start=res["bayes_log_evidence_by_start"])
+                res = other
+            out.append(res)
+        return out
 
     def _compare_with_linear(self, X: np.ndarray, Y: np.ndarray) -> None:
         """The evidence's choice between the fitted network and the Bayesian linear model
