@@ -365,6 +365,25 @@ def test_gn_that_creeps_without_progress_ends_stalled():
         ln.train(model, d, method="gn", seed=0, stall_iters=0)
 
 
+@pytest.mark.parametrize("method", ["bfgs", "lbfgs"])
+def test_quasi_newton_crosses_kinks_and_ends_honestly_at_one(method):
+    """f = ||x - c||_1 + ||x||^2 / 2 (minimiser c, |c_i| < 1, f* = ||c||^2 / 2): a kink in every
+    coordinate, none with a strong Wolfe step across it.  The searches take the sufficient-
+    decrease step at a kink (linesearch accept_kink) instead of ending line_search_failed a long
+    way off (before: lbfgs stopped at f = 0.714, 0.024 above f*); the run then ends at the
+    minimiser to 1e-3, "stalled" where no step along the quasi-Newton direction or -g lowers f
+    beyond rounding, or at max_iter; never line_search_failed."""
+    c = jnp.array([0.5, -0.3, 0.2, 0.8, -0.6])
+    r = ln.minimize(lambda x: jnp.sum(jnp.abs(x - c)) + 0.5 * jnp.sum(x**2), np.zeros(5),
+                    method=method)
+    assert r.status in (R.STALLED, R.MAX_ITER), r.message
+    assert np.abs(r.x - np.asarray(c)).max() < 1e-3
+    assert r.fun - 0.5 * float(c @ c) < 1e-4
+    assert any(h.get("kink") for h in r.history)
+    if r.status == R.STALLED:
+        assert r.success and "beyond rounding" in r.message and "-g" in r.message
+
+
 def test_problems_of_the_same_shapes_share_the_compiled_objective():
     """The classical solvers get the objective with the data as program arguments
     (TrainingProblem.data_bound_fun): a second data set of the same shapes compiles nothing,

@@ -3,7 +3,9 @@
 Armijo: f(x + a d) <= f(x) + mu a g^T d.  Strong Wolfe: that and |g(x + a d)^T d| <= eta |g^T d|
 (seed 001's mu and eta).  Checked on Rosenbrock along steepest descent (step 1 far too long), on a
 quadratic along a tiny direction (step 1 far too short, so the bracketing phase must expand) and
-for seed 001's three (mu, eta) pairs; bad parameters and non-descent directions are rejected.
+for seed 001's three (mu, eta) pairs; bad parameters and non-descent directions are rejected;
+at a kink of phi (|a - c|, where no step satisfies the curvature condition) the search fails
+unless accept_kink, which then takes the sufficient-decrease step at the kink.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import pytest
 import liftnn as ln
 from liftnn.errors import LiftnnError
 from liftnn.solvers.linesearch import (
+    KINK_MSG,
     armijo,
     check_armijo_parameters,
     check_wolfe_parameters,
+    lowers_beyond_rounding,
     strong_wolfe,
 )
 
@@ -153,3 +157,33 @@ def test_bad_armijo_parameters_and_non_descent_direction_are_rejected():
         strong_wolfe(fg, x, g0, f0, g0)  # uphill
     with pytest.raises(LiftnnError, match="descent"):
         armijo(lambda z: fg(z)[0], x, g0, f0, float(g0 @ g0))
+
+
+def _kinked(c: float):
+    """phi(a) = 1 + |a - c| along d = 1 from x = 0: slope -1 before the kink at c, +1 after, so
+    no step satisfies the strong curvature condition |phi'| <= eta < 1 (at c the slope is +1, the
+    one-sided convention of a ReLU's derivative)."""
+    def fg(x):
+        return 1.0 + float(abs(x[0] - c)), np.array([1.0 if x[0] >= c else -1.0])
+    return fg
+
+
+def test_a_kink_fails_the_strong_wolfe_search_unless_accept_kink():
+    fg = _kinked(0.3141592653589793)
+    x, d = np.zeros(1), np.ones(1)
+    f0, g0 = fg(x)
+    plain = strong_wolfe(fg, x, d, f0, g0)
+    assert not plain.success and "failed" in plain.message
+    kink = strong_wolfe(fg, x, d, f0, g0, accept_kink=True)
+    assert kink.success and kink.message == KINK_MSG
+    assert kink.f <= f0 + 1e-4 * kink.step * float(g0 @ d) and kink.f < 1.0 + 1e-6  # at c
+    assert kink.step == pytest.approx(0.3141592653589793, abs=1e-6)
+
+
+def test_accept_kink_still_fails_where_no_step_lowers_f_beyond_rounding():
+    fg = _kinked(1e-14)  # the kink sits within rounding of f: nothing to gain along d
+    x, d = np.zeros(1), np.ones(1)
+    f0, g0 = fg(x)
+    ls = strong_wolfe(fg, x, d, f0, g0, accept_kink=True)
+    assert not ls.success and not ls.unbounded
+    assert not lowers_beyond_rounding(f0, ls.f)

@@ -109,6 +109,11 @@ def check_armijo_parameters(mu, shrink) -> tuple[float, float]:
 _ROUNDING = 1e3 * np.finfo(np.float64).eps
 
 
+def lowers_beyond_rounding(f0: float, f: float) -> bool:
+    """Whether f is below f0 by more than the rounding level 1e3 eps |f0| of the searches."""
+    return bool(f0 - f > _ROUNDING * max(abs(f0), np.finfo(np.float64).tiny))
+
+
 def _rounding_note(f0: float, spread: float) -> str:
     """A hint when every trial value was within rounding of f0 (x is as good as f resolves)."""
     if math.isfinite(spread) and spread <= _ROUNDING * max(abs(f0), np.finfo(np.float64).tiny):
@@ -178,7 +183,7 @@ def _cubic_min(a, fa, da, b, fb, db) -> float:
 def strong_wolfe(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.ndarray,
                  d: np.ndarray, f0: float, g0: np.ndarray, *, step0: float = 1.0,
                  mu: float = 1e-4, eta: float = 0.9, max_evals: int = 50,
-                 expand: float = 2.0) -> LineSearchResult:
+                 expand: float = 2.0, accept_kink: bool = False) -> LineSearchResult:
     """Bracketing + zoom line search for the strong Wolfe conditions (seed 001's mu and eta).
 
         phi(a) <= phi(0) + mu a phi'(0)      and      |phi'(a)| <= eta |phi'(0)|
@@ -195,12 +200,23 @@ def strong_wolfe(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.nda
         mu, eta: Wolfe parameters, 0 < mu < eta < 1 (validate with check_wolfe_parameters).
         max_evals: most (f, grad) evaluations before giving up (success False).
         expand: growth factor of the trial step while bracketing (> 1).
+        accept_kink: where the zoom ends without a strong Wolfe step (the bracket shrank to
+            rounding width, or max_evals ran out) but its low end a_lo > 0 satisfies sufficient
+            decrease and lowers f by more than rounding (1e3 eps |f0|), accept a_lo with success
+            True and KINK_MSG instead of failing.  That is what a kink of phi does (a ReLU
+            network's loss: the slope jumps from negative to positive across the kink, so no
+            step near it satisfies the curvature condition).  The caller must tolerate
+            y^T s <= 0 (quasi-Newton methods skip that pair).
     """
     dphi0 = float(np.dot(g0, d))
     _check_direction(dphi0)
-    return _WolfeSearch(fg, x, d, f0, g0, dphi0, mu, eta, max_evals).bracket(step0, expand)
+    search = _WolfeSearch(fg, x, d, f0, g0, dphi0, mu, eta, max_evals)
+    search.accept_kink = bool(accept_kink)
+    return search.bracket(step0, expand)
 
 _APPROX_MSG = "approximate Wolfe conditions hold (phi at rounding level of phi(0))"
+KINK_MSG = ("sufficient decrease without the curvature condition (a kink of phi: the zoom found "
+            "no strong Wolfe step, its best step lowers f beyond rounding)")
 
 
 class _WolfeSearch:
@@ -213,6 +229,7 @@ class _WolfeSearch:
         self.n_eval = 0
         self.spread = 0.0  # largest |phi(a) - phi(0)| over the trials
         self.f_noise = _ROUNDING * max(abs(f0), np.finfo(np.float64).tiny)
+        self.accept_kink = False
 
     def phi(self, a):
         """(x + a d, phi(a), grad, phi'(a)); NaN / +inf read as "too long" (phi = inf)."""
@@ -246,6 +263,11 @@ class _WolfeSearch:
     def armijo_ok(self, a, fa):
         return fa <= self.f0 + self.mu * a * self.dphi0 and fa < self.f0
 
+    def kink_ok(self, a_lo, f_lo):
+        """accept_kink's fallback for a zoom that found no strong Wolfe step: its low end a_lo
+        > 0 satisfies sufficient decrease and lowers f by more than rounding."""
+        return self.accept_kink and a_lo > 0.0 and lowers_beyond_rounding(self.f0, f_lo)
+
     def curvature_ok(self, da):
         return abs(da) <= -self.eta * self.dphi0
 
@@ -263,6 +285,8 @@ class _WolfeSearch:
         while self.n_eval < self.max_evals:
             width = a_hi - a_lo
             if abs(width) <= 1e-16 * max(abs(a_lo), abs(a_hi)) or width == 0.0:
+                if self.kink_ok(a_lo, f_lo):
+                    return self.done(a_lo, x_lo, f_lo, g_lo, KINK_MSG)
                 return self.failed(a_lo, x_lo, f_lo, g_lo, "the bracket shrank to rounding level")
             a = math.nan
             if math.isfinite(f_hi) and math.isfinite(d_hi):
@@ -283,6 +307,8 @@ class _WolfeSearch:
                 if da * (a_hi - a_lo) >= 0.0:
                     a_hi, f_hi, d_hi = a_lo, f_lo, d_lo
                 a_lo, f_lo, d_lo, x_lo, g_lo = a, fa, da, xa, ga
+        if self.kink_ok(a_lo, f_lo):
+            return self.done(a_lo, x_lo, f_lo, g_lo, KINK_MSG)
         return self.failed(a_lo, x_lo, f_lo, g_lo,
                            f"no acceptable step in {self.max_evals} evaluations")
 

@@ -37,7 +37,12 @@ import numpy as np
 from liftnn._validate import integer
 from liftnn.solvers import result as R
 from liftnn.solvers.driver import Iterate, Step
-from liftnn.solvers.linesearch import check_wolfe_parameters, strong_wolfe
+from liftnn.solvers.linesearch import (
+    KINK_MSG,
+    check_wolfe_parameters,
+    lowers_beyond_rounding,
+    strong_wolfe,
+)
 
 # val_patience 50: cheap iterations, a longer wait on the validation loss (driver default: 10)
 BFGS_DEFAULTS = {"mu": 1e-4, "eta": 0.9, "max_ls": 50, "val_patience": 50}
@@ -60,7 +65,11 @@ def _first_step(g: np.ndarray) -> float:
 
 def _search(ev, it: Iterate, p: np.ndarray, first: bool, o: dict):
     """The step both methods share: p itself, or -g when p is not a descent direction (a restart:
-    B lost positive definiteness to rounding); a strong Wolfe search along it; the pair (s, y).
+    B lost positive definiteness to rounding); a strong Wolfe search along it (accepting a
+    sufficient-decrease step at a kink, linesearch.strong_wolfe's accept_kink); the pair (s, y).
+    Where the search along p fails, it is tried once more along -g (a restart, as L-BFGS-B
+    does); where that fails too without lowering f beyond rounding, the run has stalled (x is at
+    a kink of the loss, or a minimiser to the precision of f).
 
     Returns (restarted, Step, pair): Step.it is None when the search failed or found the loss
     unbounded; pair = (s, y, y^T s), or None when y^T s <= 0 (the update is skipped).
@@ -69,13 +78,20 @@ def _search(ev, it: Iterate, p: np.ndarray, first: bool, o: dict):
     if restarted:
         p = -it.g
     step0 = _first_step(it.g) if first or restarted else 1.0
-    ls = strong_wolfe(ev.fg, it.x, p, it.f, it.g, step0=step0, mu=o["mu"], eta=o["eta"],
-                      max_evals=o["max_ls"])
+    ls = _wolfe(ev, it, p, step0, o)
+    if not (ls.success or ls.unbounded or restarted):
+        restarted = True
+        ls = _wolfe(ev, it, -it.g, _first_step(it.g), o)
     info = {"update_skipped": False}
     if ls.unbounded:
         return restarted, Step(None, ls.step, R.DIVERGED, f"the loss became -inf ({ls.message})",
                                info), None
     if not ls.success:
+        if not lowers_beyond_rounding(it.f, ls.f):
+            return restarted, Step(None, ls.step, R.STALLED, (
+                f"no step along the quasi-Newton direction or along -g lowers the loss "
+                f"beyond rounding (||g||_inf = {float(np.max(np.abs(it.g))):.3g}): a kink of the "
+                f"loss (ReLU) or a minimiser to the precision of f ({ls.message})"), info), None
         return restarted, Step(None, ls.step, R.LINE_SEARCH_FAILED, ls.message, info), None
     new = Iterate(ls.x, ls.f, ls.g)
     s, y = new.x - it.x, new.g - it.g
@@ -84,7 +100,14 @@ def _search(ev, it: Iterate, p: np.ndarray, first: bool, o: dict):
     info["update_skipped"] = pair is None
     if restarted:
         info["restart"] = True
+    if ls.message == KINK_MSG:
+        info["kink"] = True
     return restarted, Step(new, ls.step, info=info), pair
+
+
+def _wolfe(ev, it: Iterate, p: np.ndarray, step0: float, o: dict):
+    return strong_wolfe(ev.fg, it.x, p, it.f, it.g, step0=step0, mu=o["mu"], eta=o["eta"],
+                        max_evals=o["max_ls"], accept_kink=True)
 
 
 class BFGSState(NamedTuple):
