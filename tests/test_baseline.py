@@ -196,3 +196,24 @@ def test_classifier_keeps_the_linear_model_unless_the_network_predicts_held_out_
     assert tiny.holdout_log_loss_ is None  # too few rows to hold out one of each class
     with pytest.raises(ValueError, match="baseline must be 'linear' or None"):
         LiftnnClassifier(baseline="logistic").fit(X, y)
+
+
+def test_classifier_comparison_fits_the_softmax_regression_beside_the_network():
+    """The held-out comparison's softmax regression runs in a second thread while the network
+    trains: its held-out log-loss equals a plain fit_logistic on the same rows, and two fits
+    give the same weights and losses."""
+    pytest.importorskip("sklearn")
+    from liftnn.sklearn import LiftnnClassifier
+
+    X, y, _ = _logistic_data(m=150, d=3, K=3, seed=5)
+    clf = LiftnnClassifier(hidden_layer_sizes=(8,), random_state=0).fit(X, y)
+    part, held = clf._holdout(np.unique(y, return_inverse=True)[1])
+    lin = baseline.fit_logistic(X[part], np.eye(3)[y[part]])
+    p = lin.predict_proba(X[held])[np.arange(len(held)), y[held]]
+    assert clf.holdout_log_loss_["linear"] == pytest.approx(float(-np.mean(np.log(p))),
+                                                            rel=1e-12)
+    again = LiftnnClassifier(hidden_layer_sizes=(8,), random_state=0).fit(X, y)
+    assert again.holdout_log_loss_ == clf.holdout_log_loss_
+    for (W, b), (W2, b2) in zip(clf.params_, again.params_):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)

@@ -181,6 +181,12 @@ def test_x0_is_refused_naming_params0(sin2):
         ln.train(model, sin2, method="lm", x0=model.init(0))
 
 
+def test_params0_with_seeds_is_refused(sin2):
+    model = ln.MLP("1-4-1")
+    with pytest.raises(ln.LiftnnError, match="params0 .* seeds"):
+        ln.train(model, sin2, method="lbfgs", params0=model.init(0), seeds=range(2))
+
+
 def test_targets_whose_squares_overflow_are_refused_before_work(sin2):
     calls = []
     with pytest.raises(ln.LiftnnError, match=r"y_train.*overflow.*standardise"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
 import numpy as np
@@ -40,6 +41,7 @@ from liftnn import baseline as linear_baseline
 from liftnn import loo, padding
 from liftnn.bayes import METHODS as bayes_methods
 from liftnn.bayes import Posterior
+from liftnn.blas_threads import limit_blas
 from liftnn.datasets.base import Dataset
 from liftnn.ensemble import Ensemble, Member, ensemble, select_by_evidence
 from liftnn.models import MLP
@@ -451,9 +453,14 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
             self._warn_status()
             return self
         part, held = split
-        with padding.at_least(len(X)):  # the programs of the later fit on every row
-            self._fit_network(X[part], Y[part])
-        lin = linear_baseline.fit_logistic(X[part], Y[part])
+        # the softmax regression (numpy) runs in a second thread while the network trains
+        # (JAX): the two are independent, and on digits that hides its 0.5 s per fit; one BLAS
+        # limit over both, so neither thread's limit_blas restores the other's BLAS threads
+        with limit_blas(), ThreadPoolExecutor(1) as pool:
+            linear = pool.submit(linear_baseline.fit_logistic, X[part], Y[part])
+            with padding.at_least(len(X)):  # the programs of the later fit on every row
+                self._fit_network(X[part], Y[part])
+            lin = linear.result()
         self.holdout_log_loss_ = {
             "network": _log_loss(Y[held], self.predict_proba(X[held])),
             "linear": _log_loss(Y[held], lin.predict_proba(X[held]))}

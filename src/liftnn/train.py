@@ -130,6 +130,9 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
     # initialiser's random draw compiles programs too
     ensure_default_cache()
     many = seeds is not None
+    if many and params0 is not None:
+        raise LiftnnError("params0 gives the initial weights of one run and seeds draws one "
+                          "set per seed: pass one of them")
     if many:
         seeds = [int(s) for s in seeds]
         if not seeds:
