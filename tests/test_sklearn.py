@@ -153,6 +153,25 @@ def test_method_options_and_max_iter_reach_liftnn():
         LiftnnRegressor(method="lbfgs", method_options={"no_such_option": 1}).fit(X, y)
 
 
+def test_classifier_default_network_depends_on_the_method():
+    """None stands for (32,) ReLU, and for (16,) tanh with the Gauss-Newton family; explicit
+    values are used as given; get_params keeps None (scikit-learn's clone sees the defaults)."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 2))
+    y = (X[:, 0] > 0).astype(int)
+    clf = LiftnnClassifier(baseline=None, random_state=0, max_iter=5).fit(X, y)
+    assert (clf.hidden_layer_sizes_, clf.activation_) == ((32,), "relu")
+    assert clf.model_.sizes == (2, 32, 2)
+    assert clf.get_params()["activation"] is None
+    gn = LiftnnClassifier(method="lm", baseline=None, random_state=0, max_iter=3).fit(X, y)
+    assert (gn.hidden_layer_sizes_, gn.activation_) == ((16,), "tanh")
+    own = LiftnnClassifier(hidden_layer_sizes=(5,), activation="tanh", baseline=None,
+                           random_state=0, max_iter=5).fit(X, y)
+    assert (own.hidden_layer_sizes_, own.activation_) == ((5,), "tanh")
+    reg = LiftnnRegressor(method="lbfgs", baseline=None, max_iter=5).fit(X, X[:, 0])
+    assert (reg.hidden_layer_sizes_, reg.activation_) == ((16,), "tanh")
+
+
 def test_classifier_default_weight_decay_is_a_unit_prior_over_the_rows():
     """weight_decay=None: the classifier trains with PRIOR_PRECISION / m (the mean
     cross-entropy's decay of a N(0, 1) prior); the objective carries it; a number overrides it;

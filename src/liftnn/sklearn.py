@@ -56,8 +56,10 @@ class _LiftnnEstimator(BaseEstimator):
     """What both estimators share: hyper-parameters, building the network, training, predicting.
 
     Parameters:
-        hidden_layer_sizes: widths of the hidden layers, e.g. (16, 16); () for none.
-        activation: hidden activation name ("tanh", "relu", ... as liftnn.MLP).
+        hidden_layer_sizes: widths of the hidden layers, e.g. (16, 16); () for none; None: the
+            estimator's default (_default_network).
+        activation: hidden activation name ("tanh", "relu", ... as liftnn.MLP); None: the
+            estimator's default.
         method: a liftnn.train method name ("lbfgs", "lm", "alm", "adam", ...).
         init: the weight initialiser (liftnn.models.initializers), e.g. "glorot_uniform".
         weight_decay: the objective's weight_decay / 2 ||theta||^2 (passed to liftnn.train
@@ -84,7 +86,8 @@ class _LiftnnEstimator(BaseEstimator):
     Fitted attributes: model_ (the liftnn.MLP), params_ (the weights of the best start by its
     training objective, or by evidence, a list of (W, b) NumPy arrays), result_ (its Result),
     results_ (every start's Result), ensemble_ (liftnn.ensemble.Ensemble of the kept starts),
-    n_iter_ (result_.nit), loss_ (the final objective), status_ (result_.status), weight_decay_
+    n_iter_ (result_.nit), loss_ (the final objective), status_ (result_.status),
+    hidden_layer_sizes_ and activation_ (the network's, None resolved), weight_decay_
     (the decay the kept start was trained with: weight_decay, or the number "prior", "auto"
     or "bayes" chose),
     n_features_in_ (and feature_names_in_ for DataFrames).
@@ -128,8 +131,18 @@ class _LiftnnEstimator(BaseEstimator):
             return int(self.random_state)
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
+    def _default_network(self) -> tuple[tuple[int, ...], str]:
+        """(hidden_layer_sizes, activation) that None stands for (the regressor: (16,) tanh)."""
+        return (16,), "tanh"
+
+    def _activation(self) -> str:
+        """activation with None resolved (_default_network)."""
+        return self._default_network()[1] if self.activation is None else self.activation
+
     def _hidden(self) -> tuple[int, ...]:
         h = self.hidden_layer_sizes
+        if h is None:
+            return self._default_network()[0]
         sizes = (h,) if isinstance(h, numbers.Integral) else tuple(h)
         if any(not isinstance(s, numbers.Integral) or s <= 0 for s in sizes):
             raise ValueError(f"hidden_layer_sizes must be positive integers; got {h!r}")
@@ -151,7 +164,7 @@ class _LiftnnEstimator(BaseEstimator):
 
     def _fit_network(self, X: np.ndarray, Y: np.ndarray):
         """Build the MLP (n_features - hidden - Y.shape[1]), train it, store the fitted state."""
-        model = MLP((X.shape[1], *self._hidden(), Y.shape[1]), activation=self.activation,
+        model = MLP((X.shape[1], *self._hidden(), Y.shape[1]), activation=self._activation(),
                     init=self.init)
         data = Dataset(X, Y, X[:0], Y[:0], meta={"name": "sklearn"})
         if isinstance(self.n_init, bool) or not isinstance(self.n_init, numbers.Integral) or (
@@ -173,6 +186,7 @@ class _LiftnnEstimator(BaseEstimator):
             res = min(results, key=lambda r: float(np.asarray(r["fun"])))
             kept = results
         self.results_ = results
+        self.hidden_layer_sizes_, self.activation_ = self._hidden(), self._activation()
         self.ensemble_ = ensemble(model, kept, X if self._weight_decay() == "bayes" else None)
         self.model_ = model
         self.params_ = [(np.asarray(W), None if b is None else np.asarray(b))
@@ -319,7 +333,7 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
             keep, self.loo_ = loo.overrules_linear(self.model_, best, X, Y, lin)
         if keep:
             return
-        model = MLP((X.shape[1], Y.shape[1]), activation=self.activation, init=self.init)
+        model = MLP((X.shape[1], Y.shape[1]), activation=self._activation(), init=self.init)
         post = Posterior.from_jacobian(model, lin.params,
                                        linear_baseline.jacobian(X, Y.shape[1]), lin.alpha,
                                        lin.beta)
@@ -394,10 +408,12 @@ def _check_labels(y: np.ndarray) -> None:
 
 
 class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
-    """A liftnn MLP classifier (softmax cross-entropy); parameters as _LiftnnEstimator (but one
-    hidden layer of 32 ReLU units by default: measured against (16,) tanh on sixteen tables,
-    docs/sklearn.md "Defaults"), and
+    """A liftnn MLP classifier (softmax cross-entropy); parameters as _LiftnnEstimator, but
 
+        hidden_layer_sizes, activation: None (the defaults) stands for one hidden layer of 32
+            ReLU units (measured against (16,) tanh on sixteen tables, docs/sklearn.md
+            "Defaults"), and for (16,) tanh with the Gauss-Newton methods gn, lm, alm and
+            lifted-gn; fitted as hidden_layer_sizes_ and activation_.
         baseline: "linear" (the default) or None.  "linear" holds out a stratified HOLDOUT
             fraction of the rows (seeded by random_state), trains the network and the Bayesian
             softmax regression (liftnn.baseline.fit_logistic, the network without hidden
@@ -426,7 +442,7 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
     #: the fraction of the rows held out to compare the network with the linear baseline
     HOLDOUT = 0.2
 
-    def __init__(self, hidden_layer_sizes=(32,), activation="relu", method="lbfgs",
+    def __init__(self, hidden_layer_sizes=None, activation=None, method="lbfgs",
                  init="glorot_uniform", weight_decay=None, validation=None, max_iter=None,
                  random_state=None, method_options=None, n_init=1, combine="mean",
                  baseline="linear"):
@@ -435,6 +451,13 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
                          validation=validation, max_iter=max_iter, random_state=random_state,
                          method_options=method_options, n_init=n_init, combine=combine,
                          baseline=baseline)
+
+    def _default_network(self) -> tuple[tuple[int, ...], str]:
+        """(32,) ReLU; (16,) tanh for the Gauss-Newton family (gn, lm, alm, lifted-gn), where
+        ReLU was no more accurate and 2-5x slower (docs/sklearn.md "Defaults")."""
+        if str(self.method).lower() in bayes_methods:
+            return (16,), "tanh"
+        return (32,), "relu"
 
     def fit(self, X, y):
         self._check_baseline()
@@ -469,7 +492,7 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
             self._warn_status()
             return self
         lin = linear_baseline.fit_logistic(X, Y)
-        model = MLP((X.shape[1], Y.shape[1]), activation=self.activation, init=self.init)
+        model = MLP((X.shape[1], Y.shape[1]), activation=self._activation(), init=self.init)
         self.kept_, self.baseline_, self.model_, self.params_ = "linear", lin, model, lin.params
         self.ensemble_ = Ensemble(model, [Member(lin.params, None)])
         return self
