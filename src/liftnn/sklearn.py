@@ -55,7 +55,7 @@ __all__ = ["LiftnnClassifier", "LiftnnRegressor"]
 class _LiftnnEstimator(BaseEstimator):
     """What both estimators share: hyper-parameters, building the network, training, predicting.
 
-    Parameters:
+    Parameters (the defaults of __init__ are the regressor's; the classifier sets its own):
         hidden_layer_sizes: widths of the hidden layers, e.g. (16, 16); () for none; None: the
             estimator's default (_default_network).
         activation: hidden activation name ("tanh", "relu", ... as liftnn.MLP); None: the
@@ -97,7 +97,7 @@ class _LiftnnEstimator(BaseEstimator):
     #: method options the estimator sets unless method_options gives them
     METHOD_DEFAULTS: ClassVar[dict] = {}
 
-    def __init__(self, hidden_layer_sizes=(16,), activation="tanh", method="lbfgs",
+    def __init__(self, hidden_layer_sizes=(16,), activation="tanh", method="alm",
                  init="glorot_uniform", weight_decay=None, validation=None, max_iter=None,
                  random_state=None, method_options=None, n_init=1, combine="mean",
                  baseline="linear"):
@@ -262,16 +262,6 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
     """
 
     _loss = "mse"
-
-    def __init__(self, hidden_layer_sizes=(16,), activation="tanh", method="alm",
-                 init="glorot_uniform", weight_decay=None, validation=None, max_iter=None,
-                 random_state=None, method_options=None, n_init=1, combine="mean",
-                 baseline="linear"):
-        super().__init__(hidden_layer_sizes=hidden_layer_sizes, activation=activation,
-                         method=method, init=init, weight_decay=weight_decay,
-                         validation=validation, max_iter=max_iter, random_state=random_state,
-                         method_options=method_options, n_init=n_init, combine=combine,
-                         baseline=baseline)
 
     def fit(self, X, y):
         self._check_baseline()
