@@ -210,9 +210,8 @@ def strong_wolfe(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.nda
     """
     dphi0 = float(np.dot(g0, d))
     _check_direction(dphi0)
-    search = _WolfeSearch(fg, x, d, f0, g0, dphi0, mu, eta, max_evals)
-    search.accept_kink = bool(accept_kink)
-    return search.bracket(step0, expand)
+    return _WolfeSearch(fg, x, d, f0, g0, dphi0, mu, eta, max_evals,
+                        bool(accept_kink)).bracket(step0, expand)
 
 _APPROX_MSG = "approximate Wolfe conditions hold (phi at rounding level of phi(0))"
 KINK_MSG = ("sufficient decrease without the curvature condition (a kink of phi: the zoom found "
@@ -223,13 +222,13 @@ class _WolfeSearch:
     """One strong Wolfe search (see strong_wolfe): phi(a) = f(x + a d), its evaluation count,
     the acceptance tests, and the two phases, bracket (N&W Alg. 3.5) and zoom (Alg. 3.6)."""
 
-    def __init__(self, fg, x, d, f0, g0, dphi0, mu, eta, max_evals):
+    def __init__(self, fg, x, d, f0, g0, dphi0, mu, eta, max_evals, accept_kink=False):
         self.fg, self.x, self.d, self.f0, self.g0 = fg, x, d, f0, g0
         self.dphi0, self.mu, self.eta, self.max_evals = dphi0, mu, eta, max_evals
         self.n_eval = 0
         self.spread = 0.0  # largest |phi(a) - phi(0)| over the trials
         self.f_noise = _ROUNDING * max(abs(f0), np.finfo(np.float64).tiny)
-        self.accept_kink = False
+        self.accept_kink = accept_kink
 
     def phi(self, a):
         """(x + a d, phi(a), grad, phi'(a)); NaN / +inf read as "too long" (phi = inf)."""

@@ -18,6 +18,11 @@ of the Wolfe search guarantees y^T s > 0 in exact arithmetic, so this only guard
 `memory` pairs (s_i, y_i) and the initial scaling B_k^0 = gamma_k I, gamma_k = s^T y / y^T y of
 the newest pair (eq. 7.20), give B_k g in O(memory * n).  Pairs with y^T s <= 0 are skipped.
 
+A ReLU network's loss has kinks, across which no step satisfies the curvature condition: the
+searches take the zoom's sufficient-decrease step there (strong_wolfe's accept_kink), retry a
+failed search once along -g, and stop "stalled" where neither lowers f beyond rounding
+(docs/solvers.md "Kinks").
+
 The first trial step of the first iteration is min(1, 1.01 / ||g_0||_2) (B_0 = I carries no
 scale; this is scipy's choice from the assumed previous decrease ||g_0|| / 2); afterwards the
 quasi-Newton step a = 1 is tried first.
