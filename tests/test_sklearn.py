@@ -145,7 +145,7 @@ def test_random_state_makes_fits_reproducible():
 
 def test_method_options_and_max_iter_reach_liftnn():
     X, y = _regression()
-    with pytest.warns(ConvergenceWarning, match="max_iter"):
+    with pytest.warns(ConvergenceWarning, match=r"raise max_iter \(here 7\) to train longer"):
         reg = LiftnnRegressor(method="adam", max_iter=7,
                               method_options={"lr": 1e-2, "patience": None}).fit(X, y)
     assert reg.n_iter_ == 7 and reg.status_ == "max_iter"

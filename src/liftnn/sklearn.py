@@ -219,8 +219,10 @@ class _LiftnnEstimator(BaseEstimator):
             return
         if res.get("status") == MAX_ITER and res.get("bayes_refined"):
             return
+        hint = (f"; raise max_iter (here {res.get('nit')}) to train longer"
+                if res.get("status") == MAX_ITER else "")
         warnings.warn(f"liftnn {self.method!r} ended with status {self.status_!r}: "
-                      f"{res.get('message', '')}", ConvergenceWarning, stacklevel=3)
+                      f"{res.get('message', '')}{hint}", ConvergenceWarning, stacklevel=3)
 
     def _inputs(self, X) -> np.ndarray:
         check_is_fitted(self)

@@ -17,8 +17,8 @@ time and its ratio to MLPRegressor(solver="lbfgs") (docs/benchmarks.md "Cross-va
 
 Estimators (ESTIMATORS; the classifier for the classification sets):
 - liftnn: LiftnnRegressor() / LiftnnClassifier() with every default (the regressor: alm with
-  Bayesian regularisation and the linear baseline; the classifier: lbfgs with a unit Gaussian
-  prior and the held-out comparison with the softmax regression);
+  Bayesian regularisation and the linear baseline; the classifier: (32,) ReLU by lbfgs with a
+  unit Gaussian prior and the held-out comparison with the softmax regression);
 - alm, lm, adam: LiftnnRegressor / LiftnnClassifier(method=...), the other options default;
 - ridge: RidgeCV(); bayesian-ridge: BayesianRidge(); gp: `gaussian_process` (regression only);
 - logreg: LogisticRegression() (classification only);
