@@ -107,6 +107,9 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
     method = canonical("method", method, METHODS)
     spec = METHODS[method]
     _check_front_door_options(options)
+    if seeds is not None and params0 is not None:
+        raise LiftnnError("params0 gives the initial weights of one run and seeds draws one "
+                          "set per seed: pass one of them")
     if devices is not None:
         options["devices"] = devices
     _check_dropout(model, spec)
@@ -130,9 +133,6 @@ def train(model, dataset, method: str = "adam", seed: int = 0, seeds=None, *, pa
     # initialiser's random draw compiles programs too
     ensure_default_cache()
     many = seeds is not None
-    if many and params0 is not None:
-        raise LiftnnError("params0 gives the initial weights of one run and seeds draws one "
-                          "set per seed: pass one of them")
     if many:
         seeds = [int(s) for s in seeds]
         if not seeds:
