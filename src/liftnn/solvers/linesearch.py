@@ -109,14 +109,19 @@ def check_armijo_parameters(mu, shrink) -> tuple[float, float]:
 _ROUNDING = 1e3 * np.finfo(np.float64).eps
 
 
+def _rounding_level(f0: float) -> float:
+    """The searches' rounding level of f near f0: 1e3 eps |f0| (at least the smallest normal)."""
+    return _ROUNDING * max(abs(f0), np.finfo(np.float64).tiny)
+
+
 def lowers_beyond_rounding(f0: float, f: float) -> bool:
     """Whether f is below f0 by more than the rounding level 1e3 eps |f0| of the searches."""
-    return bool(f0 - f > _ROUNDING * max(abs(f0), np.finfo(np.float64).tiny))
+    return bool(f0 - f > _rounding_level(f0))
 
 
 def _rounding_note(f0: float, spread: float) -> str:
     """A hint when every trial value was within rounding of f0 (x is as good as f resolves)."""
-    if math.isfinite(spread) and spread <= _ROUNDING * max(abs(f0), np.finfo(np.float64).tiny):
+    if math.isfinite(spread) and spread <= _rounding_level(f0):
         return (f"; every trial value was within {spread:.2g} of f(x) = {f0:.17g}, i.e. at "
                 f"rounding level: x is as accurate as the precision of f allows")
     return ""
@@ -227,7 +232,7 @@ class _WolfeSearch:
         self.dphi0, self.mu, self.eta, self.max_evals = dphi0, mu, eta, max_evals
         self.n_eval = 0
         self.spread = 0.0  # largest |phi(a) - phi(0)| over the trials
-        self.f_noise = _ROUNDING * max(abs(f0), np.finfo(np.float64).tiny)
+        self.f_noise = _rounding_level(f0)
         self.accept_kink = accept_kink
 
     def phi(self, a):
@@ -265,7 +270,7 @@ class _WolfeSearch:
     def kink_ok(self, a_lo, f_lo):
         """accept_kink's fallback for a zoom that found no strong Wolfe step: its low end a_lo
         > 0 satisfies sufficient decrease and lowers f by more than rounding."""
-        return self.accept_kink and a_lo > 0.0 and lowers_beyond_rounding(self.f0, f_lo)
+        return self.accept_kink and a_lo > 0.0 and self.f0 - f_lo > self.f_noise
 
     def curvature_ok(self, da):
         return abs(da) <= -self.eta * self.dphi0
