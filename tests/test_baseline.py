@@ -173,9 +173,9 @@ def test_classifier_keeps_the_linear_model_unless_the_network_predicts_held_out_
     # tanh: on these 24 held-out rows the default ReLU network ties the linear model's log-loss
     # (0.447 each on such draws) and a tie keeps the network; tanh's loses it clearly
     clf = LiftnnClassifier(hidden_layer_sizes=(8,), activation="tanh", random_state=0).fit(X, y)
-    assert clf.kept_ == "linear"
+    assert clf.kept_ == "linear" and clf.blend_weight_ == 0.0
     ll = clf.holdout_log_loss_
-    assert ll["linear"] < ll["network"]
+    assert ll["linear"] < ll["network"] and ll["blend"] == ll["linear"]
     lin = baseline.fit_logistic(X, np.eye(2)[y])
     np.testing.assert_allclose(clf.params_[0][0], lin.params[0][0], atol=1e-12)
     proba = clf.predict_proba(X)
@@ -187,11 +187,12 @@ def test_classifier_keeps_the_linear_model_unless_the_network_predicts_held_out_
     yx = (Xx[:, 0] * Xx[:, 1] > 0).astype(int)
     for rs in range(4):  # every split: the default prior keeps the network from overfitting
         clf = LiftnnClassifier(hidden_layer_sizes=(8,), random_state=rs).fit(Xx, yx)
-        assert clf.kept_ == "network" and clf.score(Xx, yx) > 0.9
+        assert clf.kept_ == "network" and clf.score(Xx, yx) > 0.9 and clf.blend_weight_ == 1.0
         assert clf.holdout_log_loss_["network"] < clf.holdout_log_loss_["linear"]
 
     plain = LiftnnClassifier(hidden_layer_sizes=(8,), random_state=0, baseline=None).fit(X, y)
     assert plain.kept_ == "network" and plain.holdout_log_loss_ is None
+    assert plain.blend_weight_ == 1.0
     tiny = LiftnnClassifier(hidden_layer_sizes=(3,), random_state=0).fit(X[:6], [0, 1] * 3)
     assert tiny.holdout_log_loss_ is None  # too few rows to hold out one of each class
     with pytest.raises(ValueError, match="baseline must be 'linear' or None"):
@@ -217,3 +218,49 @@ def test_classifier_comparison_fits_the_softmax_regression_beside_the_network():
     for (W, b), (W2, b2) in zip(clf.params_, again.params_):
         np.testing.assert_array_equal(W, W2)
         np.testing.assert_array_equal(b, b2)
+
+
+def test_blend_weight_minimises_the_held_out_log_loss_of_the_mixture():
+    """blend_weight = the grid minimiser of the mixture's mean log-loss (to its tolerance), the
+    ends on ties (the network first), and a clear error for arrays of different shapes."""
+    rng = np.random.default_rng(0)
+    Y = np.eye(3)[rng.integers(0, 3, size=40)]
+    grid = np.linspace(0.0, 1.0, 20001)
+    for seed in range(6):
+        r = np.random.default_rng(seed)
+        pn = baseline.softmax(r.normal(size=(40, 3)) + 2.0 * Y * r.uniform())
+        pl = baseline.softmax(r.normal(size=(40, 3)) + 2.0 * Y * r.uniform())
+        losses = [baseline.log_loss(Y, w * pn + (1 - w) * pl) for w in grid]
+        w = baseline.blend_weight(Y, pn, pl)
+        assert 0.0 <= w <= 1.0
+        assert baseline.log_loss(Y, w * pn + (1 - w) * pl) <= min(losses) + 1e-9
+        if 0.0 < w < 1.0:
+            assert abs(w - grid[int(np.argmin(losses))]) < 1e-3
+    bad = baseline.softmax(-3.0 * Y)
+    assert baseline.blend_weight(Y, Y, bad) == 1.0  # a network that is never wrong
+    assert baseline.blend_weight(Y, bad, Y) == 0.0
+    assert baseline.blend_weight(Y, bad, bad) == 1.0  # a tie keeps the network
+    with pytest.raises(LiftnnError, match="one shape"):
+        baseline.blend_weight(Y, bad[:, :2], bad)
+
+
+def test_classifier_mixes_the_network_and_the_linear_model_where_that_predicts_best():
+    """Where a mixture of the two has the lowest held-out log-loss, both are refitted on every
+    row and predict_proba is the mixture: kept_ "blend", 0 < blend_weight_ < 1, baseline_ the
+    softmax regression of every row, the network's weights in params_."""
+    pytest.importorskip("sklearn")
+    from liftnn.sklearn import LiftnnClassifier
+
+    X, y, _ = _logistic_data(m=100, d=3, K=2, seed=4)  # such a draw (a fifth of the rows held out)
+    clf = LiftnnClassifier(hidden_layer_sizes=(8,), random_state=0).fit(X, y)
+    assert clf.kept_ == "blend" and 0.0 < clf.blend_weight_ < 1.0
+    ll = clf.holdout_log_loss_
+    assert ll["blend"] < min(ll["network"], ll["linear"])
+    lin = baseline.fit_logistic(X, np.eye(2)[y])
+    np.testing.assert_allclose(clf.baseline_.params[0][0], lin.params[0][0], atol=1e-12)
+    assert len(clf.params_) == 2  # the network's (8 hidden units), not the linear model's
+    net = baseline.softmax(np.asarray(clf.model_.apply(clf.params_, X)))
+    w = clf.blend_weight_
+    np.testing.assert_allclose(clf.predict_proba(X), w * net + (1 - w) * lin.predict_proba(X),
+                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(clf.predict(X), np.argmax(clf.predict_proba(X), axis=1))

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
+import scipy.optimize
 
 from liftnn import bayes
 from liftnn.blas_threads import limit_blas
@@ -273,3 +274,41 @@ def fit_logistic(X, Y) -> LogisticFit:
     ev = bayes.evidence_ce(lam, ce, float(np.sum(Theta**2)), P, alpha)
     params = [(np.ascontiguousarray(Theta[:-1].T), np.ascontiguousarray(Theta[-1]))]
     return LogisticFit(params, float(alpha), bayes.effective_params(lam, alpha), ev.log_evidence)
+
+
+# --- the classifier's mixture of the network and the softmax regression ---------------------
+
+#: the tolerance in w of the held-out mixture's minimiser (`blend_weight`)
+BLEND_XTOL = 1e-4
+
+
+def log_loss(Y: np.ndarray, proba: np.ndarray) -> float:
+    """The mean cross-entropy of one-hot Y (m, K) under proba (m, K), clipped at 1e-15 (as
+    scikit-learn's log_loss)."""
+    return float(-np.mean(np.sum(Y * np.log(np.clip(proba, 1e-15, 1.0)), axis=1)))
+
+
+def blend_weight(Y, p_network, p_linear) -> float:
+    """The network's weight w in [0, 1] in the mixture w p_network + (1 - w) p_linear of class
+    probabilities that minimises the mean log-loss of held-out one-hot rows Y: the stacking of
+    predictive distributions by the log score (Yao, Vehtari, Simpson & Gelman, "Using stacking
+    to average Bayesian predictive distributions", Bayesian Analysis 13, 2018), for two models.
+    The loss is convex in w (minus the log of a function linear in w), so one bounded scalar
+    search finds it.  The ends win ties, the network first: 1.0 where the network alone is at
+    most the mixture's loss, 0.0 where the linear model alone is."""
+    Y, pn, pl = (np.asarray(a, dtype=np.float64) for a in (Y, p_network, p_linear))
+    if not (Y.shape == pn.shape == pl.shape) or Y.ndim != 2 or len(Y) == 0:
+        raise LiftnnError(f"blend_weight needs one-hot Y and two probability arrays of one shape "
+                          f"(m, K), m >= 1; got {Y.shape}, {pn.shape}, {pl.shape}")
+
+    def loss(w):
+        return log_loss(Y, w * pn + (1.0 - w) * pl)
+
+    inner = scipy.optimize.minimize_scalar(loss, bounds=(0.0, 1.0), method="bounded",
+                                           options={"xatol": BLEND_XTOL})
+    best = min(float(inner.fun), loss(float(inner.x)))
+    if loss(1.0) <= best:
+        return 1.0
+    if loss(0.0) <= best:
+        return 0.0
+    return float(inner.x)

@@ -215,7 +215,7 @@ class _LiftnnEstimator(BaseEstimator):
         a refining cycle of Bayesian regularisation that used its own iteration budget
         (bayes.REFINE_MAX_ITER, which no estimator option sets: `bayes_refined`)."""
         res = self.result_
-        if self.kept_ != "network" or res.get("success", False):
+        if self.kept_ == "linear" or res.get("success", False):
             return
         if res.get("status") == MAX_ITER and res.get("bayes_refined"):
             return
@@ -409,19 +409,23 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
         baseline: "linear" (the default) or None.  "linear" holds out a stratified HOLDOUT
             fraction of the rows (seeded by random_state), trains the network and the Bayesian
             softmax regression (liftnn.baseline.fit_logistic, the network without hidden
-            layers, its weight decay by the evidence) on the rest, and compares their mean
-            log-loss on the held-out rows: the network wins ties and is then trained again on
-            every row; otherwise the softmax regression is fitted on every row and kept
+            layers, its weight decay by the evidence) on the rest, and finds the mixture
+            w p_network + (1 - w) p_linear of their class probabilities with the lowest mean
+            log-loss on the held-out rows (liftnn.baseline.blend_weight; the ends win ties,
+            the network first).  Then, on every row, w = 1 trains the network again, w = 0 fits
+            the softmax regression, and 0 < w < 1 both, whose mixture predict_proba returns
             (docs/sklearn.md "The classifier's linear baseline").  None (and data too small to
             stratify) trains the network on every row with no comparison.
 
     fit(X: (m, d), y: (m,) labels, integers or strings, at least two classes) -> self;
     predict(X) -> (m,) labels from classes_; predict_proba(X) -> (m, n_classes);
-    score = accuracy.  Fitted attributes beyond _LiftnnEstimator's: kept_ ("network" or
-    "linear"), holdout_log_loss_ ({"network": .., "linear": ..} or None without the
-    comparison), baseline_ (the kept liftnn.baseline.LogisticFit or None).  With "linear" kept,
+    score = accuracy.  Fitted attributes beyond _LiftnnEstimator's: kept_ ("network", "linear"
+    or "blend"), blend_weight_ (the network's w: 1.0 for "network" and without the comparison,
+    0.0 for "linear"), holdout_log_loss_ ({"network": .., "linear": .., "blend": ..} or None
+    without the comparison), baseline_ (the softmax regression on every row, a
+    liftnn.baseline.LogisticFit, where it is kept or mixed in; else None).  With "linear" kept,
     model_, params_ and ensemble_ are the softmax regression's, and result_ / results_ are the
-    network's training on the rows not held out.
+    network's training on the rows not held out; with "blend" they are the network's.
     """
 
     _loss = "cross_entropy"
@@ -463,6 +467,7 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
                              f"({self.classes_[0]!r})")
         Y = np.eye(len(self.classes_))[idx]  # one-hot (m, n_classes)
         self.kept_, self.holdout_log_loss_, self.baseline_ = "network", None, None
+        self.blend_weight_ = 1.0
         split = None if self.baseline is None else self._holdout(idx)
         if split is None:
             self._fit_network(X, Y)
@@ -477,11 +482,23 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
             with padding.at_least(len(X)):  # the programs of the later fit on every row
                 self._fit_network(X[part], Y[part])
             lin = linear.result()
+        p_net, p_lin = self.predict_proba(X[held]), lin.predict_proba(X[held])
+        w = linear_baseline.blend_weight(Y[held], p_net, p_lin)
         self.holdout_log_loss_ = {
-            "network": _log_loss(Y[held], self.predict_proba(X[held])),
-            "linear": _log_loss(Y[held], lin.predict_proba(X[held]))}
-        if self.holdout_log_loss_["network"] <= self.holdout_log_loss_["linear"]:
+            "network": linear_baseline.log_loss(Y[held], p_net),
+            "linear": linear_baseline.log_loss(Y[held], p_lin),
+            "blend": linear_baseline.log_loss(Y[held], w * p_net + (1.0 - w) * p_lin)}
+        self.blend_weight_ = w
+        if w == 1.0:
             self._fit_network(X, Y)
+            self._warn_status()
+            return self
+        if w > 0.0:  # both on every row, the softmax regression again beside the network
+            with limit_blas(), ThreadPoolExecutor(1) as pool:
+                linear = pool.submit(linear_baseline.fit_logistic, X, Y)
+                self._fit_network(X, Y)
+                self.baseline_ = linear.result()
+            self.kept_ = "blend"
             self._warn_status()
             return self
         lin = linear_baseline.fit_logistic(X, Y)
@@ -502,14 +519,15 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
                                       random_state=self._seed()))
 
     def predict_proba(self, X) -> np.ndarray:
-        """Softmax of the logits in the order of classes_, averaged over the kept starts."""
-        return np.mean([linear_baseline.softmax(z) for z in self._logits(X)], axis=0)
+        """Softmax of the logits in the order of classes_, averaged over the kept starts; with
+        kept_ "blend" mixed with the softmax regression's (weights blend_weight_, 1 -
+        blend_weight_)."""
+        proba = np.mean([linear_baseline.softmax(z) for z in self._logits(X)], axis=0)
+        if self.kept_ != "blend":
+            return proba
+        w = self.blend_weight_
+        return w * proba + (1.0 - w) * self.baseline_.predict_proba(self._inputs(X))
 
     def predict(self, X) -> np.ndarray:
         proba = self.predict_proba(X)  # checks the fit first
         return self.classes_[np.argmax(proba, axis=1)]
-
-
-def _log_loss(Y: np.ndarray, proba: np.ndarray) -> float:
-    """The mean cross-entropy of one-hot Y under proba (clipped at 1e-15, as scikit-learn's)."""
-    return float(-np.mean(np.sum(Y * np.log(np.clip(proba, 1e-15, 1.0)), axis=1)))

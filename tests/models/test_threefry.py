@@ -65,10 +65,10 @@ def test_mlp_init_is_jax_random_uniform_of_the_split_keys(init):
 
 
 def test_a_cold_init_compiles_no_random_bits_program():
-    """The draw compiles only the scaling of the bits (uniform_from_bits), not threefry."""
+    """The draw compiles neither threefry nor the scaling of the bits (both by NumPy)."""
     from liftnn import compile_clock
 
     model = ln.MLP("5-11-2", activation="tanh")  # an architecture no other test draws
     with compile_clock.measure() as acc:
         model.init(0)
-    assert acc["compiles"] <= 1, acc
+    assert acc["compiles"] == 0, acc

@@ -200,6 +200,7 @@ def cell(data: str, split: int, estimator: str) -> dict:
             "train_score": float(np.mean(out["train_score"])),
             "score_folds": [float(v) for v in out["test_score"]], "wall_s": wall,
             "linear_kept": sum(k == "linear" for k in kept) if any(kept) else None,
+            "blend_kept": sum(k == "blend" for k in kept) if any(kept) else None,
             "status": "ok"}
 
 
@@ -275,7 +276,8 @@ def _run_cell(data: str, split: int, estimator: str) -> dict:
 def summarise(rows: list[dict]) -> list[dict]:
     """Per data set and estimator: the mean score (R^2 or accuracy) over the splits, its margin
     over the task's SCORE_REFERENCE (same splits), the median wall time, its ratio to
-    TIME_REFERENCE's, the linear-kept folds."""
+    TIME_REFERENCE's, the linear-kept folds (and the classifier's folds that kept a mixture of the
+    network and the linear model, "mixed")."""
     ok = [r for r in rows if r.get("status") == "ok"]
     out = []
     for d in dict.fromkeys(r["data"] for r in ok):
@@ -287,6 +289,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             margin = [score(r) - ref_score[r["split"]] for r in mine if r["split"] in ref_score]
             wall = float(np.median([r["wall_s"] for r in mine]))
             kept = [r["linear_kept"] for r in mine if r.get("linear_kept") is not None]
+            blends = sum(r.get("blend_kept") or 0 for r in mine)
             out.append({
                 "data": d, "estimator": e, "splits": len(mine),
                 "metric": "accuracy" if task(d) == "classification" else "R²",
@@ -298,7 +301,8 @@ def summarise(rows: list[dict]) -> list[dict]:
                 "wins": sum(m >= 0 for m in margin) if margin else None,
                 "wall_s": wall,
                 "time_ratio": wall / float(np.median(ref_t)) if ref_t else float("nan"),
-                "linear_kept": f"{sum(kept)}/{FOLDS * len(kept)}" if kept else "",
+                "linear_kept": (f"{sum(kept)}/{FOLDS * len(kept)}"
+                                + (f" ({blends} mixed)" if blends else "")) if kept else "",
             })
     return out
 

@@ -20,7 +20,7 @@ from liftnn._validate import check_data, check_input_shape
 from liftnn.errors import LiftnnError
 from liftnn.models import threefry
 from liftnn.models.activations import canonical_name, get_activation
-from liftnn.models.initializers import get_initializer, initializer_name, uniform_from_bits
+from liftnn.models.initializers import get_initializer, initializer_name, uniform_from_bits_host
 
 Params = list  # list[tuple[Array, Array | None]]
 
@@ -203,8 +203,8 @@ def _init_fn(model: MLP):
     """One function drawing all layers' (W, b) from a key (compiled once per model).  For the
     uniform initialisers with a `limit` (glorot_uniform, kaiming_uniform): the random bits by
     NumPy (liftnn.models.threefry; where JAX's bits are not threefry's, a program compiled with
-    BITS_OPTIONS), then initializers.uniform_from_bits compiled as usual; the same bits as
-    jax.random.uniform in one program, with a fifth of its compile time."""
+    BITS_OPTIONS), then their scaling by NumPy too (initializers.uniform_from_bits_host): the
+    same bits as jax.random.uniform in one program, with nothing compiled."""
     initf = get_initializer(model.init_spec)
 
     def draw(key):
@@ -235,15 +235,14 @@ def _uniform_draw(model: MLP, limit):
         keys = threefry.split(np.asarray(key), model.n_layers)
         return [threefry.bits64(k, s) for k, s in zip(keys, shapes)]
 
-    def weights(layer_bits):
-        return [(uniform_from_bits(b, limit(i, o)), jnp.zeros((o,), jnp.float64))
-                for b, (o, i) in zip(layer_bits, shapes)]
+    def weights(layer_bits):  # by NumPy, bit for bit what XLA computes (nothing compiled)
+        return [(jax.device_put(uniform_from_bits_host(np.asarray(b), limit(i, o))),
+                 jax.device_put(np.zeros(o))) for b, (o, i) in zip(layer_bits, shapes)]
 
-    scale = jax.jit(weights)
     if threefry.matches_jax():
-        return lambda key: scale(host_bits(key))
+        return lambda key: weights(host_bits(key))
     draw_bits = jax.jit(bits, compiler_options=BITS_OPTIONS)
-    return lambda key: scale(draw_bits(key))
+    return lambda key: weights(draw_bits(key))
 
 
 _UNRAVEL_CACHE: dict = {}
