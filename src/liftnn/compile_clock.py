@@ -14,8 +14,10 @@ JAX's own monitoring events while a block runs and adds up the durations of
 and counts persistent-cache hits (/jax/compilation_cache/cache_hits) and XLA compilations
 (backend events that were not cache hits).  The
 listener is registered once per process; nested and consecutive measurements each see the events
-of their own block.  liftnn.train reports the result as compile_s (and loop_s = time_s -
-compile_s) in every Result.
+of their own block, and the events of every thread (liftnn.bayes's starts side by side,
+lm_compiled.compile_ahead's background compilation), so compile_s counts seconds spent compiling,
+which may overlap the training.  liftnn.train reports the result as compile_s (at most the
+wall time; loop_s = time_s - compile_s) in every Result.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ from liftnn.errors import LiftnnError, LiftnnWarning
 from liftnn.methods import FIRST_ORDER, METHODS, Method
 from liftnn.models.losses import loss_name
 from liftnn.problem import TrainingProblem, accuracy
+from liftnn.solvers import lm_compiled
 from liftnn.solvers import result as R
 from liftnn.solvers.result import Result
 
@@ -249,6 +250,11 @@ def _bayes(spec: Method, model, X, Y, Xv, Yv, loss, p0s, options, own):
                     cycle_with(METHODS[refine], {"max_iter": bayes.REFINE_MAX_ITER,
                                                  **({"devices": options["devices"]}
                                                     if "devices" in options else {})}))
+    if refine == "lm":  # its program compiles beside the first cycle's lifted training
+        lm_compiled.compile_ahead(problem_for(1.0), list(p0s), weight_decays=[1.0] * len(p0s),
+                                  pad_to=len(p0s), max_iter=bayes.REFINE_MAX_ITER,
+                                  **({"devices": options["devices"]}
+                                     if "devices" in options else {}))
     t0 = time.perf_counter()
     results = bayes.fit(cycle_with(spec, options), model, X, Y, loss, p0s, own, refine_cycle)
     wall = time.perf_counter() - t0

@@ -226,3 +226,31 @@ def test_mlp_jacobian_and_gram_are_autodiff_s(sizes, act, bias):
                                atol=1e-15)
     G = jax.jit(lm_compiled._mlp_gram(model, problem.unflatten, c))(theta, problem.X, problem.Y)
     np.testing.assert_allclose(G, J @ J.T, rtol=1e-12, atol=1e-15)
+
+
+def test_compile_ahead_prepares_the_program_that_fit_many_runs():
+    """compile_ahead lowers here and compiles in the background; fit_many with other weight
+    decays then runs that program, with the results of a plain call to the bit; where fit_many
+    would not compile (gn without weight decay), nothing is prepared."""
+    import concurrent.futures
+
+    problem, model = _problem([1, 6, 1], 1e-3)
+    p0s = [model.init(s) for s in SEEDS]
+    lm_compiled._COMPILED.clear()
+    lm_compiled.compile_ahead(problem, p0s, weight_decays=[0.5] * 3, max_iter=MAX_ITER)
+    (entry,) = lm_compiled._COMPILED.values()
+    assert isinstance(entry, concurrent.futures.Future)
+    ahead = lm_compiled.fit_many(problem, p0s, max_iter=MAX_ITER)
+    (exe,) = lm_compiled._COMPILED.values()  # the future's executable, collected
+    assert not isinstance(exe, concurrent.futures.Future)
+    assert not ahead[0]["compile_cached"] and ahead[0]["compile_s"] >= 0.0
+    assert lm_compiled.fit_many(problem, p0s, max_iter=MAX_ITER)[0]["compile_cached"]
+    lm_compiled._COMPILED.clear()
+    plain = lm_compiled.fit_many(problem, p0s, max_iter=MAX_ITER)
+    for a, b in zip(ahead, plain):
+        assert (a["status"], a["nit"], a["nfev"]) == (b["status"], b["nit"], b["nfev"])
+        np.testing.assert_array_equal(a["x"], b["x"])
+    bare, _ = _problem([1, 6, 1], 0.0)
+    lm_compiled._COMPILED.clear()
+    lm_compiled.compile_ahead(bare, p0s, method="gn", max_iter=MAX_ITER)
+    assert not lm_compiled._COMPILED

@@ -54,7 +54,8 @@ x, x_last, fun = cost = 1/2 ||r||^2, fun_last, residual (with the decay rows), j
 optimality, nit, nfev, njev, nhev = 0, status, success, message, mu (final damping), history
 (iter, loss, grad_norm, step = ||d||_2, nfev, njev, nhev, mu, trials, time) plus compile_s
 (lower + compile of the program in this call; 0.0 when an earlier call with the same shapes
-compiled it, compile_cached True), loop_s (the compiled program's run, all lanes), lanes and
+compiled it, compile_cached True; after compile_ahead, the seconds this call waited for the
+background compilation), loop_s (the compiled program's run, all lanes), lanes and
 solver = "lm_compiled".  History "time" is an estimate, not a per-iteration measurement: loop_s
 spread evenly over the outer steps (vmap: step k is iteration k of every running lane; map:
 the lanes' steps one after another), after compile_s.
@@ -62,6 +63,7 @@ the lanes' steps one after another), after compile_s.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 import threading
@@ -126,7 +128,7 @@ def fallback_reason(problem, options: dict, devices=None, method: str = "lm",
 
 
 def fit_many(problem, params0_list, *, method: str = "lm", weight_decays=None, devices=None,
-             lanes=None, pad_to=None, **options) -> list:
+             lanes=None, pad_to=None, _ahead: bool = False, **options) -> list:
     """Train K initialisations with Levenberg-Marquardt (method="lm") or Gauss-Newton ("gn");
     one Result per initialisation.
 
@@ -157,6 +159,8 @@ def fit_many(problem, params0_list, *, method: str = "lm", weight_decays=None, d
     if method not in _SCALARS:
         raise LiftnnError(f"lm_compiled serves 'lm' and 'gn', not {method!r}")
     if fallback_reason(problem, options, devices, method, mu_w) is not None:
+        if _ahead:  # compile_ahead: no compiled loop to prepare
+            return []
         from liftnn.solvers import network
 
         out = []
@@ -175,7 +179,19 @@ def fit_many(problem, params0_list, *, method: str = "lm", weight_decays=None, d
     params0_list = list(params0_list) + [params0_list[0]] * n_idle
     mu_w = np.concatenate([mu_w, np.full(n_idle, mu_w[0])])
     idle = np.arange(K + n_idle) >= K
-    return _fit_compiled(method, problem, params0_list, mu_w, idle, options, lanes)[:K]
+    return _fit_compiled(method, problem, params0_list, mu_w, idle, options, lanes,
+                         run=not _ahead)[:K]
+
+
+def compile_ahead(problem, params0_list, **kwargs) -> None:
+    """Prepare the executable that fit_many(problem, params0_list, **kwargs) will run (the same
+    shapes and static options; the weights and weight decays may differ): trace and lower it
+    here, and leave XLA's compilation, which runs without the GIL, to a background thread, so
+    that on two or more cores it overlaps what the caller does next (liftnn.bayes: the refining
+    cycles' lm compiles while the lifted method trains the first cycle).  The later fit_many
+    waits for it if it has not finished.  Nothing happens where fit_many would not run the
+    compiled loop (fallback_reason)."""
+    fit_many(problem, params0_list, _ahead=True, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,9 +471,12 @@ _COMPILED: dict = {}
 _COMPILING = threading.Lock()
 
 
-def _compiled(method, problem, K, N, P, max_iter, args, lanes):
-    """The executable for args (N: the padded number of residual rows; the residual scale and
-    the row weights are arguments, so data sets of one padded size share it)."""
+def _compiled(method, problem, K, N, P, max_iter, args, lanes, ahead: bool = False):
+    """(the executable for args, seconds spent compiling or waiting for it here, whether it came
+    from the cache) (N: the padded number of residual rows; the residual scale and the row
+    weights are arguments, so data sets of one padded size share it).  ahead=True (compile_ahead)
+    lowers here and leaves XLA's compilation to a background thread, whose future the cache
+    holds until a later call collects it; it returns (None, 0.0, False)."""
     model = problem.model
     per_sample = isinstance(model, MLP)  # J by backpropagation (mlp_jacobian)
     try:
@@ -465,22 +484,41 @@ def _compiled(method, problem, K, N, P, max_iter, args, lanes):
         hash(key)
     except TypeError:
         key = None
+    t0 = time.perf_counter()
     with _COMPILING:  # one compilation per key when threads ask at once (liftnn.bayes's starts)
-        if key is not None and key in _COMPILED:
-            return _COMPILED[key], 0.0, True
-        t0 = time.perf_counter()
-        exe = _build(method, model, problem.unflatten, N, P, max_iter, per_sample,
-                     lanes).lower(*args).compile()
-        compile_s = time.perf_counter() - t0
-        if key is not None:
-            if len(_COMPILED) >= 16:
-                _COMPILED.pop(next(iter(_COMPILED)))
-            _COMPILED[key] = exe
-    return exe, compile_s, False
+        entry = _COMPILED.get(key) if key is not None else None
+        found = entry is not None
+        if not found:
+            lowered = _build(method, model, problem.unflatten, N, P, max_iter, per_sample,
+                             lanes).lower(*args)
+            entry = _compile_pool().submit(lowered.compile) if ahead else lowered.compile()
+            if key is not None:
+                if len(_COMPILED) >= 16:
+                    _COMPILED.pop(next(iter(_COMPILED)))
+                _COMPILED[key] = entry
+    if ahead:
+        return None, 0.0, False
+    if isinstance(entry, concurrent.futures.Future):  # compiled ahead: wait for it
+        exe = entry.result()
+        with _COMPILING:
+            if key is not None and _COMPILED.get(key) is entry:
+                _COMPILED[key] = exe
+        return exe, time.perf_counter() - t0, False
+    return entry, (0.0 if found else time.perf_counter() - t0), found
+
+
+_POOL: list = []
+
+
+def _compile_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """One background thread for compile_ahead's XLA compilations (created on first use)."""
+    if not _POOL:
+        _POOL.append(concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="liftnn-lm"))
+    return _POOL[0]
 
 
 def _fit_compiled(method, problem, params0_list, mu_w: np.ndarray, idle: np.ndarray,
-                  options: dict, lanes: str) -> list:
+                  options: dict, lanes: str, run: bool = True) -> list:
     o = common_options(method, options, LM_DEFAULTS if method == "lm" else GN_DEFAULTS, MAX_ITER)
     N = int(np.prod(problem.Y.shape))
     c = residual_scale(problem.loss, N)
@@ -502,6 +540,9 @@ def _fit_compiled(method, problem, params0_list, mu_w: np.ndarray, idle: np.ndar
     args = (np.asarray(theta0, np.float64), np.asarray(mu_w, np.float64), np.asarray(idle, bool),
             X, Y, scalars, c * rows)
     with limit_blas():
+        if not run:  # compile_ahead: lowered here, compiled in the background, not trained
+            _compiled(method, problem, K, rows.size, P, max_iter, args, lanes, ahead=True)
+            return []
         exe, compile_s, cached = _compiled(method, problem, K, rows.size, P, max_iter, args,
                                            lanes)
         t0 = time.perf_counter()
