@@ -76,6 +76,10 @@ def test_summary_margins_wins_and_time_ratios():
     assert by["alm"]["linear_kept"] == "7/10"
     assert by["ridge"]["margin"] == 0 and by["ridge"]["linear_kept"] == ""
     json.dumps(by)  # plain numbers
+    mixed = [dict(r, estimator="liftnn", blend_kept=b) for r, b in
+             zip(rows[4:6], (2, 1))]  # the classifier's folds that kept the mixture
+    (s,) = [s for s in cv.summarise(rows[:2] + mixed) if s["estimator"] == "liftnn"]
+    assert s["linear_kept"] == "7/10 (3 mixed)"
 
 
 def test_rows_written_before_the_score_key_still_summarise():
