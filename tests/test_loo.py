@@ -109,7 +109,7 @@ def test_regressor_records_the_check_when_the_evidence_prefers_the_network():
     X = rng.uniform(-2, 2, size=(60, 1))
     y = np.sin(2 * X[:, 0]) + 0.05 * rng.normal(size=60)
     est = LiftnnRegressor(hidden_layer_sizes=(6,), method="lm", random_state=0).fit(X, y)
-    assert est.kept_ == "network"
+    assert est.kept_ in ("network", "blend") and est.blend_weight_ > 0.95  # stacked, barely
     assert est.loo_["network"] <= est.loo_["linear"]
     lin = LiftnnRegressor(hidden_layer_sizes=(4,), method="lm", random_state=0).fit(
         X, 0.5 * X[:, 0] + 0.3 * rng.normal(size=60))
@@ -142,7 +142,8 @@ def test_leave_one_out_overrules_the_evidence_on_a_small_curve():
     d = ln.datasets.load("sin2", seed=2, n=20)
     est = LiftnnRegressor(random_state=2).fit(d.x_train, d.y_train[:, 0])
     assert est.log_evidence_["linear"] > est.log_evidence_["network"]
-    assert est.kept_ == "network" and est.loo_["p_value"] < loo.OVERRULE_LEVEL
+    assert est.kept_ in ("network", "blend") and est.blend_weight_ > 0.9
+    assert est.loo_["p_value"] < loo.OVERRULE_LEVEL
     assert est.loo_["network"] < 0.5 * est.loo_["linear"]
     mse = float(np.mean((est.predict(d.x_test) - d.y_test[:, 0]) ** 2))
     assert mse < 0.05
@@ -208,3 +209,74 @@ def test_regressor_trains_both_starts_with_many_targets_and_records_the_comparis
     assert used in ("weak", "strong")
     assert est.result_["bayes_other_start"]["bayes_start_used"] != used
     assert ("bayes_start_by" in est.result_) == info["switched"]
+
+
+def test_stacking_weight_minimises_the_leave_one_out_error_of_the_combination():
+    """The closed form = the minimiser over a dense grid of w; the ends where one fit's
+    held-out errors are all zero; 1 where both coincide; a clear error for other shapes."""
+    rng = np.random.default_rng(8)
+    grid = np.linspace(0.0, 1.0, 100001)
+    for seed in range(5):
+        r = np.random.default_rng(seed)
+        e_l = r.normal(size=(30, 2))
+        e_n = 0.6 * e_l + r.uniform(0.2, 1.5) * r.normal(size=(30, 2))
+        net, lin = loo._estimate(e_n, np.zeros_like(e_n)), loo._estimate(e_l, np.zeros_like(e_l))
+        w = loo.stacking_weight(net, lin)
+        mse = [np.mean((g * e_n + (1 - g) * e_l) ** 2) for g in grid]
+        assert w == pytest.approx(grid[int(np.argmin(mse))], abs=2e-5)
+    e = rng.normal(size=(10, 1))
+    zero = loo._estimate(np.zeros((10, 1)), np.zeros((10, 1)))
+    noisy = loo._estimate(e, np.zeros((10, 1)))
+    assert loo.stacking_weight(zero, noisy) == 1.0
+    assert loo.stacking_weight(noisy, zero) == 0.0
+    assert loo.stacking_weight(noisy, noisy) == 1.0
+    with pytest.raises(LiftnnError, match="one shape"):
+        loo.stacking_weight(noisy, loo._estimate(e[:5], np.zeros((5, 1))))
+
+
+def test_shared_refits_are_reused_not_repeated():
+    """network(..., refits=d) fills d with the exact held-out residuals and takes them from d
+    on a later call (a planted value shows it)."""
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.uniform(-1, 1, size=(30, 1)), [[6.0]]])
+    Y = 0.5 * X + 0.1 * rng.normal(size=(31, 1))
+    Y[-1] += 2.0
+    model, res = _network_fit(X, Y, hidden=6, r=0.05)
+    r = loo.ratio_of(res, Y.size)
+    shared: dict = {}
+    first = loo.network(model, res["params"], X, Y, r, refits=shared)
+    assert sorted(shared) == sorted(first.refitted) and 30 in shared
+    shared[30] = np.array([0.125])
+    again = loo.network(model, res["params"], X, Y, r, refits=shared)
+    assert again.residuals[30, 0] == 0.125
+
+
+def test_regressor_stacks_a_kept_network_with_the_linear_model():
+    """A kept network is combined with the linear model by the stacking weight: predict and
+    predict(return_std=True) are the Blend of the two (the weighted mean; the std of the
+    mixture), and blend_weight_ / loo_ record w."""
+    pytest.importorskip("sklearn")
+    from liftnn.ensemble import Blend
+    from liftnn.sklearn import LiftnnRegressor
+
+    rng = np.random.default_rng(0)  # a line plus a wave: the network wins, the line helps
+    X = rng.uniform(-2, 2, size=(60, 1))
+    y = X[:, 0] + np.sin(2 * X[:, 0]) + 0.3 * rng.normal(size=60)
+    est = LiftnnRegressor(hidden_layer_sizes=(4,), random_state=0).fit(X, y)
+    assert est.kept_ == "blend" and 0.5 < est.blend_weight_ < 1.0
+    assert est.loo_["blend_weight"] == est.blend_weight_ and est.loo_["network"] < est.loo_["linear"]
+    assert isinstance(est.ensemble_, Blend) and len(est.params_) == 2  # the network's weights
+    w, net, line = est.blend_weight_, est.ensemble_.first, est.ensemble_.second
+    Xt = np.linspace(-2.5, 2.5, 11)[:, None]
+    np.testing.assert_allclose(est.predict(Xt), (w * net.predict(Xt) + (1 - w) * line.predict(Xt))[:, 0],
+                               rtol=1e-12, atol=1e-12)
+    W, b = est.baseline_.params[0]
+    np.testing.assert_allclose(line.predict(Xt), Xt @ np.asarray(W).T + b, rtol=1e-12, atol=1e-12)
+    mean, std = est.predict(Xt, return_std=True)
+    (f1, s1), (f2, s2) = net.predict(Xt, True), line.predict(Xt, True)
+    var = w * (s1**2 + f1**2) + (1 - w) * (s2**2 + f2**2) - (w * f1 + (1 - w) * f2) ** 2
+    np.testing.assert_allclose(mean, est.predict(Xt), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(std, np.sqrt(var)[:, 0], rtol=1e-10)
+    assert np.all(std >= np.minimum(s1, s2)[:, 0] - 1e-12)
+    with pytest.raises(LiftnnError, match="weight"):
+        Blend(net, line, 1.5)

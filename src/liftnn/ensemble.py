@@ -93,3 +93,32 @@ def select_by_evidence(results):
         raise LiftnnError("select_by_evidence needs Results of weight_decay='bayes' trainings "
                           "(they carry log_evidence)")
     return max(results, key=lambda r: r["log_evidence"])
+
+
+class Blend:
+    """weight * first + (1 - weight) * second, two models' predictions combined: the regressor's
+    stacked network and linear model (liftnn.loo.stacking_weight; docs/bayes.md "Stacking the
+    network and the linear model").  first, second: Ensembles (or anything with their predict
+    and has_noise).
+
+    predict(X) -> the weighted mean (m, d_out); predict(X, return_std=True) -> (mean, std), the
+    std of the mixture of the two predictive distributions with these weights:
+    var = w (s1^2 + f1^2) + (1 - w) (s2^2 + f2^2) - mean^2."""
+
+    def __init__(self, first, second, weight: float):
+        if not 0.0 <= float(weight) <= 1.0:
+            raise LiftnnError(f"a blend's weight must lie in [0, 1]; got {weight!r}")
+        self.first, self.second, self.weight = first, second, float(weight)
+        self.has_noise = bool(first.has_noise and second.has_noise)
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def predict(self, X, return_std: bool = False):
+        w = self.weight
+        if not return_std:
+            return w * self.first.predict(X) + (1.0 - w) * self.second.predict(X)
+        (f1, s1), (f2, s2) = self.first.predict(X, True), self.second.predict(X, True)
+        mean = w * f1 + (1.0 - w) * f2
+        var = w * (s1**2 + f1**2) + (1.0 - w) * (s2**2 + f2**2) - mean**2
+        return mean, np.sqrt(np.clip(var, 0.0, None))

@@ -93,13 +93,17 @@ def ratio_of(result, n_targets: int) -> float:
     return float(result["weight_decay"]) * n_targets / 2.0
 
 
-def network(model, params, X, Y, ratio: float, refit: bool = True) -> Loo:
+def network(model, params, X, Y, ratio: float, refit: bool = True,
+            refits: dict | None = None) -> Loo:
     """The leave-one-out residuals of a network trained on (X, Y) with 1/2 sum e^2 + r/2
     ||theta||^2: linearised (module docstring), and with refit=True the samples of highest
-    leverage above REFIT_LEVERAGE (at most MAX_REFITS) retrained without themselves."""
+    leverage above REFIT_LEVERAGE (at most MAX_REFITS) retrained without themselves; refits, a
+    dict {sample: held-out residual} shared between calls on the same fit (earlier refits are
+    reused, new ones added)."""
     X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64).reshape(len(X), -1)
     E, h = _linearised(model, params, X, Y, ratio)
-    return _with_refits(model, params, X, Y, ratio, E, h) if refit else _estimate(E, h)
+    return (_with_refits(model, params, X, Y, ratio, E, h, known=refits) if refit
+            else _estimate(E, h))
 
 
 def _linearised(model, params, X, Y, ratio):
@@ -109,12 +113,14 @@ def _linearised(model, params, X, Y, ratio):
 
 
 def _with_refits(model, params, X, Y, ratio, E, h, target: float | None = None,
-                 decided=None) -> Loo:
+                 decided=None, known: dict | None = None) -> Loo:
     """_estimate(E, h) with the samples of highest leverage above REFIT_LEVERAGE refitted (at
     most MAX_REFITS, highest first).  With a target MSE the refits stop once the comparison with
     it is decided: the estimate is at most the target, or stays above it even if every sample
     still to refit had a held-out residual of 0.  decided(est, rest) -> bool, when given, is the
-    general form (rest: the samples still to refit)."""
+    general form (rest: the samples still to refit).  known: a dict of refits already made
+    ({sample: residual}, None for a refit that failed), used instead of refitting and extended
+    with the new ones."""
     if target is not None:
         def decided(est, rest):
             floor = est.mse - float(np.sum(est.residuals[rest] ** 2)) / E.size
@@ -126,7 +132,12 @@ def _with_refits(model, params, X, Y, ratio, E, h, target: float | None = None,
     if decided is not None and decided(est, todo):
         return est
     for k, i in enumerate(todo):
-        r = _held_out_residual(model, params, X, Y, i, ratio)
+        if known is not None and i in known:
+            r = known[i]
+        else:
+            r = _held_out_residual(model, params, X, Y, i, ratio)
+            if known is not None:
+                known[i] = r
         if r is not None:
             refits[i] = r
         est = _estimate(E, h, refits)
@@ -161,13 +172,14 @@ def _compared(model, result, X, Y, linear_fit):
             *_linearised(model, result["params"], X, Y, ratio))
 
 
-def confirms_network(model, result, X, Y, linear_fit) -> tuple[bool, dict]:
+def confirms_network(model, result, X, Y, linear_fit, refits: dict | None = None
+                     ) -> tuple[bool, dict]:
     """(whether the network of `result` (Bayesian-regularised, "mse") has a leave-one-out MSE
     at most the linear model's, {"network": its MSE, "linear": the linear model's, "refitted":
     the samples refitted}).  The linearised estimate decides when it already prefers the
-    network; otherwise the high-leverage samples are refitted first."""
+    network; otherwise the high-leverage samples are refitted first (refits: as `network`'s)."""
     X, Y, lin, ratio, E, h = _compared(model, result, X, Y, linear_fit)
-    net = _with_refits(model, result["params"], X, Y, ratio, E, h, target=lin.mse)
+    net = _with_refits(model, result["params"], X, Y, ratio, E, h, target=lin.mse, known=refits)
     return net.mse <= lin.mse, {"network": net.mse, "linear": lin.mse,
                                 "refitted": list(net.refitted)}
 
@@ -194,8 +206,8 @@ def p_value(lin: Loo, net: Loo) -> float:
     return float(stats.ttest_1samp(d, 0.0, alternative="greater").pvalue)
 
 
-def overrules_linear(model, result, X, Y, linear_fit,
-                     level: float = OVERRULE_LEVEL) -> tuple[bool, dict]:
+def overrules_linear(model, result, X, Y, linear_fit, level: float = OVERRULE_LEVEL,
+                     refits: dict | None = None) -> tuple[bool, dict]:
     """(whether the network of `result` has significantly smaller leave-one-out errors than the
     linear model, one-sided paired t-test at `level` (p_value), {"network", "linear": the MSEs,
     "refitted", "p_value"}).  LiftnnRegressor asks this where the evidence chose the linear
@@ -212,10 +224,28 @@ def overrules_linear(model, result, X, Y, linear_fit,
         best[rest] = 0.0
         return p_value(lin, est._replace(residuals=best)) >= level
 
-    net = _with_refits(model, result["params"], X, Y, ratio, E, h, decided=decided)
+    net = _with_refits(model, result["params"], X, Y, ratio, E, h, decided=decided, known=refits)
     p = p_value(lin, net)
     return p < level, {"network": net.mse, "linear": lin.mse, "refitted": list(net.refitted),
                        "p_value": p}
+
+
+def stacking_weight(net: Loo, lin: Loo) -> float:
+    """The network's weight w in [0, 1] in the combined prediction w f_network + (1 - w)
+    f_linear that minimises the mean squared leave-one-out error of the two fits' held-out
+    residuals: Breiman's stacked regression ("Stacked regressions", Machine Learning 24, 1996)
+    for two models, with the weights nonnegative and summing to one.  In closed form
+    w = sum e_l (e_l - e_n) / sum (e_l - e_n)^2, clipped to [0, 1] (1 where the residuals
+    coincide)."""
+    e_n, e_l = np.ravel(net.residuals), np.ravel(lin.residuals)
+    if e_n.shape != e_l.shape:
+        raise LiftnnError(f"stacking_weight needs residuals of one shape; got {np.shape(net.residuals)} "
+                          f"and {np.shape(lin.residuals)}")
+    d = e_l - e_n
+    dd = float(d @ d)
+    if not dd > 0:
+        return 1.0
+    return float(np.clip(float(e_l @ d) / dd, 0.0, 1.0))
 
 
 #: the largest mean leverage gamma / N (effective parameters per target entry) at which the

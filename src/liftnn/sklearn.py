@@ -43,7 +43,7 @@ from liftnn.bayes import METHODS as bayes_methods
 from liftnn.bayes import Posterior
 from liftnn.blas_threads import limit_blas
 from liftnn.datasets.base import Dataset
-from liftnn.ensemble import Ensemble, Member, ensemble, select_by_evidence
+from liftnn.ensemble import Blend, Ensemble, Member, ensemble, select_by_evidence
 from liftnn.models import MLP
 from liftnn.problem import predict
 from liftnn.solvers.result import MAX_ITER
@@ -249,15 +249,23 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
             the linear model's (docs/bayes.md "The leave-one-out check"); a network the
             evidence rejects is still kept when its leave-one-out errors are significantly
             smaller than the linear model's (loo.overrules_linear, docs/bayes.md "When the
-            evidence picks the linear model").  None keeps the network always.
+            evidence picks the linear model").  A kept network is then combined with the
+            linear model, w f_network + (1 - w) f_linear, with the w in [0, 1] that minimises
+            the two fits' leave-one-out MSE (loo.stacking_weight, Breiman's stacking; docs/bayes.md
+            "Stacking the network and the linear model"); w = 1 keeps the network alone.  None
+            keeps the network always.
 
     fit(X: (m, d), y: (m,) or (m, k)) -> self; predict(X) -> (m,) or (m, k); score = R^2.
-    Fitted attributes beyond _LiftnnEstimator's: kept_ ("network" or "linear": which model
-    predict uses; with "linear", model_, params_ and ensemble_ are the linear model's, while
-    result_ / results_ stay the network's training), log_evidence_ ({"network": .., "linear":
+    Fitted attributes beyond _LiftnnEstimator's: kept_ ("network", "linear" or "blend": which
+    model predict uses; with "linear", model_, params_ and ensemble_ are the linear model's,
+    while result_ / results_ stay the network's training; with "blend", model_ and params_ are
+    the network's and ensemble_ a liftnn.ensemble.Blend of the two), blend_weight_ (the
+    network's w: 1.0 for "network" and without the comparison, 0.0 for "linear"),
+    log_evidence_ ({"network": .., "linear":
     ..} or None without the comparison), baseline_ (the liftnn.baseline.LinearFit or None),
     loo_ ({"network": .., "linear": .., "refitted": [rows]}: the leave-one-out MSEs, with
-    "p_value" where the evidence chose the linear model; None without the comparison),
+    "p_value" where the evidence chose the linear model and "blend_weight" where the network
+    was kept; None without the comparison),
     start_loo_ (per initialisation, {"kept", "other", "p_value", "leverage", "switched"}: the
     leave-one-out comparison of the two evidence starts, liftnn.loo.other_start, or None where
     it was not made).
@@ -309,6 +317,7 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
         """The evidence's choice between the fitted network and the Bayesian linear model
         (`baseline`); sets kept_, log_evidence_, baseline_."""
         self.kept_, self.log_evidence_, self.baseline_, self.loo_ = "network", None, None, None
+        self.blend_weight_ = 1.0
         if self.baseline is None or self._weight_decay() != "bayes":
             return
         with_evidence = [r for r in self.results_ if "log_evidence" in r]
@@ -319,18 +328,34 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
         lin = linear_baseline.fit(X, Y)
         self.baseline_ = lin
         self.log_evidence_ = {"network": network, "linear": lin.log_evidence}
+        refits: dict = {}  # the exact held-out residuals, shared by the checks below
         if linear_baseline.compare(network, lin) == "network":
-            keep, self.loo_ = loo.confirms_network(self.model_, best, X, Y, lin)
+            keep, self.loo_ = loo.confirms_network(self.model_, best, X, Y, lin, refits=refits)
         else:  # the evidence chose the linear model: its leave-one-out errors may overrule it
-            keep, self.loo_ = loo.overrules_linear(self.model_, best, X, Y, lin)
-        if keep:
+            keep, self.loo_ = loo.overrules_linear(self.model_, best, X, Y, lin,
+                                                   refits=refits)
+        if not keep:
+            linear = self._linear_ensemble(X, Y, lin)
+            self.kept_, self.blend_weight_ = "linear", 0.0
+            self.model_, self.params_, self.ensemble_ = linear.model, lin.params, linear
             return
+        # the kept network, shrunk towards the linear model by the leave-one-out errors of both
+        # (Breiman's stacking; docs/bayes.md "Stacking the network and the linear model")
+        net = loo.network(self.model_, best["params"], X, Y, loo.ratio_of(best, Y.size),
+                          refits=refits)
+        w = loo.stacking_weight(net, loo.linear(X, Y, lin))
+        self.loo_["blend_weight"] = self.blend_weight_ = w
+        if w < 1.0:
+            self.kept_ = "blend"
+            self.ensemble_ = Blend(self.ensemble_, self._linear_ensemble(X, Y, lin), w)
+
+    def _linear_ensemble(self, X: np.ndarray, Y: np.ndarray, lin) -> Ensemble:
+        """The Bayesian linear model `lin` as a one-member Ensemble with its Laplace posterior."""
         model = MLP((X.shape[1], Y.shape[1]), activation=self._activation(), init=self.init)
         post = Posterior.from_jacobian(model, lin.params,
                                        linear_baseline.jacobian(X, Y.shape[1]), lin.alpha,
                                        lin.beta)
-        self.kept_, self.model_, self.params_ = "linear", model, lin.params
-        self.ensemble_ = Ensemble(model, [Member(lin.params, post)])
+        return Ensemble(model, [Member(lin.params, post)])
 
     def predict(self, X, return_std: bool = False):
         """Mean prediction (m,) or (m, k); with return_std=True also its std (the Laplace
