@@ -261,8 +261,7 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
     while result_ / results_ stay the network's training; with "blend", model_ and params_ are
     the network's and ensemble_ a liftnn.ensemble.Blend of the two), blend_weight_ (the
     network's w: 1.0 for "network" and without the comparison, 0.0 for "linear"),
-    log_evidence_ ({"network": .., "linear":
-    ..} or None without the comparison), baseline_ (the liftnn.baseline.LinearFit or None),
+    log_evidence_ ({"network": .., "linear": ..} or None without the comparison), baseline_ (the liftnn.baseline.LinearFit or None),
     loo_ ({"network": .., "linear": .., "refitted": [rows]}: the leave-one-out MSEs, with
     "p_value" where the evidence chose the linear model and "blend_weight" where the network
     was kept; None without the comparison),
@@ -315,7 +314,9 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
 
     def _compare_with_linear(self, X: np.ndarray, Y: np.ndarray) -> None:
         """The evidence's choice between the fitted network and the Bayesian linear model
-        (`baseline`); sets kept_, log_evidence_, baseline_."""
+        (`baseline`), checked by the leave-one-out errors, and a kept network's stacking with
+        the linear model (with n_init > 1 the weight is the start of highest evidence's, applied
+        to the kept starts' mean); sets kept_, blend_weight_, log_evidence_, baseline_, loo_."""
         self.kept_, self.log_evidence_, self.baseline_, self.loo_ = "network", None, None, None
         self.blend_weight_ = 1.0
         if self.baseline is None or self._weight_decay() != "bayes":
