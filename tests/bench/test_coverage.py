@@ -113,5 +113,5 @@ def test_rows_are_kept_a_rerun_skips_them_and_the_report_reads_them(tmp_path):
 def test_liftnn_intervals_on_sin2_hold_about_the_nominal_share(tmp_path):
     rows = coverage.run(tmp_path, ["liftnn-16-16"], ["sin2"], [1, 2])
     for r in rows:
-        assert r["status"] == "ok" and r["kept"] == "network"
+        assert r["status"] == "ok" and r["kept"] in ("network", "blend")  # blend: stacked
         assert coverage.BAND[0] <= r["coverage"] <= coverage.BAND[1]
