@@ -264,14 +264,16 @@ def test_regressor_stacks_a_kept_network_with_the_linear_model():
     y = X[:, 0] + np.sin(2 * X[:, 0]) + 0.3 * rng.normal(size=60)
     est = LiftnnRegressor(hidden_layer_sizes=(4,), random_state=0).fit(X, y)
     assert est.kept_ == "blend" and 0.5 < est.blend_weight_ < 1.0
-    assert est.loo_["blend_weight"] == est.blend_weight_ and est.loo_["network"] < est.loo_["linear"]
+    assert est.loo_["blend_weight"] == est.blend_weight_
+    assert est.loo_["network"] < est.loo_["linear"]
     assert isinstance(est.ensemble_, Blend) and len(est.params_) == 2  # the network's weights
     w, net, line = est.blend_weight_, est.ensemble_.first, est.ensemble_.second
     Xt = np.linspace(-2.5, 2.5, 11)[:, None]
-    np.testing.assert_allclose(est.predict(Xt), (w * net.predict(Xt) + (1 - w) * line.predict(Xt))[:, 0],
-                               rtol=1e-12, atol=1e-12)
+    combined = w * net.predict(Xt) + (1 - w) * line.predict(Xt)
+    np.testing.assert_allclose(est.predict(Xt), combined[:, 0], rtol=1e-12, atol=1e-12)
     W, b = est.baseline_.params[0]
-    np.testing.assert_allclose(line.predict(Xt), Xt @ np.asarray(W).T + b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(line.predict(Xt), Xt @ np.asarray(W).T + b, rtol=1e-12,
+                               atol=1e-12)
     mean, std = est.predict(Xt, return_std=True)
     (_, s1), (_, s2) = net.predict(Xt, True), line.predict(Xt, True)
     np.testing.assert_allclose(mean, est.predict(Xt), rtol=1e-12, atol=1e-12)

@@ -239,8 +239,8 @@ def stacking_weight(net: Loo, lin: Loo) -> float:
     coincide)."""
     e_n, e_l = np.ravel(net.residuals), np.ravel(lin.residuals)
     if e_n.shape != e_l.shape:
-        raise LiftnnError(f"stacking_weight needs residuals of one shape; got {np.shape(net.residuals)} "
-                          f"and {np.shape(lin.residuals)}")
+        raise LiftnnError(f"stacking_weight needs residuals of one shape; got "
+                          f"{np.shape(net.residuals)} and {np.shape(lin.residuals)}")
     d = e_l - e_n
     dd = float(d @ d)
     if not dd > 0:

@@ -261,7 +261,8 @@ class LiftnnRegressor(RegressorMixin, _LiftnnEstimator):
     while result_ / results_ stay the network's training; with "blend", model_ and params_ are
     the network's and ensemble_ a liftnn.ensemble.Blend of the two), blend_weight_ (the
     network's w: 1.0 for "network" and without the comparison, 0.0 for "linear"),
-    log_evidence_ ({"network": .., "linear": ..} or None without the comparison), baseline_ (the liftnn.baseline.LinearFit or None),
+    log_evidence_ ({"network": .., "linear": ..} or None without the comparison), baseline_
+    (the liftnn.baseline.LinearFit or None),
     loo_ ({"network": .., "linear": .., "refitted": [rows]}: the leave-one-out MSEs, with
     "p_value" where the evidence chose the linear model and "blend_weight" where the network
     was kept; None without the comparison),
