@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from liftnn import xla_options
 from liftnn._validate import callable_or_none, integer, merge_options, number
 from liftnn.blas_threads import limit_blas
 from liftnn.errors import LiftnnError
@@ -163,12 +164,13 @@ def scalar_functions(fun: Callable, squeeze: bool) -> ScalarFunctions:
 @cached_by_function
 def _scalar_programs(fun: Callable, squeeze: bool) -> ScalarFunctions:
     """scalar_functions' programs of fun(x, *args) (args: the data, traced; none for a plain
-    function of x)."""
+    function of x); f and (f, grad f) with liftnn.xla_options' CPU options (a cold
+    LiftnnClassifier fit on moons 0.33-0.35 -> 0.29-0.31 s, docs/benchmarks.md "XLA options")."""
     f = (lambda x, *a: jnp.reshape(fun(x, *a), ())) if squeeze else fun
     grad = jax.grad(f)
     return ScalarFunctions(
-        f=jax.jit(f),
-        fg=jax.jit(jax.value_and_grad(f)),
+        f=xla_options.jit(f),
+        fg=xla_options.jit(jax.value_and_grad(f)),
         hess=jax.jit(jax.hessian(f)),
         hvp=jax.jit(lambda x, v, *a: jax.jvp(lambda y: grad(y, *a), (x,), (v,))[1]),
         scalar=f,
