@@ -65,15 +65,21 @@ def test_network_linearised_residuals_are_first_order_in_the_removed_sample():
         assert exact == pytest.approx(lin.residuals[i], abs=0.02 * max(1.0, abs(exact[0])))
 
 
-def test_network_refits_the_samples_of_high_leverage():
-    """An isolated input far from the rest: the network fits it by itself (leverage near 1), the
-    linearised residual overstates the held-out error, and the refit replaces it."""
+def _isolated_sample_fit():
+    """A line with one isolated input far from the rest (sample 30), and a network fitted to it
+    that spends a hidden unit on that sample: X, Y, model, Result, r."""
     rng = np.random.default_rng(3)
     X = np.vstack([rng.uniform(-1, 1, size=(30, 1)), [[6.0]]])
     Y = 0.5 * X + 0.1 * rng.normal(size=(31, 1))
     Y[-1] += 2.0
     model, res = _network_fit(X, Y, hidden=6, r=0.05)
-    r = loo.ratio_of(res, Y.size)
+    return X, Y, model, res, loo.ratio_of(res, Y.size)
+
+
+def test_network_refits_the_samples_of_high_leverage():
+    """An isolated input far from the rest: the network fits it by itself (leverage near 1), the
+    linearised residual overstates the held-out error, and the refit replaces it."""
+    X, Y, model, res, r = _isolated_sample_fit()
     lin = loo.network(model, res["params"], X, Y, r, refit=False)
     assert lin.leverage[-1, 0] > loo.REFIT_LEVERAGE
     full = loo.network(model, res["params"], X, Y, r)
@@ -237,12 +243,7 @@ def test_stacking_weight_minimises_the_leave_one_out_error_of_the_combination():
 def test_shared_refits_are_reused_not_repeated():
     """network(..., refits=d) fills d with the exact held-out residuals and takes them from d
     on a later call (a planted value shows it)."""
-    rng = np.random.default_rng(3)
-    X = np.vstack([rng.uniform(-1, 1, size=(30, 1)), [[6.0]]])
-    Y = 0.5 * X + 0.1 * rng.normal(size=(31, 1))
-    Y[-1] += 2.0
-    model, res = _network_fit(X, Y, hidden=6, r=0.05)
-    r = loo.ratio_of(res, Y.size)
+    X, Y, model, res, r = _isolated_sample_fit()
     shared: dict = {}
     first = loo.network(model, res["params"], X, Y, r, refits=shared)
     assert sorted(shared) == sorted(first.refitted) and 30 in shared
