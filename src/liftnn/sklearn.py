@@ -81,7 +81,8 @@ class _LiftnnEstimator(BaseEstimator):
             the mean probability) or "evidence" (keep the start with the highest log evidence;
             needs weight_decay="bayes").
         baseline: "linear" (the default) or None: compare the network with the linear model a
-            user would try first and keep the better (each estimator says how), or never.
+            user would try first and keep the better, or a combination of the two (each
+            estimator says how), or never.
 
     Fitted attributes: model_ (the liftnn.MLP), params_ (the weights of the best start by its
     training objective, or by evidence, a list of (W, b) NumPy arrays), result_ (its Result),
