@@ -240,6 +240,8 @@ def test_blend_weight_minimises_the_held_out_log_loss_of_the_mixture():
     assert baseline.blend_weight(Y, Y, bad) == 1.0  # a network that is never wrong
     assert baseline.blend_weight(Y, bad, Y) == 0.0
     assert baseline.blend_weight(Y, bad, bad) == 1.0  # a tie keeps the network
+    nan = np.full_like(Y, np.nan)  # a diverged network's probabilities get no weight
+    assert baseline.blend_weight(Y, nan, bad) == 0.0 and baseline.blend_weight(Y, bad, nan) == 1.0
     with pytest.raises(LiftnnError, match="one shape"):
         baseline.blend_weight(Y, bad[:, :2], bad)
 

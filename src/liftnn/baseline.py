@@ -295,11 +295,17 @@ def blend_weight(Y, p_network, p_linear) -> float:
     to average Bayesian predictive distributions", Bayesian Analysis 13, 2018), for two models.
     The loss is convex in w (minus the log of a function linear in w), so one bounded scalar
     search finds it.  The ends win ties, the network first: 1.0 where the network alone is at
-    most the mixture's loss, 0.0 where the linear model alone is."""
+    most the mixture's loss, 0.0 where the linear model alone is.  Probabilities that are not
+    finite (a network that diverged) get no weight: 0.0 for the network's, else 1.0 for the
+    linear model's."""
     Y, pn, pl = (np.asarray(a, dtype=np.float64) for a in (Y, p_network, p_linear))
     if not (Y.shape == pn.shape == pl.shape) or Y.ndim != 2 or len(Y) == 0:
         raise LiftnnError(f"blend_weight needs one-hot Y and two probability arrays of one shape "
                           f"(m, K), m >= 1; got {Y.shape}, {pn.shape}, {pl.shape}")
+    if not np.all(np.isfinite(pn)):
+        return 0.0
+    if not np.all(np.isfinite(pl)):
+        return 1.0
 
     def loss(w):
         return log_loss(Y, w * pn + (1.0 - w) * pl)
