@@ -254,3 +254,21 @@ def test_compile_ahead_prepares_the_program_that_fit_many_runs():
     lm_compiled._COMPILED.clear()
     lm_compiled.compile_ahead(bare, p0s, method="gn", max_iter=MAX_ITER)
     assert not lm_compiled._COMPILED
+
+
+def test_a_failed_background_compilation_is_compiled_again_in_the_call():
+    """A compile_ahead future that failed is dropped, and fit_many compiles in the call."""
+    import concurrent.futures
+
+    problem, model = _problem([1, 7, 1], 1e-3)
+    p0s = [model.init(s) for s in SEEDS]
+    lm_compiled._COMPILED.clear()
+    lm_compiled.compile_ahead(problem, p0s, max_iter=MAX_ITER)
+    (key,) = lm_compiled._COMPILED
+    lm_compiled._COMPILED[key].result()  # let it finish, then plant a failure in its place
+    failed = concurrent.futures.Future()
+    failed.set_exception(RuntimeError("XLA ran out of memory"))
+    lm_compiled._COMPILED[key] = failed
+    got = lm_compiled.fit_many(problem, p0s, max_iter=MAX_ITER)
+    assert got[0]["compile_s"] > 0 and not got[0]["compile_cached"]
+    assert not isinstance(lm_compiled._COMPILED[key], concurrent.futures.Future)

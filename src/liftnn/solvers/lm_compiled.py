@@ -499,7 +499,13 @@ def _compiled(method, problem, K, N, P, max_iter, args, lanes, ahead: bool = Fal
     if ahead:
         return None, 0.0, False
     if isinstance(entry, concurrent.futures.Future):  # compiled ahead: wait for it
-        exe = entry.result()
+        try:
+            exe = entry.result()
+        except Exception:  # noqa: BLE001 - the background compilation failed: compile here
+            with _COMPILING:
+                if _COMPILED.get(key) is entry:
+                    del _COMPILED[key]
+            return _compiled(method, problem, K, N, P, max_iter, args, lanes)
         with _COMPILING:
             if key is not None and _COMPILED.get(key) is entry:
                 _COMPILED[key] = exe
