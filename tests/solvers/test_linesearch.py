@@ -175,7 +175,7 @@ def test_a_kink_fails_the_strong_wolfe_search_unless_accept_kink():
     plain = strong_wolfe(fg, x, d, f0, g0)
     assert not plain.success and "failed" in plain.message
     kink = strong_wolfe(fg, x, d, f0, g0, accept_kink=True)
-    assert kink.success and kink.message == KINK_MSG
+    assert kink.success and kink.kink and kink.message == KINK_MSG
     assert kink.f <= f0 + 1e-4 * kink.step * float(g0 @ d) and kink.f < 1.0 + 1e-6  # at c
     assert kink.step == pytest.approx(0.3141592653589793, abs=1e-6)
 

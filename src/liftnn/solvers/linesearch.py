@@ -56,7 +56,8 @@ class LineSearchResult(NamedTuple):
     x: x + step d; f: phi(step); g: grad f(x + step d) (None for `armijo`, which evaluates
     values only); nfev / njev: function / gradient evaluations made by the search;
     success: the conditions hold at `step`; unbounded: a trial gave f = -inf;
-    message: why the search stopped.
+    message: why the search stopped; kink: the step was accepted by strong_wolfe's accept_kink
+    (sufficient decrease without the curvature condition).
     """
 
     step: float
@@ -68,6 +69,7 @@ class LineSearchResult(NamedTuple):
     success: bool
     unbounded: bool = False
     message: str = ""
+    kink: bool = False
 
 
 def _number(name: str, value) -> float:
@@ -208,7 +210,7 @@ def strong_wolfe(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.nda
         accept_kink: where the zoom ends without a strong Wolfe step (the bracket shrank to
             rounding width, or max_evals ran out) but its low end a_lo > 0 satisfies sufficient
             decrease and lowers f by more than rounding (1e3 eps |f0|), accept a_lo with success
-            True and KINK_MSG instead of failing.  That is what a kink of phi does (a ReLU
+            True, kink True and KINK_MSG instead of failing.  That is what a kink of phi does (a ReLU
             network's loss: the slope jumps from negative to positive across the kink, so no
             step near it satisfies the curvature condition).  The caller must tolerate
             y^T s <= 0 (quasi-Newton methods skip that pair).
@@ -254,6 +256,10 @@ class _WolfeSearch:
     def done(self, a, xa, fa, ga, msg="strong Wolfe conditions hold"):
         return LineSearchResult(a, xa, fa, ga, self.n_eval, self.n_eval, True, False, msg)
 
+    def kink(self, a, xa, fa, ga):
+        """accept_kink's step (kink_ok): success, with KINK_MSG and kink True."""
+        return self.done(a, xa, fa, ga, KINK_MSG)._replace(kink=True)
+
     def unbounded(self, a, xa):
         return LineSearchResult(a, xa, -math.inf, None, self.n_eval, self.n_eval, False, True,
                                 f"f = -inf at step {a:g}: unbounded below along d")
@@ -270,7 +276,7 @@ class _WolfeSearch:
     def kink_ok(self, a_lo, f_lo):
         """accept_kink's fallback for a zoom that found no strong Wolfe step: its low end a_lo
         > 0 satisfies sufficient decrease and lowers f by more than rounding."""
-        return self.accept_kink and a_lo > 0.0 and self.f0 - f_lo > self.f_noise
+        return self.accept_kink and a_lo > 0.0 and lowers_beyond_rounding(self.f0, f_lo)
 
     def curvature_ok(self, da):
         return abs(da) <= -self.eta * self.dphi0
@@ -290,7 +296,7 @@ class _WolfeSearch:
             width = a_hi - a_lo
             if abs(width) <= 1e-16 * max(abs(a_lo), abs(a_hi)) or width == 0.0:
                 if self.kink_ok(a_lo, f_lo):
-                    return self.done(a_lo, x_lo, f_lo, g_lo, KINK_MSG)
+                    return self.kink(a_lo, x_lo, f_lo, g_lo)
                 return self.failed(a_lo, x_lo, f_lo, g_lo, "the bracket shrank to rounding level")
             a = math.nan
             if math.isfinite(f_hi) and math.isfinite(d_hi):
@@ -312,7 +318,7 @@ class _WolfeSearch:
                     a_hi, f_hi, d_hi = a_lo, f_lo, d_lo
                 a_lo, f_lo, d_lo, x_lo, g_lo = a, fa, da, xa, ga
         if self.kink_ok(a_lo, f_lo):
-            return self.done(a_lo, x_lo, f_lo, g_lo, KINK_MSG)
+            return self.kink(a_lo, x_lo, f_lo, g_lo)
         return self.failed(a_lo, x_lo, f_lo, g_lo,
                            f"no acceptable step in {self.max_evals} evaluations")
 

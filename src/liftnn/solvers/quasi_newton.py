@@ -42,12 +42,7 @@ import numpy as np
 from liftnn._validate import integer
 from liftnn.solvers import result as R
 from liftnn.solvers.driver import Iterate, Step
-from liftnn.solvers.linesearch import (
-    KINK_MSG,
-    check_wolfe_parameters,
-    lowers_beyond_rounding,
-    strong_wolfe,
-)
+from liftnn.solvers.linesearch import check_wolfe_parameters, lowers_beyond_rounding, strong_wolfe
 
 # val_patience 50: cheap iterations, a longer wait on the validation loss (driver default: 10)
 BFGS_DEFAULTS = {"mu": 1e-4, "eta": 0.9, "max_ls": 50, "val_patience": 50}
@@ -105,7 +100,7 @@ def _search(ev, it: Iterate, p: np.ndarray, first: bool, o: dict):
     info["update_skipped"] = pair is None
     if restarted:
         info["restart"] = True
-    if ls.message == KINK_MSG:
+    if ls.kink:
         info["kink"] = True
     return restarted, Step(new, ls.step, info=info), pair
 
