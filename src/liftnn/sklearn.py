@@ -502,14 +502,8 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
             self._warn_status()
             return self
         part, held = split
-        # the softmax regression (numpy) runs in a second thread while the network trains
-        # (JAX): the two are independent, and on digits that hides its 0.5 s per fit; one BLAS
-        # limit over both, so neither thread's limit_blas restores the other's BLAS threads
-        with limit_blas(), ThreadPoolExecutor(1) as pool:
-            linear = pool.submit(linear_baseline.fit_logistic, X[part], Y[part])
-            with padding.at_least(len(X)):  # the programs of the later fit on every row
-                self._fit_network(X[part], Y[part])
-            lin = linear.result()
+        with padding.at_least(len(X)):  # the programs of the later fit on every row
+            lin = self._fit_beside_logistic(X[part], Y[part])
         p_net, p_lin = self.predict_proba(X[held]), lin.predict_proba(X[held])
         w = linear_baseline.blend_weight(Y[held], p_net, p_lin)
         self.holdout_log_loss_ = {
@@ -521,11 +515,8 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
             self._fit_network(X, Y)
             self._warn_status()
             return self
-        if w > 0.0:  # both on every row, the softmax regression again beside the network
-            with limit_blas(), ThreadPoolExecutor(1) as pool:
-                linear = pool.submit(linear_baseline.fit_logistic, X, Y)
-                self._fit_network(X, Y)
-                self.baseline_ = linear.result()
+        if w > 0.0:  # both on every row
+            self.baseline_ = self._fit_beside_logistic(X, Y)
             self.kept_ = "blend"
             self._warn_status()
             return self
@@ -534,6 +525,17 @@ class LiftnnClassifier(ClassifierMixin, _LiftnnEstimator):
         self.kept_, self.baseline_, self.model_, self.params_ = "linear", lin, model, lin.params
         self.ensemble_ = Ensemble(model, [Member(lin.params, None)])
         return self
+
+    def _fit_beside_logistic(self, X: np.ndarray, Y: np.ndarray):
+        """Train the network on (X, Y) and return the softmax regression of the same rows
+        (liftnn.baseline.LogisticFit), fitted in a second thread meanwhile: the two are
+        independent (numpy and XLA release the GIL), and on digits that hides its 0.5 s per
+        fit; one BLAS limit over both, so neither thread's limit_blas restores the other's BLAS
+        threads."""
+        with limit_blas(), ThreadPoolExecutor(1) as pool:
+            linear = pool.submit(linear_baseline.fit_logistic, X, Y)
+            self._fit_network(X, Y)
+            return linear.result()
 
     def _holdout(self, idx: np.ndarray):
         """(rows trained on, rows held out): a stratified HOLDOUT split seeded by random_state,

@@ -246,15 +246,12 @@ def _bayes(spec: Method, model, X, Y, Xv, Yv, loss, p0s, options, own):
 
     N, P = int(np.size(Y)), int(sum(np.size(a) for a in jax.tree_util.tree_leaves(p0s[0])))
     refine = bayes.refiner(spec.name, loss, own, N, P)
-    refine_cycle = (None if refine is None else
-                    cycle_with(METHODS[refine], {"max_iter": bayes.REFINE_MAX_ITER,
-                                                 **({"devices": options["devices"]}
-                                                    if "devices" in options else {})}))
+    refine_opts = {"max_iter": bayes.REFINE_MAX_ITER,
+                   **({"devices": options["devices"]} if "devices" in options else {})}
+    refine_cycle = None if refine is None else cycle_with(METHODS[refine], refine_opts)
     if refine == "lm":  # its program compiles beside the first cycle's lifted training
         lm_compiled.compile_ahead(problem_for(1.0), list(p0s), weight_decays=[1.0] * len(p0s),
-                                  pad_to=len(p0s), max_iter=bayes.REFINE_MAX_ITER,
-                                  **({"devices": options["devices"]}
-                                     if "devices" in options else {}))
+                                  pad_to=len(p0s), **refine_opts)
     t0 = time.perf_counter()
     results = bayes.fit(cycle_with(spec, options), model, X, Y, loss, p0s, own, refine_cycle)
     wall = time.perf_counter() - t0
